@@ -1,0 +1,39 @@
+// Command sluice is the Sluice IPFIX collector and mediator. Subcommands:
+// decode (captures and IPFIX files to JSON lines).
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `usage: sluice <command> [flags] [args]
+
+commands:
+  decode FILE...   decode pcap/pcapng captures, IPFIX files and raw NetFlow
+                   payloads to one JSON object per data record
+
+Run 'sluice <command> -h' for a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "decode":
+		err = runDecode(os.Args[2:], os.Stdout, os.Stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(os.Stdout, usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "sluice: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sluice:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,100 @@
+package ipfix
+
+//go:generate go run ./internal/iegen -in ../../../shared/data/iana/ipfix.xml -out ies_iana.go
+
+import "strconv"
+
+// ianaIndex maps an IANA element ID to 1 + its position in ianaIEs (0 means
+// unregistered). One index serves both ianaIEs and reverseIEs, which share
+// positions.
+var ianaIndex [ianaMaxID + 1]uint16
+
+// reverseIEs[i] is the RFC 5103 reverse counterpart of ianaIEs[i].
+var reverseIEs [len(ianaIEs)]InfoElement
+
+// byName finds IANA and reverse elements by name; config only, not the hot path.
+var byName map[string]*InfoElement
+
+func init() {
+	byName = make(map[string]*InfoElement, 2*len(ianaIEs))
+	for i := range ianaIEs {
+		ie := &ianaIEs[i]
+		ianaIndex[ie.ID] = uint16(i + 1)
+
+		// Every IANA element gets a reverse twin: RFC 5103 leaves a few
+		// (exporter/process-scoped) meaningless in reverse, but a collector
+		// should still decode them if an exporter sends them.
+		rev := *ie
+		rev.Name = reverseName(ie.Name)
+		rev.PEN = ReversePEN
+		rev.Reverse = true
+		reverseIEs[i] = rev
+
+		addName(ie)
+		addName(&reverseIEs[i])
+	}
+}
+
+func addName(ie *InfoElement) {
+	if prev, dup := byName[ie.Name]; dup {
+		panic("ipfix: duplicate element name " + ie.Name + " (IDs " +
+			strconv.Itoa(int(prev.ID)) + ", " + strconv.Itoa(int(ie.ID)) + ")")
+	}
+	byName[ie.Name] = ie
+}
+
+// reverseName applies RFC 5103's naming: octetDeltaCount -> reverseOctetDeltaCount.
+func reverseName(name string) string {
+	if name != "" && 'a' <= name[0] && name[0] <= 'z' {
+		return "reverse" + string(name[0]-'a'+'A') + name[1:]
+	}
+	return "reverse" + name // already upper-case, e.g. VRFname
+}
+
+// Lookup returns the registered element for (pen, id), or nil if unknown.
+// It handles IANA elements (pen 0) and their RFC 5103 reverse copies (pen
+// ReversePEN). It does not allocate; the result is shared and read-only.
+func Lookup(pen uint32, id uint16) *InfoElement {
+	if int(id) >= len(ianaIndex) {
+		return nil
+	}
+	i := ianaIndex[id]
+	if i == 0 {
+		return nil
+	}
+	switch pen {
+	case 0:
+		return &ianaIEs[i-1]
+	case ReversePEN:
+		return &reverseIEs[i-1]
+	}
+	return nil
+}
+
+// LookupName returns the IANA or reverse element with the given name, or nil.
+func LookupName(name string) *InfoElement {
+	return byName[name]
+}
+
+// UnknownName names an unregistered element: "_ipfix_<id>" for IANA IDs,
+// "e<pen>id<id>" for enterprise ones.
+func UnknownName(pen uint32, id uint16) string {
+	if pen == 0 {
+		return "_ipfix_" + strconv.FormatUint(uint64(id), 10)
+	}
+	return "e" + strconv.FormatUint(uint64(pen), 10) + "id" + strconv.FormatUint(uint64(id), 10)
+}
+
+// ElementFor returns the registered element for (pen, id), or a synthesized
+// one (decoded as octetArray, Known false) when it is not registered.
+func ElementFor(pen uint32, id uint16) InfoElement {
+	if ie := Lookup(pen, id); ie != nil {
+		return *ie
+	}
+	return InfoElement{Name: UnknownName(pen, id), ID: id, PEN: pen, Type: TypeOctetArray}
+}
+
+// RegistryUpdated returns the date of the IANA registry the table was built from.
+func RegistryUpdated() string {
+	return ianaRegistryUpdated
+}

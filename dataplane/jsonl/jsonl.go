@@ -1,0 +1,323 @@
+// Package jsonl encodes decoded flow records as JSON lines: one object per
+// data record with the exporter, domain, template and export time, then every
+// field by its IANA name with a typed value. It appends to the caller's
+// buffer and uses no reflection or fmt, so it can run on the hot path.
+package jsonl
+
+import (
+	"encoding/hex"
+	"math"
+	"net/netip"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+)
+
+// Resolver finds the layout of a template in the same exporter scope and
+// domain as the record, for RFC 6313 subTemplateLists. It returns nil if the
+// template is unknown.
+type Resolver interface {
+	Resolve(templateID uint16) *ipfix.Layout
+}
+
+// Meta describes where a record came from.
+type Meta struct {
+	Exporter netip.AddrPort
+	Msg      *ipfix.Message
+	// Resolve is used for sub-template lists; nil shows them as octets.
+	Resolve Resolver
+}
+
+// paddingOctets carries no information and is left out.
+const paddingOctetsID = 210
+
+// AppendRecord appends r as one JSON object and a newline.
+//
+// Keys: "exporter" (address:port, or address alone when the port is 0),
+// "version", "observation_domain", "template_id", "export_time" (RFC 3339),
+// "options" (true for options records), then each field under its unique
+// key (ipfix.Field.Key). Values: numbers as numbers, booleans as booleans,
+// addresses, MACs and times (RFC 3339) as strings, strings escaped, octet
+// arrays and values whose width does not fit their type as hex strings.
+// NetFlow v9/v5 uptime-relative times (flowStartSysUpTime,
+// flowEndSysUpTime) are made absolute from the header.
+func AppendRecord(dst []byte, m *Meta, r *ipfix.Record) []byte {
+	dst = append(dst, `{"exporter":"`...)
+	if m.Exporter.Port() == 0 {
+		dst = m.Exporter.Addr().AppendTo(dst)
+	} else {
+		dst = m.Exporter.AppendTo(dst)
+	}
+	dst = append(dst, `","version":`...)
+	dst = strconv.AppendUint(dst, uint64(m.Msg.Version), 10)
+	dst = append(dst, `,"observation_domain":`...)
+	dst = strconv.AppendUint(dst, uint64(m.Msg.DomainID), 10)
+	dst = append(dst, `,"template_id":`...)
+	dst = strconv.AppendUint(dst, uint64(r.Layout.ID), 10)
+	dst = append(dst, `,"export_time":"`...)
+	dst = m.Msg.Time().AppendFormat(dst, time.RFC3339)
+	dst = append(dst, '"')
+	if r.Layout.Options {
+		dst = append(dst, `,"options":true`...)
+	}
+	dst = appendFields(dst, m, r, 0)
+	return append(dst, "}\n"...)
+}
+
+// appendFields appends `,"key":value` for every field of r.
+func appendFields(dst []byte, m *Meta, r *ipfix.Record, depth int) []byte {
+	fields := r.Layout.Fields
+	for i := range fields {
+		f := &fields[i]
+		if f.ID == paddingOctetsID && f.PEN == 0 {
+			continue
+		}
+		dst = append(dst, ',', '"')
+		dst = append(dst, f.Key...)
+		dst = append(dst, '"', ':')
+		dst = AppendValue(dst, m, f.IE, r.Bytes(i), depth)
+	}
+	return dst
+}
+
+// AppendValue appends one field value in JSON as AppendRecord does.
+// depth counts enclosing lists; beyond ipfix.MaxListDepth lists are shown as
+// octets.
+func AppendValue(dst []byte, m *Meta, ie *ipfix.InfoElement, b []byte, depth int) []byte {
+	switch ie.Type {
+	case ipfix.TypeUnsigned8, ipfix.TypeUnsigned16, ipfix.TypeUnsigned32, ipfix.TypeUnsigned64:
+		if len(b) == 0 || len(b) > 8 {
+			break
+		}
+		if m != nil && m.Msg != nil && m.Msg.Version != ipfix.VersionIPFIX && ie.PEN == 0 && (ie.ID == 21 || ie.ID == 22) && len(b) == 4 {
+			return appendTime(dst, m.Msg.UptimeTime(uint32(ipfix.Uint(b))))
+		}
+		return strconv.AppendUint(dst, ipfix.Uint(b), 10)
+	case ipfix.TypeSigned8, ipfix.TypeSigned16, ipfix.TypeSigned32, ipfix.TypeSigned64:
+		if len(b) == 0 || len(b) > 8 {
+			break
+		}
+		return strconv.AppendInt(dst, ipfix.Int(b), 10)
+	case ipfix.TypeFloat32, ipfix.TypeFloat64:
+		if len(b) != 4 && len(b) != 8 {
+			break
+		}
+		f := ipfix.Float(b)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			dst = append(dst, '"')
+			dst = strconv.AppendFloat(dst, f, 'g', -1, 64)
+			return append(dst, '"')
+		}
+		bits := 64
+		if len(b) == 4 {
+			bits = 32
+		}
+		return strconv.AppendFloat(dst, f, 'g', -1, bits)
+	case ipfix.TypeBoolean:
+		if len(b) != 1 || (b[0] != 1 && b[0] != 2) {
+			break
+		}
+		return strconv.AppendBool(dst, b[0] == 1)
+	case ipfix.TypeIPv4Address, ipfix.TypeIPv6Address:
+		if len(b) != 4 && len(b) != 16 {
+			break
+		}
+		dst = append(dst, '"')
+		dst = ipfix.Addr(b).AppendTo(dst)
+		return append(dst, '"')
+	case ipfix.TypeMACAddress:
+		if len(b) != 6 {
+			break
+		}
+		dst = append(dst, '"')
+		for i, c := range b {
+			if i > 0 {
+				dst = append(dst, ':')
+			}
+			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		return append(dst, '"')
+	case ipfix.TypeString:
+		return AppendString(dst, b)
+	case ipfix.TypeDateTimeSeconds:
+		if len(b) == 0 || len(b) > 4 {
+			break
+		}
+		return appendTime(dst, ipfix.DateTimeSeconds(b))
+	case ipfix.TypeDateTimeMilliseconds:
+		if len(b) == 0 || len(b) > 8 {
+			break
+		}
+		return appendTime(dst, ipfix.DateTimeMilliseconds(b))
+	case ipfix.TypeDateTimeMicroseconds:
+		if len(b) != 8 {
+			break
+		}
+		return appendTime(dst, ipfix.DateTimeMicroseconds(b))
+	case ipfix.TypeDateTimeNanoseconds:
+		if len(b) != 8 {
+			break
+		}
+		return appendTime(dst, ipfix.DateTimeNanoseconds(b))
+	case ipfix.TypeBasicList:
+		if depth < ipfix.MaxListDepth {
+			if out, ok := appendBasicList(dst, m, b, depth+1); ok {
+				return out
+			}
+		}
+	case ipfix.TypeSubTemplateList:
+		if depth < ipfix.MaxListDepth {
+			if out, ok := appendSubTemplateList(dst, m, b, depth+1); ok {
+				return out
+			}
+		}
+	case ipfix.TypeSubTemplateMultiList:
+		if depth < ipfix.MaxListDepth {
+			if out, ok := appendSubTemplateMultiList(dst, m, b, depth+1); ok {
+				return out
+			}
+		}
+	}
+	return appendHex(dst, b)
+}
+
+func appendBasicList(dst []byte, m *Meta, b []byte, depth int) ([]byte, bool) {
+	l, err := ipfix.DecodeBasicList(b)
+	if err != nil {
+		return dst, false
+	}
+	ie := ipfix.Lookup(l.Element.PEN, l.Element.ID)
+	if ie == nil {
+		ie = &octets
+	}
+	start := len(dst)
+	dst = append(dst, '[')
+	it := l.Values()
+	n := 0
+	for v, ok := it.Next(); ok; v, ok = it.Next() {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendValue(dst, m, ie, v, depth)
+		n++
+	}
+	if it.Err() != nil {
+		return dst[:start], false
+	}
+	return append(dst, ']'), true
+}
+
+var octets = ipfix.InfoElement{Type: ipfix.TypeOctetArray}
+
+func appendSubTemplateList(dst []byte, m *Meta, b []byte, depth int) ([]byte, bool) {
+	l, err := ipfix.DecodeSubTemplateList(b)
+	if err != nil || m == nil || m.Resolve == nil {
+		return dst, false
+	}
+	start := len(dst)
+	dst = append(dst, '[')
+	n := 0
+	dst, ok := appendRecords(dst, m, l.TemplateID, l.Data, depth, &n)
+	if !ok {
+		return dst[:start], false
+	}
+	return append(dst, ']'), true
+}
+
+func appendSubTemplateMultiList(dst []byte, m *Meta, b []byte, depth int) ([]byte, bool) {
+	l, err := ipfix.DecodeSubTemplateMultiList(b)
+	if err != nil || m == nil || m.Resolve == nil {
+		return dst, false
+	}
+	start := len(dst)
+	dst = append(dst, '[')
+	it := l.Groups()
+	n := 0
+	for id, data, ok := it.Next(); ok; id, data, ok = it.Next() {
+		dst, ok = appendRecords(dst, m, id, data, depth, &n)
+		if !ok {
+			return dst[:start], false
+		}
+	}
+	if it.Err() != nil {
+		return dst[:start], false
+	}
+	return append(dst, ']'), true
+}
+
+// appendRecords appends the records in data as objects; *n counts the
+// records already in the enclosing array, for the separators.
+func appendRecords(dst []byte, m *Meta, id uint16, data []byte, depth int, n *int) ([]byte, bool) {
+	l := m.Resolve.Resolve(id)
+	if l == nil {
+		return dst, false
+	}
+	var r ipfix.Record
+	it := ipfix.NewDataIter(l, data)
+	for it.Next(&r) {
+		if *n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"template_id":`...)
+		dst = strconv.AppendUint(dst, uint64(id), 10)
+		dst = appendFields(dst, m, &r, depth)
+		dst = append(dst, '}')
+		*n++
+	}
+	return dst, it.Err() == nil
+}
+
+func appendTime(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, '"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendHex(dst []byte, b []byte) []byte {
+	dst = append(dst, '"')
+	dst = hex.AppendEncode(dst, b)
+	return append(dst, '"')
+}
+
+// AppendString appends b as a JSON string, escaping what JSON requires and
+// replacing invalid UTF-8 with U+FFFD. Trailing NUL padding, common in
+// fixed-length string fields, is dropped.
+func AppendString(dst []byte, b []byte) []byte {
+	for len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	dst = append(dst, '"')
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c >= 0x20:
+				dst = append(dst, c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, "\\ufffd"...)
+		} else {
+			dst = append(dst, b[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}
