@@ -44,7 +44,12 @@ type Layout struct {
 	Raw []byte
 }
 
-type fieldPos struct{ off, n uint16 }
+// fieldPos locates one field in a record; typ saves accessors a walk to
+// the element description.
+type fieldPos struct {
+	off, end uint16
+	typ      DataType
+}
 
 // maxRecordLen bounds a record by what a single IPFIX message can carry.
 const maxRecordLen = MaxMessageLen - HeaderLenIPFIX - SetHeaderLen
@@ -112,7 +117,8 @@ func Compile(t *TemplateRecord) (*Layout, error) {
 		l.RecordLen = off
 		l.pos = make([]fieldPos, len(l.Fields))
 		for i := range l.Fields {
-			l.pos[i] = fieldPos{uint16(l.Fields[i].Offset), l.Fields[i].Length}
+			off := uint16(l.Fields[i].Offset)
+			l.pos[i] = fieldPos{off, off + l.Fields[i].Length, l.Fields[i].IE.Type}
 		}
 	} else {
 		l.RecordLen = -1

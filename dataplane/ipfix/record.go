@@ -3,21 +3,26 @@ package ipfix
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"net/netip"
 	"time"
 	"unsafe"
 )
 
-// Record is a view of one data record. Data and every value returned by its
-// accessors point into the message buffer: they are valid until that buffer
-// is reused. A Record is reused across DataIter.Next calls and owns a small
-// offsets buffer for variable-length layouts, so keep one per goroutine.
+// Record is a view of one data record. Its bytes and every value returned by
+// its accessors point into the message buffer: they are valid until that
+// buffer is reused. A Record is reused across DataIter.Next calls and owns a
+// small offsets buffer for variable-length layouts, so keep one per
+// goroutine. The zero Record has no fields.
 type Record struct {
 	Layout *Layout
-	Data   []byte
+	data   []byte
 	pos    []fieldPos
 	own    []fieldPos
 }
+
+// Raw returns the record's encoded bytes.
+func (r *Record) Raw() []byte { return r.data }
 
 // Records returns an iterator over the data records of set s decoded with l.
 func (s *Set) Records(l *Layout) DataIter { return DataIter{l: l, b: s.Body} }
@@ -42,16 +47,18 @@ func (it *DataIter) Remaining() []byte { return it.b }
 
 // Next decodes the next record into r.
 func (it *DataIter) Next(r *Record) bool {
-	l := it.l
-	if n := l.RecordLen; n > 0 {
-		if len(it.b) < n {
-			return false
-		}
-		r.Layout, r.Data, r.pos = l, it.b[:n:n], l.pos
-		it.b = it.b[n:]
+	// Small enough to inline: fixed-length records are the common case.
+	if l := it.l; l.RecordLen > 0 && len(it.b) >= l.RecordLen {
+		r.Layout, r.data, r.pos = l, it.b, l.pos
+		it.b = it.b[l.RecordLen:]
 		return true
 	}
-	if len(it.b) < l.MinLen {
+	return it.nextVarlen(r)
+}
+
+func (it *DataIter) nextVarlen(r *Record) bool {
+	l := it.l
+	if l.RecordLen > 0 || len(it.b) < l.MinLen {
 		return false
 	}
 	if cap(r.own) < len(l.Fields) {
@@ -81,10 +88,10 @@ func (it *DataIter) Next(r *Record) bool {
 		} else if off+n > len(b) {
 			return it.fail(ErrShortRecord)
 		}
-		pos[i] = fieldPos{uint16(off), uint16(n)}
+		pos[i] = fieldPos{uint16(off), uint16(off + n), l.Fields[i].IE.Type}
 		off += n
 	}
-	r.Layout, r.Data, r.pos = l, b[:off:off], pos
+	r.Layout, r.data, r.pos = l, b[:off:off], pos
 	it.b = b[off:]
 	return true
 }
@@ -95,13 +102,23 @@ func (it *DataIter) fail(err error) bool {
 	return false
 }
 
+// value returns the bytes at p without bounds checks: DataIter.Next sets
+// data and pos together and only with positions inside data, and both are
+// unexported, so the check would only repeat what Next proved.
+func (r *Record) value(p fieldPos) []byte {
+	return unsafe.Slice((*byte)(r.ptr(p)), p.end-p.off)
+}
+
+func (r *Record) ptr(p fieldPos) unsafe.Pointer {
+	return unsafe.Add(unsafe.Pointer(unsafe.SliceData(r.data)), p.off)
+}
+
 // NumFields returns the number of fields in the record.
 func (r *Record) NumFields() int { return len(r.pos) }
 
 // Bytes returns field i's encoded value (a view, see Record).
 func (r *Record) Bytes(i int) []byte {
-	p := r.pos[i]
-	return r.Data[p.off : p.off+p.n]
+	return r.value(r.pos[i])
 }
 
 // Uint returns field i as an unsigned integer of any encoded width.
@@ -117,7 +134,19 @@ func (r *Record) Float(i int) float64 { return Float(r.Bytes(i)) }
 func (r *Record) Bool(i int) bool { return Bool(r.Bytes(i)) }
 
 // Addr returns field i as an IPv4 or IPv6 address.
-func (r *Record) Addr(i int) netip.Addr { return Addr(r.Bytes(i)) }
+func (r *Record) Addr(i int) netip.Addr {
+	if p := r.pos[i]; p.end-p.off == 4 {
+		return netip.AddrFrom4(*(*[4]byte)(r.ptr(p)))
+	}
+	return addr16(r.Bytes(i))
+}
+
+func addr16(b []byte) netip.Addr {
+	if len(b) == 16 {
+		return netip.AddrFrom16([16]byte(b))
+	}
+	return netip.Addr{}
+}
 
 // MAC returns field i as a MAC address.
 func (r *Record) MAC(i int) [6]byte { return MAC(r.Bytes(i)) }
@@ -129,8 +158,9 @@ func (r *Record) String(i int) string { return String(r.Bytes(i)) }
 // Time returns field i as a time according to its element's dateTime type.
 // Other types are read as seconds since the epoch.
 func (r *Record) Time(i int) time.Time {
-	b := r.Bytes(i)
-	switch r.Layout.Fields[i].IE.Type {
+	p := r.pos[i]
+	b := r.value(p)
+	switch p.typ {
 	case TypeDateTimeMilliseconds:
 		return DateTimeMilliseconds(b)
 	case TypeDateTimeMicroseconds:
@@ -139,6 +169,42 @@ func (r *Record) Time(i int) time.Time {
 		return DateTimeNanoseconds(b)
 	}
 	return DateTimeSeconds(b)
+}
+
+// UnixNano returns field i, a dateTime of any of the four types, as
+// nanoseconds since the UNIX epoch without building a time.Time. Other types
+// are read as seconds. Times outside the years 1678 to 2262 saturate.
+func (r *Record) UnixNano(i int) int64 {
+	p := r.pos[i]
+	// Inlined fast path for the common 8-octet milliseconds.
+	if p.typ == TypeDateTimeMilliseconds && p.end-p.off == 8 {
+		if ms := bits.ReverseBytes64(*(*uint64)(r.ptr(p))); ms < math.MaxInt64/1_000_000 {
+			return int64(ms) * 1e6
+		}
+	}
+	return r.unixNano(p)
+}
+
+func (r *Record) unixNano(p fieldPos) int64 {
+	b := r.value(p)
+	switch p.typ {
+	case TypeDateTimeMilliseconds:
+		if ms := Uint(b); ms < math.MaxInt64/1_000_000 {
+			return int64(ms) * 1e6
+		}
+		return math.MaxInt64
+	case TypeDateTimeMicroseconds, TypeDateTimeNanoseconds:
+		if len(b) != 8 {
+			return 0
+		}
+		sec := int64(binary.BigEndian.Uint32(b)) - ntpEpochOffset
+		frac := binary.BigEndian.Uint32(b[4:])
+		if p.typ == TypeDateTimeMicroseconds {
+			frac &^= 0x7ff
+		}
+		return sec*1e9 + int64((uint64(frac)*1e9+1<<31)>>32)
+	}
+	return int64(Uint(b)) * 1e9
 }
 
 // Uint decodes a big-endian unsigned integer of 0 to 8 octets (reduced-size

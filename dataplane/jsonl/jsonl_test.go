@@ -1,0 +1,249 @@
+package jsonl
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+)
+
+type resolverMap map[uint16]*ipfix.Layout
+
+func (m resolverMap) Resolve(id uint16) *ipfix.Layout { return m[id] }
+
+func compile(t testing.TB, id uint16, options bool, scope uint16, specs ...ipfix.FieldSpec) *ipfix.Layout {
+	t.Helper()
+	l, err := ipfix.Compile(&ipfix.TemplateRecord{ID: id, Options: options, ScopeCount: scope, Fields: specs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// oneRecord wraps a record body in a message and returns the decoded message
+// and record.
+func oneRecord(t testing.TB, l *ipfix.Layout, body []byte) (*ipfix.Message, *ipfix.Record) {
+	t.Helper()
+	w := ipfix.MessageWriter{DomainID: 7}
+	msg := w.Begin(nil, 1700000000)
+	msg = w.BeginSet(msg, l.ID)
+	msg = append(msg, body...)
+	msg = w.EndSet(msg)
+	w.AddRecords(1)
+	msg, err := w.Finish(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m ipfix.Message
+	if err := m.Decode(msg); err != nil {
+		t.Fatal(err)
+	}
+	var set ipfix.Set
+	sets := m.Sets()
+	if !sets.Next(&set) {
+		t.Fatal("no set")
+	}
+	var r ipfix.Record
+	it := set.Records(l)
+	if !it.Next(&r) {
+		t.Fatalf("no record: %v", it.Err())
+	}
+	return &m, &r
+}
+
+func TestAppendRecordTypes(t *testing.T) {
+	start := time.Date(2026, 11, 25, 10, 0, 0, 123_000_000, time.UTC)
+	sub := compile(t, 300, false, 0, ipfix.FieldSpec{ID: 7, Length: 2}, ipfix.FieldSpec{ID: 11, Length: 2})
+	l := compile(t, 256, false, 0,
+		ipfix.FieldSpec{ID: 8, Length: 4},                        // sourceIPv4Address
+		ipfix.FieldSpec{ID: 27, Length: 16},                      // sourceIPv6Address
+		ipfix.FieldSpec{ID: 1, Length: 4},                        // octetDeltaCount, reduced size
+		ipfix.FieldSpec{ID: 56, Length: 6},                       // sourceMacAddress
+		ipfix.FieldSpec{ID: 82, Length: ipfix.VarLen},            // interfaceName
+		ipfix.FieldSpec{ID: 152, Length: 8},                      // flowStartMilliseconds
+		ipfix.FieldSpec{ID: 156, Length: 8},                      // flowStartNanoseconds
+		ipfix.FieldSpec{ID: 1, Length: 8, PEN: ipfix.ReversePEN}, // reverseOctetDeltaCount
+		ipfix.FieldSpec{ID: 99, Length: 3, PEN: 9},               // unknown enterprise element
+		ipfix.FieldSpec{ID: 1, Length: 8},                        // octetDeltaCount again
+		ipfix.FieldSpec{ID: 292, Length: ipfix.VarLen},           // subTemplateList
+		ipfix.FieldSpec{ID: 291, Length: ipfix.VarLen},           // basicList
+		ipfix.FieldSpec{ID: 210, Length: 2},                      // paddingOctets, omitted
+		ipfix.FieldSpec{ID: 434, Length: 4},                      // mibObjectValueInteger (signed32)
+		ipfix.FieldSpec{ID: 320, Length: 4},                      // absoluteError (float64 sent as float32)
+		ipfix.FieldSpec{ID: 276, Length: 1},                      // dataRecordsReliability (boolean)
+	)
+	var b []byte
+	b = ipfix.AppendAddr(b, netip.MustParseAddr("192.0.2.1"))
+	b = ipfix.AppendAddr(b, netip.MustParseAddr("2001:db8::1"))
+	b = ipfix.AppendUint(b, 123456, 4)
+	b = append(b, 0x02, 0, 0x5e, 0x10, 0, 1)
+	b = ipfix.AppendVarlen(b, []byte("eth0 \"up\"\n"))
+	b = ipfix.AppendDateTimeMilliseconds(b, start)
+	b = ipfix.AppendNTP(b, start.Add(456))
+	b = ipfix.AppendUint(b, 99, 8)
+	b = append(b, 0xaa, 0xbb, 0xcc)
+	b = ipfix.AppendUint(b, 5, 8)
+	var list []byte
+	list = ipfix.AppendSubTemplateListHeader(list, ipfix.ListAllOf, 300)
+	list = ipfix.AppendUint(list, 53, 2)
+	list = ipfix.AppendUint(list, 5353, 2)
+	list = ipfix.AppendUint(list, 80, 2)
+	list = ipfix.AppendUint(list, 8080, 2)
+	b = ipfix.AppendVarlen(b, list)
+	list = ipfix.AppendBasicListHeader(list[:0], ipfix.ListOrdered, ipfix.FieldSpec{ID: 7, Length: 2})
+	list = ipfix.AppendUint(list, 1, 2)
+	list = ipfix.AppendUint(list, 2, 2)
+	b = ipfix.AppendVarlen(b, list)
+	b = append(b, 0, 0)
+	b = ipfix.AppendUint(b, uint64(0xfffffffe), 4) // -2
+	b = ipfix.AppendFloat(b, 0.5, 4)
+	b = ipfix.AppendBool(b, false)
+
+	m, r := oneRecord(t, l, b)
+	out := AppendRecord(nil, &Meta{Exporter: netip.MustParseAddrPort("198.51.100.9:4739"), Msg: m, Resolve: resolverMap{300: sub}}, r)
+	if !strings.HasSuffix(string(out), "}\n") || !json.Valid(out) {
+		t.Fatalf("invalid JSON: %s", out)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"exporter":               "198.51.100.9:4739",
+		"version":                10.0,
+		"observation_domain":     7.0,
+		"template_id":            256.0,
+		"export_time":            "2023-11-14T22:13:20Z",
+		"sourceIPv4Address":      "192.0.2.1",
+		"sourceIPv6Address":      "2001:db8::1",
+		"octetDeltaCount":        123456.0,
+		"octetDeltaCount_2":      5.0,
+		"sourceMacAddress":       "02:00:5e:10:00:01",
+		"interfaceName":          "eth0 \"up\"\n",
+		"flowStartMilliseconds":  "2026-11-25T10:00:00.123Z",
+		"flowStartNanoseconds":   "2026-11-25T10:00:00.123000456Z",
+		"reverseOctetDeltaCount": 99.0,
+		"e9id99":                 "aabbcc",
+		"mibObjectValueInteger":  -2.0,
+		"absoluteError":          0.5,
+		"dataRecordsReliability": false,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	if _, ok := got["paddingOctets"]; ok {
+		t.Error("paddingOctets should be left out")
+	}
+	if _, ok := got["options"]; ok {
+		t.Error("data record marked as options")
+	}
+	stl, _ := got["subTemplateList"].([]any)
+	if len(stl) != 2 {
+		t.Fatalf("subTemplateList = %#v", got["subTemplateList"])
+	}
+	if r0 := stl[0].(map[string]any); r0["sourceTransportPort"] != 53.0 || r0["destinationTransportPort"] != 5353.0 || r0["template_id"] != 300.0 {
+		t.Errorf("subTemplateList[0] = %#v", r0)
+	}
+	if bl, _ := got["basicList"].([]any); len(bl) != 2 || bl[0] != 1.0 || bl[1] != 2.0 {
+		t.Errorf("basicList = %#v", got["basicList"])
+	}
+}
+
+func TestAppendStringEscapes(t *testing.T) {
+	f := func(in string, want string) {
+		t.Helper()
+		got := string(AppendString(nil, []byte(in)))
+		if got != want {
+			t.Errorf("AppendString(%q) = %s, want %s", in, got, want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("AppendString(%q) is not valid JSON: %s", in, got)
+		}
+	}
+	f("", `""`)
+	f("plain", `"plain"`)
+	f("a\"b\\c", `"a\"b\\c"`)
+	f("tab\tnl\ncr\r", `"tab\tnl\ncr\r"`)
+	f("\x01\x1f", `"\u0001\u001f"`)
+	f("bad\xffutf8", `"bad\ufffdutf8"`)
+	f("héllo", `"héllo"`)
+	f("padded\x00\x00", `"padded"`)
+}
+
+// A self-referencing sub-template list must end at MaxListDepth, not recurse
+// forever.
+func TestSelfNestedListTerminates(t *testing.T) {
+	l := compile(t, 256, false, 0, ipfix.FieldSpec{ID: 292, Length: ipfix.VarLen})
+	// Innermost: an empty list; wrap it in 20 levels.
+	v := ipfix.AppendSubTemplateListHeader(nil, ipfix.ListAllOf, 256)
+	for range 20 {
+		outer := ipfix.AppendSubTemplateListHeader(nil, ipfix.ListAllOf, 256)
+		v = append(outer, ipfix.AppendVarlen(nil, v)...)
+	}
+	m, r := oneRecord(t, l, ipfix.AppendVarlen(nil, v))
+	out := AppendRecord(nil, &Meta{Msg: m, Resolve: resolverMap{256: l}}, r)
+	if !json.Valid(out) {
+		t.Fatalf("invalid JSON: %s", out)
+	}
+	if depth := strings.Count(string(out), "["); depth > ipfix.MaxListDepth {
+		t.Fatalf("nested %d lists deep, limit %d", depth, ipfix.MaxListDepth)
+	}
+}
+
+func TestAppendRecordNoAllocs(t *testing.T) {
+	l := compile(t, 256, false, 0,
+		ipfix.FieldSpec{ID: 8, Length: 4}, ipfix.FieldSpec{ID: 12, Length: 4},
+		ipfix.FieldSpec{ID: 7, Length: 2}, ipfix.FieldSpec{ID: 11, Length: 2},
+		ipfix.FieldSpec{ID: 4, Length: 1}, ipfix.FieldSpec{ID: 1, Length: 8},
+		ipfix.FieldSpec{ID: 152, Length: 8}, ipfix.FieldSpec{ID: 82, Length: ipfix.VarLen})
+	var b []byte
+	b = ipfix.AppendAddr(b, netip.MustParseAddr("192.0.2.1"))
+	b = ipfix.AppendAddr(b, netip.MustParseAddr("192.0.2.2"))
+	b = ipfix.AppendUint(b, 1000, 2)
+	b = ipfix.AppendUint(b, 443, 2)
+	b = ipfix.AppendUint(b, 6, 1)
+	b = ipfix.AppendUint(b, 1500, 8)
+	b = ipfix.AppendDateTimeMilliseconds(b, time.Now())
+	b = ipfix.AppendVarlen(b, []byte("eth0"))
+	m, r := oneRecord(t, l, b)
+	meta := &Meta{Exporter: netip.MustParseAddrPort("192.0.2.9:1234"), Msg: m}
+	buf := make([]byte, 0, 4096)
+	if n := testing.AllocsPerRun(100, func() { buf = AppendRecord(buf[:0], meta, r) }); n != 0 {
+		t.Fatalf("AppendRecord allocates %v times per record", n)
+	}
+}
+
+func BenchmarkAppendRecord(b *testing.B) {
+	l := compile(b, 256, false, 0,
+		ipfix.FieldSpec{ID: 8, Length: 4}, ipfix.FieldSpec{ID: 12, Length: 4},
+		ipfix.FieldSpec{ID: 7, Length: 2}, ipfix.FieldSpec{ID: 11, Length: 2},
+		ipfix.FieldSpec{ID: 4, Length: 1}, ipfix.FieldSpec{ID: 6, Length: 1},
+		ipfix.FieldSpec{ID: 1, Length: 8}, ipfix.FieldSpec{ID: 2, Length: 8},
+		ipfix.FieldSpec{ID: 152, Length: 8}, ipfix.FieldSpec{ID: 153, Length: 8})
+	var rec []byte
+	rec = ipfix.AppendAddr(rec, netip.MustParseAddr("192.0.2.1"))
+	rec = ipfix.AppendAddr(rec, netip.MustParseAddr("198.51.100.2"))
+	rec = ipfix.AppendUint(rec, 51000, 2)
+	rec = ipfix.AppendUint(rec, 443, 2)
+	rec = ipfix.AppendUint(rec, 6, 1)
+	rec = ipfix.AppendUint(rec, 0x1b, 1)
+	rec = ipfix.AppendUint(rec, 150000, 8)
+	rec = ipfix.AppendUint(rec, 100, 8)
+	rec = ipfix.AppendDateTimeMilliseconds(rec, time.Now())
+	rec = ipfix.AppendDateTimeMilliseconds(rec, time.Now())
+	m, r := oneRecord(b, l, rec)
+	meta := &Meta{Exporter: netip.MustParseAddrPort("192.0.2.9:1234"), Msg: m}
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendRecord(buf[:0], meta, r)
+	}
+	b.SetBytes(int64(len(buf)))
+	perRecord := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	b.ReportMetric(1e9/perRecord, "records/s")
+}
