@@ -25,8 +25,9 @@ func runDecode(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	port := fs.Uint("port", 0, "only UDP datagrams to this destination port (pcap input; 0 = any)")
 	format := fs.String("format", "json", "output format: json (one object per line) or text")
+	scopePort := fs.Bool("scope-port", false, "scope templates by exporter address and port (default: address only)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: sluice decode [--port N] [--format json|text] FILE...\n\n"+
+		fmt.Fprint(stderr, "usage: sluice decode [--port N] [--format json|text] [--scope-port] FILE...\n\n"+
 			"Decodes pcap/pcapng captures (UDP on any port, IPv4 and IPv6), IPFIX files (RFC 5655)\n"+
 			"and raw NetFlow v9/v5 payload files. Templates carry over from file to file.\n\n")
 		fs.PrintDefaults()
@@ -46,6 +47,7 @@ func runDecode(args []string, stdout, stderr io.Writer) error {
 	}
 	w := bufio.NewWriterSize(stdout, 256<<10)
 	d := &fileDecoder{dec: decode.New(), w: w, text: *format == "text", port: uint16(*port)}
+	d.dec.ScopeByPort = *scopePort
 	var firstErr error
 	for _, name := range fs.Args() {
 		if err := d.file(name); err != nil {

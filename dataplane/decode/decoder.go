@@ -38,7 +38,7 @@ type Record struct {
 type Handler func(r *Record)
 
 type scopeKey struct {
-	exporter netip.Addr
+	exporter netip.AddrPort
 	domain   uint32
 	version  uint16
 }
@@ -56,16 +56,19 @@ func (s *Scope) Resolve(templateID uint16) *ipfix.Layout {
 	return s.templates[templateID]
 }
 
-// Decoder decodes messages, keeping templates across calls. Exporter scope is
-// the exporter's address (not its port), as RFC 7011 section 8 suggests for
-// UDP. Not safe for concurrent use.
+// Decoder decodes messages, keeping templates across calls. Not safe for
+// concurrent use.
 type Decoder struct {
-	Stats  Stats
-	scopes map[scopeKey]*Scope
-	msg    ipfix.Message
-	tr     ipfix.TemplateRecord
-	rec    ipfix.Record
-	out    Record
+	// ScopeByPort scopes templates by exporter address and port. By default
+	// the scope is the address alone, so an exporter that reopens its
+	// socket on a new port keeps its templates.
+	ScopeByPort bool
+	Stats       Stats
+	scopes      map[scopeKey]*Scope
+	msg         ipfix.Message
+	tr          ipfix.TemplateRecord
+	rec         ipfix.Record
+	out         Record
 }
 
 // New returns an empty Decoder.
@@ -101,7 +104,7 @@ func (d *Decoder) Decode(exporter netip.AddrPort, b []byte, fn Handler) (int, er
 		}
 		return m.Length, nil
 	}
-	sc := d.scope(exporter.Addr(), m)
+	sc := d.scope(exporter, m)
 	d.out.Resolver = sc
 	var set ipfix.Set
 	sets := m.Sets()
@@ -121,7 +124,10 @@ func (d *Decoder) Decode(exporter netip.AddrPort, b []byte, fn Handler) (int, er
 	return m.Length, nil
 }
 
-func (d *Decoder) scope(exporter netip.Addr, m *ipfix.Message) *Scope {
+func (d *Decoder) scope(exporter netip.AddrPort, m *ipfix.Message) *Scope {
+	if !d.ScopeByPort {
+		exporter = netip.AddrPortFrom(exporter.Addr(), 0)
+	}
 	k := scopeKey{exporter, m.DomainID, m.Version}
 	sc := d.scopes[k]
 	if sc == nil {
@@ -197,7 +203,8 @@ func (d *Decoder) data(sc *Scope, set *ipfix.Set, fn Handler) {
 }
 
 // Layouts calls fn for every template currently known.
-func (d *Decoder) Layouts(fn func(exporter netip.Addr, domain uint32, l *ipfix.Layout)) {
+// The exporter's port is 0 unless ScopeByPort is set.
+func (d *Decoder) Layouts(fn func(exporter netip.AddrPort, domain uint32, l *ipfix.Layout)) {
 	for k, sc := range d.scopes {
 		for _, l := range sc.templates {
 			fn(k.exporter, k.domain, l)

@@ -43,8 +43,8 @@ const (
 // d's endpoints and payload and returns true if the packet holds a whole
 // UDP datagram; otherwise it counts the reason in r.stats.
 func (r *Reader) decodeLink(linkType uint32, pkt []byte, d *Datagram) bool {
-	why := decodeLink(linkType, pkt, d)
-	switch why {
+	r.link = linkType
+	switch decodeLink(linkType, pkt, d) {
 	case skipNone:
 		r.stats.Datagrams++
 		return true
@@ -81,7 +81,9 @@ func decodeLink(linkType uint32, pkt []byte, d *Datagram) skip {
 			return skipTruncated
 		}
 		return decodeEtherType(binary.BigEndian.Uint16(pkt[0:2]), pkt[20:], d)
-	case LinkTypeRaw, LinkTypeRawOBSD:
+	case LinkTypeRaw, LinkTypeRawOBSD, LinkTypeIPv4, LinkTypeIPv6:
+		// Told apart by the version nibble; like Wireshark, an IPv6
+		// packet on LINKTYPE_IPV4 (or the reverse) is decoded anyway.
 		return decodeIP(pkt, d)
 	case LinkTypeRawBSD:
 		// DLT 12 is raw IP except on OpenBSD, where it is loopback. A
@@ -93,16 +95,6 @@ func decodeLink(linkType uint32, pkt []byte, d *Datagram) skip {
 		return decodeLoopback(pkt, d)
 	case LinkTypeNull, LinkTypeLoop:
 		return decodeLoopback(pkt, d)
-	case LinkTypeIPv4:
-		if len(pkt) > 0 && pkt[0]>>4 != 4 {
-			return skipMalformed
-		}
-		return decodeIP(pkt, d)
-	case LinkTypeIPv6:
-		if len(pkt) > 0 && pkt[0]>>4 != 6 {
-			return skipMalformed
-		}
-		return decodeIP(pkt, d)
 	}
 	return skipLink
 }

@@ -21,7 +21,7 @@ type ngOpt struct {
 	val  []byte
 }
 
-func appendOpts(o binary.ByteOrder, b []byte, opts []ngOpt) []byte {
+func appendOpts(o binary.AppendByteOrder, b []byte, opts []ngOpt) []byte {
 	if len(opts) == 0 {
 		return b
 	}
@@ -56,7 +56,7 @@ func (w *ngWriter) shb(opts ...ngOpt) {
 	b = w.ao().AppendUint16(b, 1)
 	b = w.ao().AppendUint16(b, 0)
 	b = w.ao().AppendUint64(b, ^uint64(0)) // section length unknown
-	b = appendOpts(w.o, b, opts)
+	b = appendOpts(w.ao(), b, opts)
 	w.block(blockSHB, b)
 }
 
@@ -65,7 +65,7 @@ func (w *ngWriter) idb(link uint16, snaplen uint32, opts ...ngOpt) {
 	b = w.ao().AppendUint16(b, link)
 	b = w.ao().AppendUint16(b, 0)
 	b = w.ao().AppendUint32(b, snaplen)
-	b = appendOpts(w.o, b, opts)
+	b = appendOpts(w.ao(), b, opts)
 	w.block(blockIDB, b)
 }
 
@@ -80,7 +80,7 @@ func (w *ngWriter) epb(ifid uint32, ts uint64, data []byte, opts ...ngOpt) {
 	for len(b)%4 != 0 {
 		b = append(b, 0)
 	}
-	b = appendOpts(w.o, b, opts)
+	b = appendOpts(w.ao(), b, opts)
 	w.block(blockEPB, b)
 }
 
@@ -186,9 +186,8 @@ func frag6(offset uint16, more bool) []byte {
 	if more {
 		v |= 1
 	}
-	b := []byte{0}
-	b = binary.BigEndian.AppendUint16(b, v)
-	return append(b, 0, 0, 0, 42)
+	b := binary.BigEndian.AppendUint16(nil, v)
+	return append(b, 0, 0, 0, 42) // identification
 }
 
 // frag4 turns an IPv4 packet into a fragment: it keeps the first keep bytes

@@ -72,7 +72,7 @@ func (f *iface) time(ts uint64) time.Time {
 			nsec = hi >> (v - 64)
 		}
 	}
-	return time.Unix(int64(sec)+f.tsoffset, int64(nsec))
+	return time.Unix(int64(sec)+f.tsoffset, int64(nsec)).UTC()
 }
 
 // readSectionHeader reads the first Section Header Block of a file, whose

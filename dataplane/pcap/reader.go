@@ -72,7 +72,7 @@ func IsCapture(prefix []byte) bool {
 // Datagram is one UDP payload found in a capture. Payload is a view into the
 // reader's buffer, valid until the next call to Next.
 type Datagram struct {
-	Time    time.Time // capture time; zero for pcapng Simple Packet Blocks
+	Time    time.Time // capture time in UTC; zero for pcapng Simple Packet Blocks
 	Src     netip.AddrPort
 	Dst     netip.AddrPort
 	Payload []byte
@@ -113,6 +113,8 @@ type Reader struct {
 	// pcapng: the interfaces of the current section
 	ifaces []iface
 
+	link uint32 // link type of the last packet read
+
 	hdr   [28]byte // fixed-size headers
 	buf   []byte   // record or block body, reused
 	stats Stats
@@ -150,6 +152,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if err := rd.readFileHeader(); err != nil {
 		return nil, err
 	}
+	rd.link = rd.linkType
 	return rd, nil
 }
 
@@ -179,14 +182,28 @@ func truncated(what string, err error) error {
 	return fmt.Errorf("pcap: truncated %s: %w", what, err)
 }
 
+// Format returns "pcap" or "pcapng".
+func (r *Reader) Format() string {
+	if r.ng {
+		return "pcapng"
+	}
+	return "pcap"
+}
+
+// LinkType returns the link-layer type (a LINKTYPE_ value) of the packet
+// last read; for a classic pcap file, that of the file. In a pcapng file it
+// is 0 (LinkTypeNull) until a packet has been read, and it may change from
+// packet to packet.
+func (r *Reader) LinkType() uint32 { return r.link }
+
 // Stats returns the counters so far.
 func (r *Reader) Stats() Stats { return r.stats }
 
 // Next stores the next UDP datagram of the capture in d. It returns io.EOF at
 // the end of the capture and an error for malformed or truncated input;
 // after an error every later call returns the same error. Packets that hold
-// no complete UDP datagram are skipped and counted in Stats. d.Payload is
-// valid until the next call to Next.
+// no complete UDP datagram are skipped and counted in Stats; IP fragments
+// are not reassembled. d.Payload is valid until the next call to Next.
 func (r *Reader) Next(d *Datagram) error {
 	if r.err != nil {
 		return r.err
@@ -234,9 +251,9 @@ func (r *Reader) nextPcap(d *Datagram) error {
 			continue
 		}
 		if r.nano {
-			d.Time = time.Unix(int64(sec), int64(frac))
+			d.Time = time.Unix(int64(sec), int64(frac)).UTC()
 		} else {
-			d.Time = time.Unix(int64(sec), int64(frac)*1000)
+			d.Time = time.Unix(int64(sec), int64(frac)*1000).UTC()
 		}
 		return nil
 	}

@@ -193,7 +193,7 @@ func AppendIPv4UDP(b []byte, id uint16, src, dst netip.AddrPort, payload []byte)
 	b = binary.BigEndian.AppendUint16(b, uint16(28+len(payload)))
 	b = binary.BigEndian.AppendUint16(b, id)
 	b = binary.BigEndian.AppendUint16(b, 0x4000) // don't fragment
-	b = append(b, 64, protoUDP, 0, 0)           // TTL, protocol, checksum
+	b = append(b, 64, protoUDP, 0, 0)            // TTL, protocol, checksum
 	b = append(b, sa[:]...)
 	b = append(b, da[:]...)
 	binary.BigEndian.PutUint16(b[start+10:], ^uint16(sum16(0, b[start:start+20])))
