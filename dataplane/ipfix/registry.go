@@ -6,20 +6,17 @@ import "strconv"
 
 // ianaIndex maps an IANA element ID to 1 + its position in ianaIEs (0 means
 // unregistered). One index serves both ianaIEs and reverseIEs, which share
-// positions.
-var ianaIndex [ianaMaxID + 1]uint16
+// positions. The tables are package variables built by initializers, not
+// init(), so that other package variables (the v5 layout) may use Lookup.
+var ianaIndex, reverseIEs, byName = buildRegistry()
 
-// reverseIEs[i] is the RFC 5103 reverse counterpart of ianaIEs[i].
-var reverseIEs [len(ianaIEs)]InfoElement
-
-// byName finds IANA and reverse elements by name; config only, not the hot path.
-var byName map[string]*InfoElement
-
-func init() {
-	byName = make(map[string]*InfoElement, 2*len(ianaIEs))
+func buildRegistry() (index *[ianaMaxID + 1]uint16, reverse *[len(ianaIEs)]InfoElement, names map[string]*InfoElement) {
+	index = new([ianaMaxID + 1]uint16)
+	reverse = new([len(ianaIEs)]InfoElement)
+	names = make(map[string]*InfoElement, 2*len(ianaIEs))
 	for i := range ianaIEs {
 		ie := &ianaIEs[i]
-		ianaIndex[ie.ID] = uint16(i + 1)
+		index[ie.ID] = uint16(i + 1)
 
 		// Every IANA element gets a reverse twin: RFC 5103 leaves a few
 		// (exporter/process-scoped) meaningless in reverse, but a collector
@@ -28,14 +25,15 @@ func init() {
 		rev.Name = reverseName(ie.Name)
 		rev.PEN = ReversePEN
 		rev.Reverse = true
-		reverseIEs[i] = rev
+		reverse[i] = rev
 
-		addName(ie)
-		addName(&reverseIEs[i])
+		addName(names, ie)
+		addName(names, &reverse[i])
 	}
+	return index, reverse, names
 }
 
-func addName(ie *InfoElement) {
+func addName(byName map[string]*InfoElement, ie *InfoElement) {
 	if prev, dup := byName[ie.Name]; dup {
 		panic("ipfix: duplicate element name " + ie.Name + " (IDs " +
 			strconv.Itoa(int(prev.ID)) + ", " + strconv.Itoa(int(ie.ID)) + ")")
