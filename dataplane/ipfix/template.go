@@ -170,3 +170,16 @@ func (it *TemplateIter) fail(err error) bool {
 	it.b = nil
 	return false
 }
+
+// ParseTemplateRecord decodes one template record from raw (as kept in
+// Layout.Raw or TemplateRecord.Raw) into t.
+func ParseTemplateRecord(raw []byte, options, v9 bool, t *TemplateRecord) error {
+	it := TemplateIter{b: raw, options: options, v9: v9}
+	if !it.Next(t) {
+		if it.err != nil {
+			return it.err
+		}
+		return ErrTemplateShort
+	}
+	return nil
+}

@@ -1,0 +1,367 @@
+// Package collector is Sluice's ingest: a gnet engine serving IPFIX and
+// NetFlow over UDP and TCP, template lifecycles per RFC 7011, data held until
+// its template arrives, sequence-number loss accounting, and per-loop rings
+// that carry decoded-ready entries to the mediator side.
+package collector
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
+
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/ring"
+	"github.com/sluice-flow/sluice/dataplane/template"
+)
+
+// Collector receives flow export. Create with New, start with Run; Stop ends
+// it. Its rings are read by the mediator side (one consumer per ring).
+type Collector struct {
+	cfg       Config
+	log       *slog.Logger
+	listeners []Listener
+	shared    *template.Shared
+	exporters exporterRegistry
+	heldTotal atomic.Int64
+	loops     []*loop
+	// byEventLoop maps gnet's loops to ours; copy-on-write because loops
+	// look it up concurrently and it changes only as loops first appear.
+	byEventLoop atomic.Pointer[map[gnet.EventLoop]*loop]
+	assignMu    sync.Mutex
+	sessions    atomic.Uint64
+	tcpOpen     atomic.Int64
+	stopping    chan struct{} // closed when the ring consumers are gone
+	eng         atomic.Pointer[gnet.Engine]
+	booted      chan struct{}
+	rcvbufOnce  sync.Map // listener fd -> struct{}: buffer size set and logged
+	limiter     logLimiter
+}
+
+type tcpSession struct {
+	id     uint64
+	remote netip.AddrPort
+	loop   *loop
+}
+
+// New checks cfg and prepares a collector.
+func New(cfg Config, log *slog.Logger) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if cfg.Loops == 0 {
+		cfg.Loops = runtime.GOMAXPROCS(0)
+	}
+	ls, _ := ParseListeners(cfg.Listen)
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Collector{cfg: cfg, log: log, listeners: ls, shared: template.NewShared(),
+		stopping: make(chan struct{}), booted: make(chan struct{})}
+	c.limiter.every = 10 * time.Second
+	for i := range cfg.Loops {
+		c.loops = append(c.loops, newLoop(c, i))
+	}
+	empty := map[gnet.EventLoop]*loop{}
+	c.byEventLoop.Store(&empty)
+	return c, nil
+}
+
+// Rings returns the loops' rings. Each must be consumed by one goroutine.
+func (c *Collector) Rings() []*ring.Ring {
+	out := make([]*ring.Ring, len(c.loops))
+	for i, l := range c.loops {
+		out[i] = l.ring
+	}
+	return out
+}
+
+// Templates returns the process-wide template store.
+func (c *Collector) Templates() *template.Shared { return c.shared }
+
+// ConsumersGone tells TCP input waiting for ring room to give up: call it
+// if the ring consumers stop before the collector.
+func (c *Collector) ConsumersGone() {
+	select {
+	case <-c.stopping:
+	default:
+		close(c.stopping)
+	}
+}
+
+// Booted is closed once the listeners are open.
+func (c *Collector) Booted() <-chan struct{} { return c.booted }
+
+// Run serves until ctx ends or Stop is called, then returns after the event
+// loops have stopped. Data sets still held for a template are dropped and
+// counted then.
+func (c *Collector) Run(ctx context.Context) error {
+	urls := make([]string, len(c.listeners))
+	for i, l := range c.listeners {
+		urls[i] = l.URL()
+	}
+	h := &handler{c: c}
+	tick := make(chan struct{})
+	go c.ticker(ctx, tick)
+	err := gnet.Rotate(h, urls,
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(c.cfg.Loops),
+		gnet.WithReusePort(true),
+		gnet.WithSocketRecvBuffer(c.cfg.UDPReceiveBuffer),
+		gnet.WithReadBufferCap(64<<10),
+		gnet.WithLogLevel(logging.ErrorLevel),
+	)
+	close(tick)
+	for _, l := range c.loops {
+		if n := l.held.dropAll(); n > 0 {
+			l.stats.droppedSets[DropShutdown].Add(uint64(n))
+		}
+		l.stats.heldSets.Store(0)
+		l.stats.heldBytes.Store(0)
+	}
+	select {
+	case <-c.booted:
+	default:
+		close(c.booted)
+	}
+	return err
+}
+
+// Stop stops the engine: listeners close, loops finish their current
+// callbacks. Data already in the rings stays there for the consumers.
+func (c *Collector) Stop(ctx context.Context) error {
+	select {
+	case <-c.booted:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	eng := c.eng.Load()
+	if eng == nil {
+		return nil
+	}
+	err := eng.Stop(ctx)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// ticker runs the periodic work: each loop ages out held data and picks up
+// templates other loops learned; the shared store drops expired templates.
+func (c *Collector) ticker(ctx context.Context, done <-chan struct{}) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			if eng := c.eng.Load(); eng != nil {
+				stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_ = eng.Stop(stopCtx)
+				cancel()
+			}
+			return
+		case now := <-t.C:
+			c.shared.Expire(now.UnixNano())
+			for el, l := range *c.byEventLoop.Load() {
+				l := l
+				_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+					l.sweep(time.Now().UnixNano())
+					return nil
+				}))
+			}
+		}
+	}
+}
+
+func (c *Collector) loopFor(el gnet.EventLoop) *loop {
+	if l := (*c.byEventLoop.Load())[el]; l != nil {
+		return l
+	}
+	c.assignMu.Lock()
+	defer c.assignMu.Unlock()
+	m := *c.byEventLoop.Load()
+	if l := m[el]; l != nil {
+		return l
+	}
+	if len(m) >= len(c.loops) {
+		panic("BUG: collector: more gnet event loops than configured")
+	}
+	next := make(map[gnet.EventLoop]*loop, len(m)+1)
+	for k, v := range m {
+		next[k] = v
+	}
+	l := c.loops[len(m)]
+	next[el] = l
+	c.byEventLoop.Store(&next)
+	return l
+}
+
+// handler adapts gnet's callbacks. Each callback runs on the event loop that
+// owns the connection.
+type handler struct {
+	gnet.BuiltinEventEngine
+	c *Collector
+}
+
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	h.c.eng.Store(&eng)
+	close(h.c.booted)
+	for _, l := range h.c.listeners {
+		h.c.log.Info("listening", "network", l.Network, "addr", l.Addr.String(), "loops", h.c.cfg.Loops)
+	}
+	return gnet.None
+}
+
+func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	l := h.c.loopFor(c.EventLoop())
+	s := &tcpSession{id: h.c.sessions.Add(1), loop: l, remote: addrPortOf(c.RemoteAddr())}
+	c.SetContext(s)
+	h.c.tcpOpen.Add(1)
+	return nil, gnet.None
+}
+
+func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
+	if s, ok := c.Context().(*tcpSession); ok {
+		s.loop.sessionClosed(s)
+		h.c.tcpOpen.Add(-1)
+	}
+	return gnet.None
+}
+
+func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
+	if s, ok := c.Context().(*tcpSession); ok {
+		return h.tcp(c, s)
+	}
+	l := h.c.loopFor(c.EventLoop())
+	l.now = time.Now().UnixNano()
+	buf, _ := c.Next(-1)
+	l.handle(buf, origin{src: addrPortOf(c.RemoteAddr()), transport: transportUDP})
+	if batchSupported {
+		h.drainUDP(l, c.Fd())
+	}
+	return gnet.None
+}
+
+// maxBatchRounds bounds one wake-up's recvmmsg calls so TCP sessions on the
+// same loop are served too.
+const maxBatchRounds = 16
+
+// drainUDP reads the datagrams queued on a listener socket in batches.
+func (h *handler) drainUDP(l *loop, fd int) {
+	if _, done := h.c.rcvbufOnce.LoadOrStore(fd, struct{}{}); !done {
+		granted, forced := setReceiveBuffer(fd, h.c.cfg.UDPReceiveBuffer)
+		h.c.log.Info("udp receive buffer", "fd", fd, "asked", h.c.cfg.UDPReceiveBuffer,
+			"granted", granted, "forced", forced)
+	}
+	if l.udp == nil {
+		l.udp = newUDPBatch(h.c.cfg.UDPBatch, h.c.cfg.MaxDatagram)
+	}
+	for range maxBatchRounds {
+		n, err := l.udp.recv(fd)
+		if err != nil {
+			if !isAgain(err) {
+				h.c.limiter.warn(h.c.log, "recvmmsg failed", "err", err)
+			}
+			return
+		}
+		if n == 0 {
+			return
+		}
+		l.stats.udpBatches.Add(1)
+		l.now = time.Now().UnixNano()
+		for i := range n {
+			b, src, truncated := l.udp.datagram(i)
+			if truncated {
+				l.stats.packets[transportUDP].Add(1)
+				l.stats.droppedSets[DropTruncated].Add(1)
+				continue
+			}
+			l.handle(b, origin{src: src, transport: transportUDP})
+		}
+		if n < len(l.udp.msgs) {
+			return // the socket is drained
+		}
+	}
+}
+
+// tcp frames IPFIX messages out of a TCP stream by their length field.
+func (h *handler) tcp(c gnet.Conn, s *tcpSession) gnet.Action {
+	l := s.loop
+	l.now = time.Now().UnixNano()
+	o := origin{src: s.remote, transport: transportTCP, session: s}
+	for {
+		avail := c.InboundBuffered()
+		if avail < 4 {
+			return gnet.None
+		}
+		hdr, err := c.Peek(4)
+		if err != nil {
+			return gnet.None
+		}
+		version := binary.BigEndian.Uint16(hdr)
+		n := int(binary.BigEndian.Uint16(hdr[2:]))
+		if version != ipfix.VersionIPFIX || n < ipfix.HeaderLenIPFIX {
+			// NetFlow has no length field and cannot be framed on TCP;
+			// an IPFIX length below the header lies. Either way the
+			// stream cannot be resynchronised.
+			l.stats.droppedSets[DropTCPFraming].Add(1)
+			h.c.limiter.warn(h.c.log, "closing tcp session: bad message framing",
+				"exporter", s.remote.String(), "version", version, "length", n)
+			return gnet.Close
+		}
+		if avail < n {
+			return gnet.None
+		}
+		msg, err := c.Peek(n)
+		if err != nil {
+			return gnet.None
+		}
+		l.handle(msg, o)
+		_, _ = c.Discard(n)
+	}
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case *net.TCPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// logLimiter lets one warning through per interval and counts the rest.
+type logLimiter struct {
+	every      time.Duration
+	last       atomic.Int64
+	suppressed atomic.Uint64
+}
+
+func (r *logLimiter) warn(log *slog.Logger, msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := r.last.Load()
+	if now-last < int64(r.every) || !r.last.CompareAndSwap(last, now) {
+		r.suppressed.Add(1)
+		return
+	}
+	if n := r.suppressed.Swap(0); n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	log.Warn(msg, args...)
+}
+

@@ -1,0 +1,182 @@
+package collector
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config configures a Collector. The zero value of every field means its
+// documented default.
+type Config struct {
+	// Listen lists listener URLs: udp://host:port or tcp://host:port (IPv6
+	// hosts in brackets). Default: udp://:4739 and tcp://:4739.
+	Listen []string
+	// Loops is the number of event loops. Default: GOMAXPROCS.
+	Loops int
+	// UDPReceiveBuffer is the socket receive buffer to ask for, in bytes.
+	// SO_RCVBUFFORCE is tried first (needs CAP_NET_ADMIN), then SO_RCVBUF,
+	// which the kernel caps at net.core.rmem_max. Default: 32 MiB.
+	UDPReceiveBuffer int
+	// UDPBatch is how many datagrams one recvmmsg call reads. Default: 64.
+	UDPBatch int
+	// MaxDatagram is the largest UDP datagram accepted whole; longer ones
+	// are dropped as truncated. Default: 65535.
+	MaxDatagram int
+	// ScopeByPort scopes templates by exporter address and port instead of
+	// the address alone (RFC 7011 section 8 allows both for UDP).
+	ScopeByPort bool
+	// TemplateLifetime is how long a template learned over UDP lives
+	// without being retransmitted. Default: 1800 s.
+	TemplateLifetime time.Duration
+	// Held bounds the data sets held for a template not yet known.
+	Held HeldConfig
+	// RingSize is each loop's ring size in bytes. Default: 16 MiB.
+	RingSize int
+}
+
+// HeldConfig bounds the held-records buffer. Zero fields take defaults.
+type HeldConfig struct {
+	// MaxAge is how long a data set waits for its template. Default 5 s.
+	MaxAge time.Duration
+	// PerExporterBytes bounds what one exporter may have held. Default 4 MiB.
+	PerExporterBytes int
+	// TotalBytes bounds what all exporters together may have held.
+	// Default 64 MiB.
+	TotalBytes int64
+}
+
+// Listener is a parsed Config.Listen entry.
+type Listener struct {
+	Network string // "udp" or "tcp"
+	Addr    netip.AddrPort
+	// Host is the address as configured ("" for every address).
+	Host string
+}
+
+// URL returns the listener in the form gnet takes.
+func (l Listener) URL() string {
+	port := fmt.Sprint(l.Addr.Port())
+	if l.Host == "" {
+		return l.Network + "://:" + port
+	}
+	if l.Addr.Addr().Is6() {
+		return l.Network + "://[" + l.Host + "]:" + port
+	}
+	return l.Network + "://" + l.Host + ":" + port
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Listen) == 0 {
+		c.Listen = []string{"udp://:4739", "tcp://:4739"}
+	}
+	if c.UDPReceiveBuffer == 0 {
+		c.UDPReceiveBuffer = 32 << 20
+	}
+	if c.UDPBatch == 0 {
+		c.UDPBatch = 64
+	}
+	if c.MaxDatagram == 0 {
+		c.MaxDatagram = 65535
+	}
+	if c.TemplateLifetime == 0 {
+		c.TemplateLifetime = 1800 * time.Second
+	}
+	if c.Held.MaxAge == 0 {
+		c.Held.MaxAge = 5 * time.Second
+	}
+	if c.Held.PerExporterBytes == 0 {
+		c.Held.PerExporterBytes = 4 << 20
+	}
+	if c.Held.TotalBytes == 0 {
+		c.Held.TotalBytes = 64 << 20
+	}
+	if c.RingSize == 0 {
+		c.RingSize = 16 << 20
+	}
+	return c
+}
+
+// Validate checks the configuration and returns the first problem found.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if _, err := ParseListeners(c.Listen); err != nil {
+		return err
+	}
+	switch {
+	case c.Loops < 0:
+		return fmt.Errorf("collector: loops %d is negative", c.Loops)
+	case c.UDPReceiveBuffer < 0:
+		return fmt.Errorf("collector: udp receive buffer %d is negative", c.UDPReceiveBuffer)
+	case c.UDPBatch < 1 || c.UDPBatch > 1024:
+		return fmt.Errorf("collector: udp batch %d not in 1..1024", c.UDPBatch)
+	case c.MaxDatagram < 512 || c.MaxDatagram > 65535:
+		return fmt.Errorf("collector: max datagram %d not in 512..65535", c.MaxDatagram)
+	case c.TemplateLifetime < time.Second:
+		return fmt.Errorf("collector: template lifetime %v is under 1s", c.TemplateLifetime)
+	case c.Held.MaxAge < 0 || c.Held.PerExporterBytes < 0 || c.Held.TotalBytes < 0:
+		return fmt.Errorf("collector: held-records bounds must not be negative")
+	case c.RingSize < 64<<10 || c.RingSize > 1<<30:
+		return fmt.Errorf("collector: ring size %d not in 64 KiB..1 GiB", c.RingSize)
+	}
+	return nil
+}
+
+// ParseListeners parses listener URLs such as udp://:4739 or
+// tcp://[::]:4739.
+func ParseListeners(urls []string) ([]Listener, error) {
+	out := make([]Listener, 0, len(urls))
+	seen := map[string]bool{}
+	for _, s := range urls {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "udp" && u.Scheme != "tcp") || u.Path != "" || u.Host == "" {
+			return nil, fmt.Errorf("collector: listener %q: want udp://host:port or tcp://host:port", s)
+		}
+		host, portStr := u.Hostname(), u.Port()
+		port, err := parsePort(portStr)
+		if err != nil {
+			return nil, fmt.Errorf("collector: listener %q: %v", s, err)
+		}
+		l := Listener{Network: u.Scheme, Host: host}
+		addr := netip.IPv6Unspecified()
+		if host != "" {
+			a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+			if err != nil {
+				return nil, fmt.Errorf("collector: listener %q: host must be an IP address", s)
+			}
+			addr = a
+		}
+		l.Addr = netip.AddrPortFrom(addr, port)
+		key := l.Network + " " + l.Addr.String()
+		if seen[key] {
+			return nil, fmt.Errorf("collector: listener %q given twice", s)
+		}
+		seen[key] = true
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	if s == "" {
+		return 0, fmt.Errorf("missing port")
+	}
+	var p int
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("bad port %q", s)
+		}
+		p = p*10 + int(c-'0')
+		if p > 65535 {
+			return 0, fmt.Errorf("port %s out of range", s)
+		}
+	}
+	if p == 0 {
+		// Every loop opens its own SO_REUSEPORT socket: port 0 would give
+		// each a different port.
+		return 0, fmt.Errorf("port 0 is not allowed")
+	}
+	return uint16(p), nil
+}

@@ -1,0 +1,184 @@
+package collector
+
+import (
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+)
+
+// DropReason says why input was lost. Counters are indexed by it.
+type DropReason uint8
+
+// Drop reasons beyond the codec's own (ipfix.Error reasons, counted by
+// name in codecDrops).
+const (
+	DropRingFull         DropReason = iota // UDP data found the loop's ring full
+	DropTemplateTimeout                    // held data set aged out before its template came
+	DropHeldOverflow                       // held-records buffer full
+	DropTruncated                          // UDP datagram longer than the receive buffer
+	DropTrailing                           // octets after the message in a datagram
+	DropTCPFraming                         // TCP stream with a length that lies; session closed
+	DropTooLargeForRing                    // data set larger than a ring entry may be
+	DropShutdown                           // held data sets still waiting at shutdown
+	numDropReasons
+)
+
+var dropReasonNames = [numDropReasons]string{
+	DropRingFull:        "ring_full",
+	DropTemplateTimeout: "template_timeout",
+	DropHeldOverflow:    "held_overflow",
+	DropTruncated:       "truncated_datagram",
+	DropTrailing:        "trailing_octets",
+	DropTCPFraming:      "tcp_framing",
+	DropTooLargeForRing: "set_too_large",
+	DropShutdown:        "shutdown",
+}
+
+func (r DropReason) String() string { return dropReasonNames[r] }
+
+// loopStats are one loop's counters. The loop writes them; scrapes read
+// them concurrently, hence the atomics (uncontended, so cheap).
+type loopStats struct {
+	packets       [2]atomic.Uint64 // by transport: 0 udp, 1 tcp
+	bytes         [2]atomic.Uint64
+	messages      [3]atomic.Uint64 // by version: 0 v5, 1 v9, 2 ipfix
+	sets          atomic.Uint64
+	dataSets      atomic.Uint64
+	records       atomic.Uint64 // data records put into the ring
+	templates     atomic.Uint64 // templates learned (new or changed)
+	refreshes     atomic.Uint64 // retransmissions of known templates
+	redefinitions atomic.Uint64
+	withdrawals   atomic.Uint64
+	withdrawIgn   atomic.Uint64 // withdrawals over UDP, ignored
+	heldSets      atomic.Int64  // gauge
+	heldBytes     atomic.Int64  // gauge
+	heldReleased  atomic.Uint64 // held sets decoded after their template came
+	droppedSets   [numDropReasons]atomic.Uint64
+	droppedRecs   [numDropReasons]atomic.Uint64
+	codecDrops    [32]atomic.Uint64 // indexed like ipfix.Errors
+	backpressure  atomic.Uint64     // TCP waits for ring room
+	udpBatches    atomic.Uint64     // recvmmsg calls that returned data
+}
+
+var codecIndex = func() map[*ipfix.Error]int {
+	m := make(map[*ipfix.Error]int, len(ipfix.Errors))
+	for i, e := range ipfix.Errors {
+		m[e] = i
+	}
+	return m
+}()
+
+func (s *loopStats) codecDrop(err error) {
+	if e, ok := err.(*ipfix.Error); ok {
+		if i, ok := codecIndex[e]; ok {
+			s.codecDrops[i].Add(1)
+			return
+		}
+	}
+	s.codecDrops[len(ipfix.Errors)].Add(1)
+}
+
+// ExporterKey identifies an exporter scope and observation domain.
+type ExporterKey struct {
+	Exporter netip.AddrPort
+	Domain   uint32
+	Version  uint16
+}
+
+// exporterStats are per (exporter scope, domain) counters, shared by the
+// loops that see the exporter.
+type exporterStats struct {
+	key       ExporterKey
+	firstSeen int64
+	lastSeen  atomic.Int64
+	messages  atomic.Uint64
+	records   atomic.Uint64
+	lost      atomic.Uint64 // missing per sequence numbers
+	outOfOrd  atomic.Uint64
+	resets    atomic.Uint64
+	transport atomic.Uint32 // 1 udp, 2 tcp (last seen)
+	// options holds the latest options records' values by template, for
+	// the API (sampling rate, interface names, system init time).
+	optMu   sync.Mutex
+	options map[uint16]string
+}
+
+// exporterRegistry holds every exporter's counters. Loops cache the
+// pointers, so the lock is taken once per new exporter per loop.
+type exporterRegistry struct {
+	mu sync.Mutex
+	m  map[ExporterKey]*exporterStats
+}
+
+func (r *exporterRegistry) get(k ExporterKey, now int64) *exporterStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[ExporterKey]*exporterStats)
+	}
+	e := r.m[k]
+	if e == nil {
+		e = &exporterStats{key: k, firstSeen: now}
+		r.m[k] = e
+	}
+	return e
+}
+
+func (r *exporterRegistry) snapshot() []*exporterStats {
+	r.mu.Lock()
+	out := make([]*exporterStats, 0, len(r.m))
+	for _, e := range r.m {
+		out = append(out, e)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].key, out[j].key
+		if c := a.Exporter.Compare(b.Exporter); c != 0 {
+			return c < 0
+		}
+		if a.Domain != b.Domain {
+			return a.Domain < b.Domain
+		}
+		return a.Version < b.Version
+	})
+	return out
+}
+
+// promWriter appends Prometheus text exposition.
+type promWriter struct{ b []byte }
+
+func (w *promWriter) head(name, typ, help string) {
+	w.b = append(w.b, "# HELP "...)
+	w.b = append(w.b, name...)
+	w.b = append(w.b, ' ')
+	w.b = append(w.b, help...)
+	w.b = append(w.b, "\n# TYPE "...)
+	w.b = append(w.b, name...)
+	w.b = append(w.b, ' ')
+	w.b = append(w.b, typ...)
+	w.b = append(w.b, '\n')
+}
+
+// sample appends name{labels} value; labels alternate key, value.
+func (w *promWriter) sample(name string, v float64, labels ...string) {
+	w.b = append(w.b, name...)
+	if len(labels) > 0 {
+		w.b = append(w.b, '{')
+		for i := 0; i+1 < len(labels); i += 2 {
+			if i > 0 {
+				w.b = append(w.b, ',')
+			}
+			w.b = append(w.b, labels[i]...)
+			w.b = append(w.b, '=')
+			w.b = strconv.AppendQuote(w.b, labels[i+1])
+		}
+		w.b = append(w.b, '}')
+	}
+	w.b = append(w.b, ' ')
+	w.b = strconv.AppendFloat(w.b, v, 'g', -1, 64)
+	w.b = append(w.b, '\n')
+}

@@ -1,0 +1,270 @@
+// Package template keeps the templates a collector has learned, scoped the
+// RFC 7011 way (exporter, observation domain, template ID), with their
+// lifetimes. A per-loop Cache (no locks) sits in front of a process-wide
+// Shared store; a Redis-backed tier plugs in behind the same Tier interface.
+package template
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+)
+
+// Key identifies a template: the exporter scope (address, plus port when
+// templates are scoped by port), the observation domain (v9: source ID), the
+// protocol version and the template ID. Version keeps a v9 and an IPFIX
+// template with the same ID from one exporter apart.
+type Key struct {
+	Exporter netip.AddrPort
+	Domain   uint32
+	Version  uint16
+	ID       uint16
+}
+
+// DomainKey identifies an (exporter scope, observation domain) pair.
+type DomainKey struct {
+	Exporter netip.AddrPort
+	Domain   uint32
+	Version  uint16
+}
+
+// DomainKey returns the key's (exporter, domain) part.
+func (k Key) DomainKey() DomainKey { return DomainKey{k.Exporter, k.Domain, k.Version} }
+
+// Template is a learned template. Layout and the identity fields are
+// immutable; the expiry is refreshed atomically when the exporter
+// retransmits, so one Template may be shared by every tier and loop.
+type Template struct {
+	Key    Key
+	Layout *ipfix.Layout
+	// Learned is when the template was first seen, in Unix nanoseconds.
+	Learned int64
+	// Session is the TCP session that defined the template (0 for UDP).
+	// Such a template lives as long as the session; it does not expire.
+	Session uint64
+	expires atomic.Int64 // Unix nanoseconds; 0 = never
+}
+
+// New returns a template learned at now that expires at expires (0: never).
+func New(k Key, l *ipfix.Layout, now, expires int64, session uint64) *Template {
+	t := &Template{Key: k, Layout: l, Learned: now, Session: session}
+	t.expires.Store(expires)
+	return t
+}
+
+// Expires returns the expiry time in Unix nanoseconds (0: never).
+func (t *Template) Expires() int64 { return t.expires.Load() }
+
+// Refresh moves the expiry to expires.
+func (t *Template) Refresh(expires int64) { t.expires.Store(expires) }
+
+// Expired reports whether the template has expired at now.
+func (t *Template) Expired(now int64) bool {
+	e := t.expires.Load()
+	return e != 0 && now >= e
+}
+
+// Tier is a template store shared between event loops. Implementations are
+// safe for concurrent use and must not block the caller on I/O.
+type Tier interface {
+	// Get returns the template for k, or nil.
+	Get(k Key) *Template
+	// Put stores t, replacing any template with the same key.
+	Put(t *Template)
+	// Delete removes the template for k if it is still old (compare and
+	// delete, so a newer definition is not lost to a late withdrawal).
+	Delete(k Key, old *Template)
+}
+
+// Shared is the process-wide tier: a sharded map behind read-write locks.
+// Lookups take a read lock on one shard; they happen only on a per-loop
+// cache miss.
+type Shared struct {
+	shards [64]shard
+	// gen counts changes, so per-loop caches can tell when to drop stale
+	// entries.
+	gen atomic.Uint64
+	n   atomic.Int64
+}
+
+type shard struct {
+	mu sync.RWMutex
+	m  map[Key]*Template
+	_  [40]byte // keep shards on separate cache lines
+}
+
+// NewShared returns an empty process-wide store.
+func NewShared() *Shared {
+	s := &Shared{}
+	for i := range s.shards {
+		s.shards[i].m = make(map[Key]*Template)
+	}
+	return s
+}
+
+func (s *Shared) shard(k Key) *shard {
+	h := uint32(k.ID)*2654435761 ^ k.Domain*40503 ^ uint32(k.Exporter.Port())
+	a := k.Exporter.Addr().As16()
+	for _, b := range a[12:] {
+		h = h*31 + uint32(b)
+	}
+	return &s.shards[h%uint32(len(s.shards))]
+}
+
+// Get implements Tier.
+func (s *Shared) Get(k Key) *Template {
+	sh := s.shard(k)
+	sh.mu.RLock()
+	t := sh.m[k]
+	sh.mu.RUnlock()
+	return t
+}
+
+// Put implements Tier.
+func (s *Shared) Put(t *Template) {
+	sh := s.shard(t.Key)
+	sh.mu.Lock()
+	if _, ok := sh.m[t.Key]; !ok {
+		s.n.Add(1)
+	}
+	sh.m[t.Key] = t
+	sh.mu.Unlock()
+	s.gen.Add(1)
+}
+
+// Delete implements Tier.
+func (s *Shared) Delete(k Key, old *Template) {
+	sh := s.shard(k)
+	sh.mu.Lock()
+	cur, ok := sh.m[k]
+	if ok && (old == nil || cur == old) {
+		delete(sh.m, k)
+		s.n.Add(-1)
+	}
+	sh.mu.Unlock()
+	if ok {
+		s.gen.Add(1)
+	}
+}
+
+// Generation changes whenever the store does.
+func (s *Shared) Generation() uint64 { return s.gen.Load() }
+
+// Len returns the number of templates stored.
+func (s *Shared) Len() int { return int(s.n.Load()) }
+
+// Range calls fn for every template until fn returns false. It holds one
+// shard's read lock at a time; fn must not call back into s.
+func (s *Shared) Range(fn func(t *Template) bool) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for _, t := range sh.m {
+			if !fn(t) {
+				sh.mu.RUnlock()
+				return
+			}
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// Expire removes the templates that have expired at now and returns how
+// many it removed.
+func (s *Shared) Expire(now int64) int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, t := range sh.m {
+			if t.Expired(now) {
+				delete(sh.m, k)
+				n++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	if n > 0 {
+		s.n.Add(int64(-n))
+		s.gen.Add(1)
+	}
+	return n
+}
+
+// Cache is an event loop's own tier: a plain map in front of a shared Tier.
+// It is owned by one goroutine and takes no lock.
+type Cache struct {
+	shared *Shared
+	m      map[Key]*Template
+	gen    uint64
+}
+
+// NewCache returns a loop cache in front of shared.
+func NewCache(shared *Shared) *Cache {
+	return &Cache{shared: shared, m: make(map[Key]*Template), gen: shared.Generation()}
+}
+
+// Get returns the live template for k at now, looking through the tiers on a
+// miss. Expired templates are dropped from every tier on the way.
+func (c *Cache) Get(k Key, now int64) *Template {
+	if g := c.shared.Generation(); g != c.gen {
+		// Another loop changed the shared store: forget local copies so
+		// a redefinition or withdrawal elsewhere is seen.
+		clear(c.m)
+		c.gen = g
+	}
+	t := c.m[k]
+	if t == nil {
+		t = c.shared.Get(k)
+		if t == nil {
+			return nil
+		}
+		c.m[k] = t
+	}
+	if t.Expired(now) {
+		delete(c.m, k)
+		c.shared.Delete(k, t)
+		c.gen = c.shared.Generation()
+		return nil
+	}
+	return t
+}
+
+// Put stores t in the loop cache and the shared store.
+func (c *Cache) Put(t *Template) {
+	c.shared.Put(t)
+	c.m[t.Key] = t
+	c.gen = c.shared.Generation()
+}
+
+// Delete removes k from the loop cache and, if it is still old, from the
+// shared store.
+func (c *Cache) Delete(k Key, old *Template) {
+	delete(c.m, k)
+	c.shared.Delete(k, old)
+	c.gen = c.shared.Generation()
+}
+
+// DeleteWhere removes every template for which match returns true, from the
+// shared store and the loop cache, and returns how many it removed.
+func (c *Cache) DeleteWhere(match func(t *Template) bool) int {
+	var doomed []*Template
+	c.shared.Range(func(t *Template) bool {
+		if match(t) {
+			doomed = append(doomed, t)
+		}
+		return true
+	})
+	for _, t := range doomed {
+		c.shared.Delete(t.Key, t)
+	}
+	for k, t := range c.m {
+		if match(t) {
+			delete(c.m, k)
+		}
+	}
+	c.gen = c.shared.Generation()
+	return len(doomed)
+}
