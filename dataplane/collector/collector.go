@@ -364,4 +364,3 @@ func (r *logLimiter) warn(log *slog.Logger, msg string, args ...any) {
 	}
 	log.Warn(msg, args...)
 }
-

@@ -16,14 +16,14 @@ type DropReason uint8
 // Drop reasons beyond the codec's own (ipfix.Error reasons, counted by
 // name in codecDrops).
 const (
-	DropRingFull         DropReason = iota // UDP data found the loop's ring full
-	DropTemplateTimeout                    // held data set aged out before its template came
-	DropHeldOverflow                       // held-records buffer full
-	DropTruncated                          // UDP datagram longer than the receive buffer
-	DropTrailing                           // octets after the message in a datagram
-	DropTCPFraming                         // TCP stream with a length that lies; session closed
-	DropTooLargeForRing                    // data set larger than a ring entry may be
-	DropShutdown                           // held data sets still waiting at shutdown
+	DropRingFull        DropReason = iota // UDP data found the loop's ring full
+	DropTemplateTimeout                   // held data set aged out before its template came
+	DropHeldOverflow                      // held-records buffer full
+	DropTruncated                         // UDP datagram longer than the receive buffer
+	DropTrailing                          // octets after the message in a datagram
+	DropTCPFraming                        // TCP stream with a length that lies; session closed
+	DropTooLargeForRing                   // data set larger than a ring entry may be
+	DropShutdown                          // held data sets still waiting at shutdown
 	numDropReasons
 )
 

@@ -97,4 +97,6 @@ func setReceiveBuffer(fd, size int) (granted int, forced bool) {
 
 const batchSupported = true
 
-func isAgain(err error) bool { return err == unix.EAGAIN || err == unix.EWOULDBLOCK || err == unix.EINTR }
+func isAgain(err error) bool {
+	return err == unix.EAGAIN || err == unix.EWOULDBLOCK || err == unix.EINTR
+}

@@ -16,7 +16,9 @@ var errNoBatch = errors.New("collector: recvmmsg not available")
 
 func (b *udpBatch) recv(fd int) (int, error) { return 0, errNoBatch }
 
-func (b *udpBatch) datagram(i int) ([]byte, netip.AddrPort, bool) { return nil, netip.AddrPort{}, false }
+func (b *udpBatch) datagram(i int) ([]byte, netip.AddrPort, bool) {
+	return nil, netip.AddrPort{}, false
+}
 
 func setReceiveBuffer(fd, size int) (int, bool) { return 0, false }
 

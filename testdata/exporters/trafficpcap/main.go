@@ -83,8 +83,12 @@ type summary struct {
 	Seed          uint64         `json:"seed"`
 	Start         time.Time      `json:"start"`
 	Packets       int            `json:"packets"`
-	Bytes         int            `json:"bytes"` // sum of frame lengths
-	IPBytes       int            `json:"ip_bytes"`
+	Bytes         int            `json:"bytes"`    // sum of frame lengths
+	IPBytes       int            `json:"ip_bytes"` // sum of IP total lengths
+	IPv4Packets   int            `json:"ipv4_packets"`
+	IPv4Bytes     int            `json:"ipv4_ip_bytes"`
+	IPv6Packets   int            `json:"ipv6_packets"`
+	IPv6Bytes     int            `json:"ipv6_ip_bytes"`
 	Conversations int            `json:"conversations"` // bidirectional conversations
 	UniFlows      int            `json:"unidirectional_flows"`
 	ByKind        map[string]int `json:"conversations_by_kind"`
@@ -686,6 +690,13 @@ func (g *generator) write(name string) error {
 		g.summary.Packets++
 		g.summary.Bytes += len(p.frame)
 		g.summary.IPBytes += len(p.frame) - 14
+		if binary.BigEndian.Uint16(p.frame[12:]) == etherTypeIPv4 {
+			g.summary.IPv4Packets++
+			g.summary.IPv4Bytes += len(p.frame) - 14
+		} else {
+			g.summary.IPv6Packets++
+			g.summary.IPv6Bytes += len(p.frame) - 14
+		}
 	}
 	if n := len(g.packets); n > 0 {
 		g.summary.DurationSec = (g.packets[n-1].ts - g.packets[0].ts).Seconds()
