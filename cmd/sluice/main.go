@@ -1,5 +1,6 @@
 // Command sluice is the Sluice IPFIX collector and mediator. Subcommands:
-// decode (captures and IPFIX files to JSON lines).
+// run (the all-in-one collector) and decode (captures and IPFIX files to
+// JSON lines).
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 const usage = `usage: sluice <command> [flags] [args]
 
 commands:
+  run              start the all-in-one collector (listeners, mediator, admin API)
   decode FILE...   decode pcap/pcapng captures, IPFIX files and raw NetFlow
                    payloads to one JSON object per data record
 
@@ -23,6 +25,8 @@ func main() {
 	}
 	var err error
 	switch os.Args[1] {
+	case "run":
+		err = runAll(os.Args[2:], os.Stdout, os.Stderr)
 	case "decode":
 		err = runDecode(os.Args[2:], os.Stdout, os.Stderr)
 	case "-h", "-help", "--help", "help":

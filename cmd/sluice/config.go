@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sluice-flow/sluice/dataplane/collector"
+)
+
+// fileConfig is the YAML config file of `sluice run`. Every key is optional;
+// a missing key keeps its default. Unknown keys are errors.
+type fileConfig struct {
+	Listen    []listenURL    `yaml:"listen"`
+	Admin     *string        `yaml:"admin"`
+	Outputs   []outputSpec   `yaml:"outputs"`
+	LogLevel  *string        `yaml:"log_level"`
+	Collector collectorYAML  `yaml:"collector"`
+	Shutdown  *durationValue `yaml:"shutdown_timeout"`
+}
+
+type collectorYAML struct {
+	Loops            *intValue      `yaml:"loops"`
+	UDPReceiveBuffer *sizeValue     `yaml:"udp_receive_buffer"`
+	UDPBatch         *intValue      `yaml:"udp_batch"`
+	MaxDatagram      *intValue      `yaml:"max_datagram"`
+	ScopeByPort      *bool          `yaml:"scope_by_port"`
+	TemplateLifetime *durationValue `yaml:"template_lifetime"`
+	RingSize         *sizeValue     `yaml:"ring_size"`
+	Held             struct {
+		MaxAge           *durationValue `yaml:"max_age"`
+		PerExporterBytes *sizeValue     `yaml:"per_exporter_bytes"`
+		TotalBytes       *sizeValue     `yaml:"total_bytes"`
+	} `yaml:"held"`
+}
+
+// runConfig is the resolved configuration: defaults, then the file, then
+// flags.
+type runConfig struct {
+	Collector collector.Config
+	Admin     string
+	Outputs   []string
+	LogLevel  string
+	Shutdown  time.Duration
+}
+
+func defaultRunConfig() runConfig {
+	return runConfig{Admin: "127.0.0.1:8080", Outputs: []string{"jsonl:-"}, LogLevel: "info", Shutdown: 30 * time.Second}
+}
+
+// loadConfigFile applies a YAML config file to rc. Errors name the line.
+func loadConfigFile(path string, rc *runConfig) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return applyConfig(path, data, rc)
+}
+
+func applyConfig(name string, data []byte, rc *runConfig) error {
+	var fc fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // empty file: all defaults
+		}
+		return fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(fc.Listen) > 0 {
+		rc.Collector.Listen = rc.Collector.Listen[:0]
+		for _, l := range fc.Listen {
+			rc.Collector.Listen = append(rc.Collector.Listen, l.v)
+		}
+	}
+	if fc.Admin != nil {
+		rc.Admin = *fc.Admin
+	}
+	if len(fc.Outputs) > 0 {
+		rc.Outputs = rc.Outputs[:0]
+		for _, o := range fc.Outputs {
+			rc.Outputs = append(rc.Outputs, o.v)
+		}
+	}
+	if fc.LogLevel != nil {
+		rc.LogLevel = *fc.LogLevel
+	}
+	if fc.Shutdown != nil {
+		rc.Shutdown = fc.Shutdown.v
+	}
+	c := &fc.Collector
+	cc := &rc.Collector
+	if c.Loops != nil {
+		cc.Loops = c.Loops.v
+	}
+	if c.UDPReceiveBuffer != nil {
+		cc.UDPReceiveBuffer = int(c.UDPReceiveBuffer.v)
+	}
+	if c.UDPBatch != nil {
+		cc.UDPBatch = c.UDPBatch.v
+	}
+	if c.MaxDatagram != nil {
+		cc.MaxDatagram = c.MaxDatagram.v
+	}
+	if c.ScopeByPort != nil {
+		cc.ScopeByPort = *c.ScopeByPort
+	}
+	if c.TemplateLifetime != nil {
+		cc.TemplateLifetime = c.TemplateLifetime.v
+	}
+	if c.RingSize != nil {
+		cc.RingSize = int(c.RingSize.v)
+	}
+	if c.Held.MaxAge != nil {
+		cc.Held.MaxAge = c.Held.MaxAge.v
+	}
+	if c.Held.PerExporterBytes != nil {
+		cc.Held.PerExporterBytes = int(c.Held.PerExporterBytes.v)
+	}
+	if c.Held.TotalBytes != nil {
+		cc.Held.TotalBytes = c.Held.TotalBytes.v
+	}
+	return nil
+}
+
+func lineErr(n *yaml.Node, format string, args ...any) error {
+	return fmt.Errorf("line %d: %s", n.Line, fmt.Sprintf(format, args...))
+}
+
+type listenURL struct{ v string }
+
+func (l *listenURL) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return lineErr(n, "listen entries are strings like udp://:4739")
+	}
+	if _, err := collector.ParseListeners([]string{n.Value}); err != nil {
+		return lineErr(n, "%v", err)
+	}
+	l.v = n.Value
+	return nil
+}
+
+type outputSpec struct{ v string }
+
+func (o *outputSpec) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return lineErr(n, "outputs are strings like jsonl:- or discard")
+	}
+	if err := checkOutput(n.Value); err != nil {
+		return lineErr(n, "%v", err)
+	}
+	o.v = n.Value
+	return nil
+}
+
+// checkOutput validates an output spec without opening anything.
+func checkOutput(s string) error {
+	switch {
+	case s == "discard", s == "jsonl:-":
+		return nil
+	case strings.HasPrefix(s, "jsonl:") && len(s) > len("jsonl:"):
+		return nil
+	}
+	return fmt.Errorf("unknown output %q (want jsonl:-, jsonl:PATH or discard)", s)
+}
+
+type durationValue struct{ v time.Duration }
+
+func (d *durationValue) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 || n.Kind != yaml.ScalarNode {
+		return lineErr(n, "%q is not a duration like 30s or 30m", n.Value)
+	}
+	d.v = v
+	return nil
+}
+
+type intValue struct{ v int }
+
+func (i *intValue) UnmarshalYAML(n *yaml.Node) error {
+	v, err := strconv.Atoi(n.Value)
+	if err != nil || v < 0 || n.Kind != yaml.ScalarNode {
+		return lineErr(n, "%q is not a non-negative integer", n.Value)
+	}
+	i.v = v
+	return nil
+}
+
+// sizeValue is a byte count: a plain integer or one with a unit (KiB, MiB,
+// GiB, KB, MB, GB).
+type sizeValue struct{ v int64 }
+
+func (s *sizeValue) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseSize(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return lineErr(n, "%q is not a size like 4194304 or 4MiB", n.Value)
+	}
+	s.v = v
+	return nil
+}
+
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 || v > (1<<40)/mult {
+		return 0, fmt.Errorf("bad size")
+	}
+	return v * mult, nil
+}

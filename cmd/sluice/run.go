@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sluice-flow/sluice/controlplane/admin"
+	"github.com/sluice-flow/sluice/dataplane/collector"
+	"github.com/sluice-flow/sluice/dataplane/export"
+	"github.com/sluice-flow/sluice/dataplane/mediator"
+)
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// runAll is `sluice run`: collector, mediator and admin API in one process.
+func runAll(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var listens, outputs stringList
+	configPath := fs.String("config", "", "YAML config file; flags override it")
+	fs.Var(&listens, "listen", "listener URL, repeatable: udp://:4739, tcp://[::]:4739 (default udp://:4739 and tcp://:4739)")
+	adminAddr := fs.String("admin", "", "admin API address (default 127.0.0.1:8080; \"off\" disables it)")
+	fs.Var(&outputs, "output", "output, repeatable: jsonl:- (stdout, default), jsonl:PATH, discard")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
+	loops := fs.Int("loops", -1, "event loops (default: one per CPU)")
+	scopePort := fs.Bool("scope-port", false, "scope templates by exporter address and port")
+	lifetime := fs.Duration("template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: sluice run [flags]\n\nRuns the all-in-one collector: listeners, mediator and admin API.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("run: unexpected argument %q", fs.Arg(0))
+	}
+	rc := defaultRunConfig()
+	if *configPath != "" {
+		if err := loadConfigFile(*configPath, &rc); err != nil {
+			return err
+		}
+	}
+	if len(listens) > 0 {
+		rc.Collector.Listen = listens
+	}
+	if *adminAddr != "" {
+		rc.Admin = *adminAddr
+	}
+	if len(outputs) > 0 {
+		for _, o := range outputs {
+			if err := checkOutput(o); err != nil {
+				return fmt.Errorf("--output: %v", err)
+			}
+		}
+		rc.Outputs = outputs
+	}
+	if *logLevel != "" {
+		rc.LogLevel = *logLevel
+	}
+	if *loops >= 0 {
+		rc.Collector.Loops = *loops
+	}
+	if *scopePort {
+		rc.Collector.ScopeByPort = true
+	}
+	if *lifetime != 0 {
+		rc.Collector.TemplateLifetime = *lifetime
+	}
+	return serve(rc, stdout, stderr)
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// source adapts the data plane to the admin API.
+type source struct {
+	col      *collector.Collector
+	med      *mediator.Mediator
+	ready    atomic.Bool
+	stopping atomic.Bool
+}
+
+func (s *source) Ready() bool { return s.ready.Load() && !s.stopping.Load() }
+func (s *source) AppendMetrics(b []byte) []byte {
+	return s.med.AppendMetrics(s.col.AppendMetrics(b))
+}
+func (s *source) Exporters() any { return s.col.Exporters() }
+func (s *source) Templates() any { return s.col.TemplateList() }
+
+func serve(rc runConfig, stdout, stderr io.Writer) error {
+	log, err := newLogger(rc.LogLevel, stderr)
+	if err != nil {
+		return err
+	}
+	col, err := collector.New(rc.Collector, log)
+	if err != nil {
+		return err
+	}
+	var outs []export.Output
+	for _, spec := range rc.Outputs {
+		o, err := export.Parse(spec, stdout)
+		if err != nil {
+			return err
+		}
+		outs = append(outs, o)
+	}
+	med := mediator.New(col.Rings(), outs, log)
+	src := &source{col: col, med: med}
+
+	var adm *admin.Server
+	if rc.Admin != "off" {
+		adm = admin.New(admin.Config{Addr: rc.Admin}, src, log)
+		if err := adm.Listen(); err != nil {
+			return fmt.Errorf("admin API: %w", err)
+		}
+		go func() {
+			if err := adm.Serve(); err != nil {
+				log.Error("admin API stopped", "err", err)
+			}
+		}()
+		log.Info("admin API", "addr", adm.Addr())
+	}
+
+	medCtx, stopMed := context.WithCancel(context.Background())
+	medDone := make(chan struct{})
+	go func() {
+		med.Run(medCtx)
+		close(medDone)
+	}()
+	colErr := make(chan error, 1)
+	go func() { colErr <- col.Run(context.Background()) }()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	select {
+	case <-col.Booted():
+		src.ready.Store(true)
+	case err := <-colErr:
+		stopMed()
+		<-medDone
+		return fmt.Errorf("collector: %w", err)
+	}
+
+	var runErr error
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down", "signal", sig.String())
+	case err := <-colErr:
+		runErr = err
+		colErr <- err
+	}
+	// Stop reading, let the loops finish, then drain the rings into the
+	// outputs: nothing accepted is lost.
+	src.stopping.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), rc.Shutdown)
+	defer cancel()
+	if err := col.Stop(ctx); err != nil {
+		log.Warn("stopping listeners", "err", err)
+	}
+	select {
+	case err := <-colErr:
+		if err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
+			runErr = err
+		}
+	case <-ctx.Done():
+		log.Warn("event loops did not stop in time")
+		col.ConsumersGone()
+	}
+	stopMed()
+	select {
+	case <-medDone:
+	case <-ctx.Done():
+		log.Warn("mediator did not drain in time")
+	}
+	if err := med.Close(); err != nil {
+		log.Warn("closing outputs", "err", err)
+	}
+	if adm != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = adm.Shutdown(sctx)
+		scancel()
+	}
+	log.Info("stopped", "records", med.Records())
+	return runErr
+}

@@ -1,0 +1,182 @@
+// Package admin serves the per-process admin API over fasthttp: health and
+// readiness probes, Prometheus metrics, and read-only JSON views of the
+// exporters and templates the data plane knows. It reads the data plane
+// through the Source interface and never blocks it.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Source is what the admin API shows. Its methods are called from the
+// server's goroutines and must be safe for concurrent use.
+type Source interface {
+	// Ready reports whether the process is accepting flow export.
+	Ready() bool
+	// AppendMetrics appends Prometheus text-format metrics.
+	AppendMetrics(dst []byte) []byte
+	// Exporters and Templates return values encoded as JSON.
+	Exporters() any
+	Templates() any
+}
+
+// Config configures the server.
+type Config struct {
+	// Addr is the listen address. Default: 127.0.0.1:8080.
+	Addr string
+}
+
+// Server is the admin HTTP server.
+type Server struct {
+	cfg   Config
+	src   Source
+	log   *slog.Logger
+	srv   *fasthttp.Server
+	ln    net.Listener
+	start time.Time
+}
+
+// New returns a server for src.
+func New(cfg Config, src Source, log *slog.Logger) *Server {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
+	}
+	s := &Server{cfg: cfg, src: src, log: log, start: time.Now()}
+	s.srv = &fasthttp.Server{
+		Handler:            s.handle,
+		Name:               "sluice",
+		ReadTimeout:        10 * time.Second,
+		WriteTimeout:       30 * time.Second,
+		IdleTimeout:        60 * time.Second,
+		MaxRequestBodySize: 1 << 20,
+		NoDefaultDate:      true,
+	}
+	return s
+}
+
+// Listen opens the listening socket, so address errors surface at start.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr returns the bound address (after Listen).
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return s.cfg.Addr
+	}
+	return s.ln.Addr().String()
+}
+
+// Serve serves until Shutdown; Listen must have succeeded.
+func (s *Server) Serve() error {
+	err := s.srv.Serve(s.ln)
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops the server, waiting for open requests up to ctx's end.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.srv.ShutdownWithContext(ctx)
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
+		ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	switch string(ctx.Path()) {
+	case "/healthz":
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.WriteString("ok\n")
+	case "/readyz":
+		ctx.SetContentType("text/plain; charset=utf-8")
+		if !s.src.Ready() {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.WriteString("not ready\n")
+			return
+		}
+		ctx.WriteString("ready\n")
+	case "/metrics":
+		ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+		b := s.src.AppendMetrics(make([]byte, 0, 16<<10))
+		b = s.appendProcessMetrics(b)
+		ctx.Write(b)
+	case "/api/v1/exporters":
+		s.json(ctx, s.src.Exporters())
+	case "/api/v1/templates":
+		s.json(ctx, s.src.Templates())
+	default:
+		ctx.Error("not found\n", fasthttp.StatusNotFound)
+	}
+}
+
+func (s *Server) json(ctx *fasthttp.RequestCtx, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		ctx.Error("internal error\n", fasthttp.StatusInternalServerError)
+		s.log.Error("admin: encoding response", "path", string(ctx.Path()), "err", err)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.Write(b)
+	ctx.WriteString("\n")
+}
+
+// appendProcessMetrics adds the process figures the perf scripts read: CPU
+// seconds, resident memory, goroutines, start time.
+func (s *Server) appendProcessMetrics(b []byte) []byte {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		cpu := float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+		b = metric(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent.", cpu)
+	}
+	if rss, ok := residentBytes(); ok {
+		b = metric(b, "process_resident_memory_bytes", "gauge", "Resident memory size.", float64(rss))
+	}
+	b = metric(b, "process_start_time_seconds", "gauge", "Start time since the epoch.", float64(s.start.Unix()))
+	b = metric(b, "go_goroutines", "gauge", "Goroutines that currently exist.", float64(runtime.NumGoroutine()))
+	return b
+}
+
+func metric(b []byte, name, typ, help string, v float64) []byte {
+	b = append(b, "# HELP "+name+" "+help+"\n# TYPE "+name+" "+typ+"\n"+name+" "...)
+	b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	return append(b, '\n')
+}
+
+// residentBytes reads the resident set size from /proc/self/statm.
+func residentBytes() (int64, bool) {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * int64(os.Getpagesize()), true
+}

@@ -1,0 +1,136 @@
+// Package export holds the outputs records leave Sluice through. For now:
+// JSON lines to stdout or a file, and discard (for measurements).
+package export
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/jsonl"
+)
+
+// Output receives decoded records. Record is called by one goroutine (the
+// mediator's); r and everything m points to are valid only during the call.
+type Output interface {
+	Record(m *jsonl.Meta, r *ipfix.Record)
+	// Flush pushes buffered records out; the mediator calls it when it goes
+	// idle and before Close.
+	Flush() error
+	Close() error
+	// Name identifies the output in metrics, e.g. "jsonl:-".
+	Name() string
+	// Stats reports records sent and dropped so far; safe from any goroutine.
+	Stats() Stats
+}
+
+// Stats are an output's counters.
+type Stats struct {
+	Sent    uint64
+	Dropped uint64
+	Errors  uint64
+}
+
+// Parse builds an output from its flag form: "jsonl:-" (stdout),
+// "jsonl:PATH" (a file, appended to), or "discard".
+func Parse(spec string, stdout io.Writer) (Output, error) {
+	switch {
+	case spec == "discard":
+		return &Discard{}, nil
+	case spec == "jsonl:-":
+		return NewJSONL(spec, nopCloser{stdout}), nil
+	case strings.HasPrefix(spec, "jsonl:"):
+		path := strings.TrimPrefix(spec, "jsonl:")
+		if path == "" {
+			return nil, fmt.Errorf("export: %q: missing path", spec)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+		return NewJSONL(spec, f), nil
+	}
+	return nil, fmt.Errorf("export: unknown output %q (want jsonl:-, jsonl:PATH or discard)", spec)
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// Discard counts records and drops them.
+type Discard struct{ n atomic.Uint64 }
+
+func (d *Discard) Record(*jsonl.Meta, *ipfix.Record) { d.n.Add(1) }
+func (d *Discard) Flush() error                      { return nil }
+func (d *Discard) Close() error                      { return nil }
+func (d *Discard) Name() string                      { return "discard" }
+func (d *Discard) Stats() Stats                      { return Stats{Sent: d.n.Load()} }
+
+// JSONL writes one JSON object per record through a buffer.
+type JSONL struct {
+	name string
+	w    *bufio.Writer
+	c    io.Closer
+	buf  []byte
+	sent atomic.Uint64
+	errs atomic.Uint64
+	drop atomic.Uint64
+	err  error
+}
+
+// NewJSONL returns an output writing JSON lines to w.
+func NewJSONL(name string, w io.WriteCloser) *JSONL {
+	return &JSONL{name: name, w: bufio.NewWriterSize(w, 256<<10), c: w, buf: make([]byte, 0, 4096)}
+}
+
+// Record implements Output. After a write error the output counts records
+// as dropped instead of retrying forever.
+func (j *JSONL) Record(m *jsonl.Meta, r *ipfix.Record) {
+	if j.err != nil {
+		j.drop.Add(1)
+		return
+	}
+	j.buf = jsonl.AppendRecord(j.buf[:0], m, r)
+	if _, err := j.w.Write(j.buf); err != nil {
+		j.fail(err)
+		j.drop.Add(1)
+		return
+	}
+	j.sent.Add(1)
+}
+
+func (j *JSONL) fail(err error) {
+	j.err = err
+	j.errs.Add(1)
+}
+
+// Flush implements Output.
+func (j *JSONL) Flush() error {
+	if j.err != nil {
+		return j.err
+	}
+	if err := j.w.Flush(); err != nil {
+		j.fail(err)
+		return err
+	}
+	return nil
+}
+
+// Close implements Output.
+func (j *JSONL) Close() error {
+	ferr := j.Flush()
+	if err := j.c.Close(); err != nil {
+		return err
+	}
+	return ferr
+}
+
+func (j *JSONL) Name() string { return j.name }
+
+func (j *JSONL) Stats() Stats {
+	return Stats{Sent: j.sent.Load(), Dropped: j.drop.Load(), Errors: j.errs.Load()}
+}

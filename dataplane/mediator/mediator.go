@@ -1,0 +1,250 @@
+// Package mediator is the consumer side of the collector's rings: it turns
+// entries back into records and hands them to the outputs. For now records
+// pass unchanged; the pipeline of stages is a later addition.
+package mediator
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-flow/sluice/dataplane/entry"
+	"github.com/sluice-flow/sluice/dataplane/export"
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/jsonl"
+	"github.com/sluice-flow/sluice/dataplane/ring"
+)
+
+// Mediator reads every ring from one goroutine (Run) and feeds the outputs.
+type Mediator struct {
+	log     *slog.Logger
+	rings   []*ringState
+	outputs []export.Output
+
+	records    atomic.Uint64 // data records decoded
+	optRecords atomic.Uint64 // of which options records
+	entries    atomic.Uint64
+	unknownFP  atomic.Uint64 // data entries whose template never came
+	badEntries atomic.Uint64
+}
+
+type tplKey struct {
+	exporter netip.AddrPort
+	domain   uint32
+	version  uint16
+	id       uint16
+}
+
+// ringState is the decoding state of one ring: layouts by fingerprint and
+// by template key (for sub-template lists).
+type ringState struct {
+	c     *ring.Consumer
+	byFP  map[uint64]*ipfix.Layout
+	byKey map[tplKey]*ipfix.Layout
+	hdr   entry.Header
+	msg   ipfix.Message
+	rec   ipfix.Record
+	meta  jsonl.Meta
+	scope resolver
+	tr    ipfix.TemplateRecord
+}
+
+type resolver struct {
+	rs  *ringState
+	key tplKey
+}
+
+// Resolve finds a sibling template: scoped by the exporter's address and
+// port, or by its address alone (the collector's default scope).
+func (r *resolver) Resolve(id uint16) *ipfix.Layout {
+	k := r.key
+	k.id = id
+	if l := r.rs.byKey[k]; l != nil {
+		return l
+	}
+	k.exporter = netip.AddrPortFrom(k.exporter.Addr(), 0)
+	return r.rs.byKey[k]
+}
+
+// New returns a mediator over the rings; each ring must have no other
+// consumer.
+func New(rings []*ring.Ring, outputs []export.Output, log *slog.Logger) *Mediator {
+	m := &Mediator{log: log, outputs: outputs}
+	for _, r := range rings {
+		rs := &ringState{c: r.Consumer(), byFP: map[uint64]*ipfix.Layout{}, byKey: map[tplKey]*ipfix.Layout{}}
+		rs.byFP[ipfix.V5Layout().Fingerprint] = ipfix.V5Layout()
+		rs.scope.rs = rs
+		m.rings = append(m.rings, rs)
+	}
+	return m
+}
+
+// Run consumes until ctx ends, then drains what the rings still hold (call
+// it after the collector has stopped for a lossless shutdown), flushes the
+// outputs and returns.
+func (m *Mediator) Run(ctx context.Context) {
+	idle := 0
+	for {
+		n := m.poll(256)
+		if n > 0 {
+			idle = 0
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			for m.poll(1<<20) > 0 {
+			}
+			m.flush()
+			return
+		default:
+		}
+		if idle == 0 {
+			m.flush() // going idle: push out what is buffered
+		}
+		idle++
+		// Back off from 50 us to 2 ms while nothing arrives.
+		time.Sleep(time.Duration(min(idle*50, 2000)) * time.Microsecond)
+	}
+}
+
+// Drain processes everything currently in the rings and flushes.
+func (m *Mediator) Drain() {
+	for m.poll(1<<20) > 0 {
+	}
+	m.flush()
+}
+
+func (m *Mediator) flush() {
+	for _, o := range m.outputs {
+		if err := o.Flush(); err != nil {
+			m.log.Warn("output flush failed", "output", o.Name(), "err", err)
+		}
+	}
+}
+
+// Close flushes and closes the outputs.
+func (m *Mediator) Close() error {
+	var first error
+	for _, o := range m.outputs {
+		if err := o.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// poll takes up to max entries from each ring and returns how many it took.
+func (m *Mediator) poll(max int) int {
+	total := 0
+	for _, rs := range m.rings {
+		for range max {
+			b := rs.c.Next()
+			if b == nil {
+				break
+			}
+			m.entry(rs, b)
+			rs.c.Release()
+			total++
+		}
+	}
+	if total > 0 {
+		m.entries.Add(uint64(total))
+	}
+	return total
+}
+
+func (m *Mediator) entry(rs *ringState, b []byte) {
+	h := &rs.hdr
+	body, err := entry.Parse(b, h)
+	if err != nil {
+		m.badEntries.Add(1)
+		return
+	}
+	key := tplKey{h.Exporter, h.Domain, h.Version, h.TemplateID}
+	switch h.Kind {
+	case entry.KindTemplate:
+		if err := ipfix.ParseTemplateRecord(body, h.Flags&entry.FlagOptions != 0, h.Flags&entry.FlagV9 != 0, &rs.tr); err != nil {
+			m.badEntries.Add(1)
+			return
+		}
+		l, err := ipfix.Compile(&rs.tr)
+		if err != nil {
+			m.badEntries.Add(1)
+			return
+		}
+		if len(rs.byFP) > 1<<16 {
+			clear(rs.byFP) // bounded; the collector re-announces as needed
+			rs.byFP[ipfix.V5Layout().Fingerprint] = ipfix.V5Layout()
+		}
+		if len(rs.byKey) > 1<<16 {
+			clear(rs.byKey)
+		}
+		rs.byFP[h.Fingerprint] = l
+		rs.byKey[key] = l
+	case entry.KindWithdrawal:
+		// Keep layouts: entries queued before the withdrawal may still
+		// need them, and the fingerprint names the content anyway.
+	case entry.KindData:
+		l := rs.byFP[h.Fingerprint]
+		if l == nil {
+			m.unknownFP.Add(uint64(h.Records))
+			return
+		}
+		m.data(rs, l, key, body)
+	default:
+		m.badEntries.Add(1)
+	}
+}
+
+func (m *Mediator) data(rs *ringState, l *ipfix.Layout, key tplKey, body []byte) {
+	h := &rs.hdr
+	rs.msg = ipfix.Message{Version: h.Version, DomainID: h.Domain, ExportTime: h.ExportTime,
+		Sequence: h.Sequence, SysUptime: h.SysUptime, ExportNanos: h.ExportNanos}
+	rs.scope.key = key
+	rs.meta = jsonl.Meta{Exporter: h.Exporter, Msg: &rs.msg, Resolve: &rs.scope}
+	n := 0
+	it := ipfix.NewDataIter(l, body)
+	for it.Next(&rs.rec) {
+		for _, o := range m.outputs {
+			o.Record(&rs.meta, &rs.rec)
+		}
+		n++
+	}
+	m.records.Add(uint64(n))
+	if l.Options {
+		m.optRecords.Add(uint64(n))
+	}
+}
+
+// AppendMetrics appends the mediator's and the outputs' metrics.
+func (m *Mediator) AppendMetrics(dst []byte) []byte {
+	dst = append(dst, "# HELP sluice_records_total Data records decoded (options records included).\n# TYPE sluice_records_total counter\nsluice_records_total "...)
+	dst = strconv.AppendUint(dst, m.records.Load(), 10)
+	dst = append(dst, "\n# HELP sluice_options_records_total Options data records decoded.\n# TYPE sluice_options_records_total counter\nsluice_options_records_total "...)
+	dst = strconv.AppendUint(dst, m.optRecords.Load(), 10)
+	dst = append(dst, "\n# HELP sluice_mediator_unknown_template_records_total Records whose template definition never reached the mediator.\n# TYPE sluice_mediator_unknown_template_records_total counter\nsluice_mediator_unknown_template_records_total "...)
+	dst = strconv.AppendUint(dst, m.unknownFP.Load(), 10)
+	dst = append(dst, "\n# HELP sluice_output_records_total Records per output and outcome.\n# TYPE sluice_output_records_total counter\n"...)
+	for _, o := range m.outputs {
+		s := o.Stats()
+		for _, kv := range []struct {
+			k string
+			v uint64
+		}{{"sent", s.Sent}, {"dropped", s.Dropped}} {
+			dst = append(dst, "sluice_output_records_total{output="...)
+			dst = strconv.AppendQuote(dst, o.Name())
+			dst = append(dst, ",outcome=\""...)
+			dst = append(dst, kv.k...)
+			dst = append(dst, "\"} "...)
+			dst = strconv.AppendUint(dst, kv.v, 10)
+			dst = append(dst, '\n')
+		}
+	}
+	return dst
+}
+
+// Records returns the number of data records decoded so far.
+func (m *Mediator) Records() uint64 { return m.records.Load() }
