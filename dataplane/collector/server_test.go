@@ -1,0 +1,371 @@
+package collector_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-flow/sluice/dataplane/collector"
+	"github.com/sluice-flow/sluice/dataplane/export"
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/jsonl"
+	"github.com/sluice-flow/sluice/dataplane/mediator"
+)
+
+// countOut is a test output: it counts records and sums a field so tests can
+// tell duplicates from loss.
+type countOut struct {
+	n   atomic.Uint64
+	sum atomic.Uint64 // sum of octetDeltaCount
+}
+
+func (o *countOut) Record(_ *jsonl.Meta, r *ipfix.Record) {
+	o.n.Add(1)
+	if i := r.Layout.Index(0, 1); i >= 0 {
+		o.sum.Add(r.Uint(i))
+	}
+}
+func (o *countOut) Flush() error        { return nil }
+func (o *countOut) Close() error        { return nil }
+func (o *countOut) Name() string        { return "count" }
+func (o *countOut) Stats() export.Stats { return export.Stats{Sent: o.n.Load()} }
+
+type harness struct {
+	c      *collector.Collector
+	med    *mediator.Mediator
+	out    *countOut
+	port   int
+	cancel context.CancelFunc
+	runErr chan error
+	medEnd chan struct{}
+}
+
+// freePort finds a port free for both UDP and TCP on 127.0.0.1.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := tl.Addr().(*net.TCPAddr).Port
+		ul, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		tl.Close()
+		if err == nil {
+			ul.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+func start(t *testing.T, cfg collector.Config, startMediator bool) *harness {
+	t.Helper()
+	h := &harness{out: &countOut{}, port: freePort(t), runErr: make(chan error, 1), medEnd: make(chan struct{})}
+	p := strconv.Itoa(h.port)
+	cfg.Listen = []string{"udp://127.0.0.1:" + p, "tcp://127.0.0.1:" + p}
+	if cfg.Loops == 0 {
+		cfg.Loops = 2
+	}
+	c, err := collector.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.c = c
+	h.med = mediator.New(c.Rings(), []export.Output{h.out}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.runErr <- c.Run(context.Background()) }()
+	select {
+	case <-c.Booted():
+	case <-time.After(5 * time.Second):
+		t.Fatal("collector did not start")
+	}
+	if startMediator {
+		h.startMediator(ctx)
+	}
+	t.Cleanup(func() { h.stop(t) })
+	return h
+}
+
+func (h *harness) startMediator(ctx context.Context) {
+	go func() {
+		h.med.Run(ctx)
+		close(h.medEnd)
+	}()
+}
+
+// stop stops the collector, then lets the mediator drain.
+func (h *harness) stop(t *testing.T) {
+	if h.c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.c.Stop(ctx); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+	select {
+	case <-h.runErr:
+	case <-ctx.Done():
+		t.Error("collector did not stop")
+	}
+	h.cancel()
+	select {
+	case <-h.medEnd:
+	case <-time.After(10 * time.Second):
+		t.Error("mediator did not drain")
+	}
+	h.c = nil
+}
+
+func (h *harness) waitRecords(t *testing.T, want uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.out.n.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // catch duplicates arriving late
+	if got := h.out.n.Load(); got != want {
+		t.Fatalf("got %d records, want %d\n%s", got, want, h.c.AppendMetrics(nil))
+	}
+}
+
+var tuple = []ipfix.FieldSpec{{ID: 8, Length: 4}, {ID: 7, Length: 2}, {ID: 11, Length: 2}, {ID: 1, Length: 8}}
+
+// exporterMsgs builds a template message and n data messages of k records;
+// octetDeltaCount of record j of message i is i*k+j+1.
+func exporterMsgs(domain uint32, n, k int) (tpl []byte, data [][]byte, octets uint64) {
+	w := ipfix.MessageWriter{DomainID: domain}
+	tpl = w.Begin(nil, 1700000000)
+	tpl = w.BeginSet(tpl, ipfix.TemplateSetID)
+	tpl = ipfix.AppendTemplateRecord(tpl, 256, tuple)
+	tpl = w.EndSet(tpl)
+	tpl, _ = w.Finish(tpl)
+	for i := range n {
+		b := w.Begin(nil, 1700000000)
+		b = w.BeginSet(b, 256)
+		for j := range k {
+			v := uint64(i*k + j + 1)
+			b = ipfix.AppendAddr(b, netip.AddrFrom4([4]byte{198, 51, 100, byte(j)}))
+			b = ipfix.AppendUint(b, 1000, 2)
+			b = ipfix.AppendUint(b, 443, 2)
+			b = ipfix.AppendUint(b, v, 8)
+			octets += v
+		}
+		b = w.EndSet(b)
+		w.AddRecords(k)
+		b, _ = w.Finish(b)
+		data = append(data, b)
+	}
+	return tpl, data, octets
+}
+
+func TestUDPManyExporters(t *testing.T) {
+	h := start(t, collector.Config{}, true)
+	const exporters, msgs, recs = 6, 100, 20
+	var wg sync.WaitGroup
+	var want uint64
+	var mu sync.Mutex
+	for e := range exporters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.Dial("udp", "127.0.0.1:"+strconv.Itoa(h.port))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			tpl, data, octets := exporterMsgs(uint32(e), msgs, recs)
+			mu.Lock()
+			want += octets
+			mu.Unlock()
+			conn.Write(tpl)
+			for i, d := range data {
+				conn.Write(d)
+				if i%20 == 0 {
+					time.Sleep(time.Millisecond) // stay within the socket buffer
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	h.waitRecords(t, exporters*msgs*recs)
+	if got := h.out.sum.Load(); got != want {
+		t.Fatalf("octet sum %d, want %d", got, want)
+	}
+	// One exporter address with six observation domains.
+	if ex := h.c.Exporters(); len(ex) != exporters {
+		t.Fatalf("%d exporter entries, want %d: %+v", len(ex), exporters, ex)
+	}
+}
+
+// TestTCPFraming sends messages over TCP cut every way a stream can be cut.
+func TestTCPFraming(t *testing.T) {
+	h := start(t, collector.Config{}, true)
+	tpl, data, octets := exporterMsgs(1, 30, 10)
+	var stream []byte
+	stream = append(stream, tpl...)
+	for _, d := range data {
+		stream = append(stream, d...)
+	}
+	cases := map[string]func(c net.Conn){
+		"byte by byte": func(c net.Conn) {
+			for i := range stream {
+				c.Write(stream[i : i+1])
+			}
+		},
+		"coalesced": func(c net.Conn) { c.Write(stream) },
+		"odd chunks": func(c net.Conn) {
+			for i := 0; i < len(stream); i += 37 {
+				c.Write(stream[i:min(i+37, len(stream))])
+				if i%(37*8) == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		},
+	}
+	var total uint64
+	for name, send := range cases {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).SetNoDelay(true)
+		send(c)
+		total += 300
+		h.waitRecords(t, total)
+		c.Close()
+		t.Logf("%s: ok", name)
+	}
+	if got := h.out.sum.Load(); got != 3*octets {
+		t.Fatalf("octet sum %d, want %d", got, 3*octets)
+	}
+}
+
+func TestTCPLyingLengthClosesSession(t *testing.T) {
+	h := start(t, collector.Config{}, true)
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tpl, data, _ := exporterMsgs(1, 1, 5)
+	c.Write(tpl)
+	c.Write(data[0])
+	h.waitRecords(t, 5)
+	bad := append([]byte(nil), data[0]...)
+	bad[2], bad[3] = 0, 10 // a length below the header size
+	c.Write(bad)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("session not closed after a lying length: %v", err)
+	}
+	if !strings.Contains(string(h.c.AppendMetrics(nil)), `sluice_dropped_sets_total{reason="tcp_framing"} 1`) {
+		t.Fatal("tcp_framing drop not counted")
+	}
+}
+
+func TestTCPReconnectNeedsTemplatesAgain(t *testing.T) {
+	h := start(t, collector.Config{}, true)
+	tpl, data, _ := exporterMsgs(1, 4, 5)
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write(tpl)
+	c.Write(data[0])
+	h.waitRecords(t, 5)
+	c.Close()
+	time.Sleep(50 * time.Millisecond) // let the server see the close
+	c, err = net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The new session's data waits for its templates (RFC 7011: TCP
+	// templates live as long as their session) and is decoded once they come.
+	c.Write(data[1])
+	time.Sleep(50 * time.Millisecond)
+	if got := h.out.n.Load(); got != 5 {
+		t.Fatalf("data decoded with a previous session's template: %d records", got)
+	}
+	c.Write(tpl)
+	c.Write(data[2])
+	h.waitRecords(t, 15)
+}
+
+// TestTCPBackpressureLosesNothing fills a small ring with no consumer
+// running: the loop stops reading, and once the mediator starts every record
+// arrives.
+func TestTCPBackpressureLosesNothing(t *testing.T) {
+	h := start(t, collector.Config{RingSize: 64 << 10, Loops: 1}, false)
+	tpl, data, octets := exporterMsgs(1, 400, 40) // about 270 KB, four rings' worth
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sent := make(chan error, 1)
+	go func() {
+		_, err := c.Write(tpl)
+		for _, d := range data {
+			if err != nil {
+				break
+			}
+			_, err = c.Write(d)
+		}
+		sent <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if !strings.Contains(string(h.c.AppendMetrics(nil)), "sluice_tcp_backpressure_total 1") {
+		t.Fatalf("no backpressure seen:\n%s", h.c.AppendMetrics(nil))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.cancel = cancel
+	h.startMediator(ctx)
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	h.waitRecords(t, 400*40)
+	if got := h.out.sum.Load(); got != octets {
+		t.Fatalf("octet sum %d, want %d", got, octets)
+	}
+}
+
+// TestGracefulStopDrainsTCP stops the collector right after the exporter
+// finished writing: everything accepted is still delivered.
+func TestGracefulStopDrainsTCP(t *testing.T) {
+	h := start(t, collector.Config{}, true)
+	tpl, data, octets := exporterMsgs(1, 200, 30)
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write(tpl)
+	for _, d := range data {
+		c.Write(d)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	// Wait until the server has read the whole stream (it closes its side).
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.Copy(io.Discard, c)
+	c.Close()
+	h.stop(t)
+	if got := h.out.n.Load(); got != 200*30 {
+		t.Fatalf("%d records after a graceful stop, want %d", got, 200*30)
+	}
+	if got := h.out.sum.Load(); got != octets {
+		t.Fatalf("octet sum %d, want %d", got, octets)
+	}
+}
