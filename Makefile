@@ -13,7 +13,8 @@ FUZZ_TARGETS := \
 	./dataplane/ipfix:FuzzNetFlow9 \
 	./dataplane/ipfix:FuzzNetFlow5 \
 	./dataplane/ipfix:FuzzLists \
-	./dataplane/pcap:FuzzReader
+	./dataplane/pcap:FuzzReader \
+	./dataplane/ring:FuzzRingOps
 
 .PHONY: all build run test test-deps bench fuzz-smoke generate lint clean
 

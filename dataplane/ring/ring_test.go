@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -79,7 +80,7 @@ func TestRoundCap(t *testing.T) {
 	f(MaxCap-1, MaxCap)
 	f(MaxCap, MaxCap)
 	f(MaxCap+1, MaxCap)
-	f(1<<40, MaxCap)
+	f(math.MaxInt, MaxCap)
 
 	if got := New(5000).Cap(); got != 8192 {
 		t.Errorf("New(5000).Cap() = %d", got)
@@ -535,11 +536,11 @@ func stressSize(seq uint64, maxN int) int {
 	h := seq * 0x9e3779b97f4a7c15
 	switch h >> 61 {
 	case 0:
-		return int(h>>20) % 12
+		return int((h >> 20) % 12)
 	case 1:
-		return int(h>>20) % (maxN + 1) // anything up to MaxEntry
+		return int((h >> 20) % uint64(maxN+1)) // anything up to MaxEntry
 	default:
-		return int(h>>20) % 1500
+		return int((h >> 20) % 1500)
 	}
 }
 
