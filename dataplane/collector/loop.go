@@ -2,11 +2,13 @@ package collector
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/netip"
 	"time"
 
 	"github.com/sluice-flow/sluice/dataplane/entry"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/jsonl"
 	"github.com/sluice-flow/sluice/dataplane/ring"
 	"github.com/sluice-flow/sluice/dataplane/template"
 )
@@ -183,6 +185,9 @@ func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origi
 	if n == 0 {
 		return 0
 	}
+	if lay.Options {
+		l.keepOptions(ex, lay, body, m)
+	}
 	l.stats.dataSets.Add(1)
 	if !l.announced(t, o) {
 		return 0
@@ -199,6 +204,43 @@ func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origi
 	l.stats.records.Add(uint64(n))
 	ex.records.Add(uint64(n))
 	return n
+}
+
+// keepOptions remembers the last options record of each options template
+// per exporter (sampling rate, interface names, system init time), for the
+// API and for later stages. Options records are rare; this path may
+// allocate.
+func (l *loop) keepOptions(ex *exporterStats, lay *ipfix.Layout, body []byte, m *ipfix.Message) {
+	it := ipfix.NewDataIter(lay, body)
+	var last ipfix.Record
+	found := false
+	for it.Next(&l.rec) {
+		last, found = l.rec, true
+	}
+	if !found {
+		return
+	}
+	meta := jsonl.Meta{Msg: m}
+	b := []byte{'{'}
+	for i := range lay.Fields {
+		f := &lay.Fields[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, f.Key...)
+		b = append(b, '"', ':')
+		b = jsonl.AppendValue(b, &meta, f.IE, last.Bytes(i), ipfix.MaxListDepth)
+	}
+	b = append(b, '}')
+	ex.optMu.Lock()
+	if ex.options == nil {
+		ex.options = make(map[uint16]json.RawMessage)
+	}
+	if len(ex.options) < 256 || ex.options[lay.ID] != nil {
+		ex.options[lay.ID] = b
+	}
+	ex.optMu.Unlock()
 }
 
 // announced makes sure the ring carried t's definition before data that

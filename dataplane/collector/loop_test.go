@@ -431,3 +431,35 @@ func TestNetFlow5(t *testing.T) {
 		t.Fatalf("v5: %+v", d)
 	}
 }
+
+func TestOptionsRecordsKeptPerExporter(t *testing.T) {
+	c, l := testCollector(t, Config{})
+	w := ipfix.MessageWriter{DomainID: 4}
+	b := w.Begin(nil, 1700000000)
+	b = w.BeginSet(b, ipfix.OptionsTemplateSetID)
+	b = ipfix.AppendOptionsTemplateRecord(b, 400, 1, []ipfix.FieldSpec{
+		{ID: 144, Length: 4},           // exportingProcessId (scope)
+		{ID: 305, Length: 4},           // samplingPacketInterval
+		{ID: 160, Length: 8},           // systemInitTimeMilliseconds
+		{ID: 82, Length: ipfix.VarLen}, // interfaceName
+	})
+	b = w.EndSet(b)
+	b = w.BeginSet(b, 400)
+	b = ipfix.AppendUint(b, 1, 4)
+	b = ipfix.AppendUint(b, 1000, 4)
+	b = ipfix.AppendUint(b, 1700000000000, 8)
+	b = ipfix.AppendVarlen(b, []byte("ge-0/0/1"))
+	b = w.EndSet(b)
+	w.AddRecords(1)
+	b, _ = w.Finish(b)
+	l.handle(b, udpFrom(exporterA))
+	opts := c.Options(ExporterKey{netip.AddrPortFrom(exporterA.Addr(), 0), 4, ipfix.VersionIPFIX})
+	got := string(opts["400"])
+	want := `{"exportingProcessId":1,"samplingPacketInterval":1000,"systemInitTimeMilliseconds":"2023-11-14T22:13:20Z","interfaceName":"ge-0/0/1"}`
+	if got != want {
+		t.Fatalf("options = %s\nwant      %s", got, want)
+	}
+	if d := drain(t, l); d.records != 1 {
+		t.Fatalf("options record not forwarded: %+v", d)
+	}
+}

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"encoding/json"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -104,7 +105,7 @@ type exporterStats struct {
 	// options holds the latest options records' values by template, for
 	// the API (sampling rate, interface names, system init time).
 	optMu   sync.Mutex
-	options map[uint16]string
+	options map[uint16]json.RawMessage // by options template ID
 }
 
 // exporterRegistry holds every exporter's counters. Loops cache the

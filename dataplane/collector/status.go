@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"encoding/json"
 	"sort"
 	"strconv"
 	"time"
@@ -24,6 +25,9 @@ type ExporterStatus struct {
 	OutOfOrder        uint64    `json:"out_of_order"`
 	SequenceResets    uint64    `json:"sequence_resets"`
 	Templates         int       `json:"templates"`
+	// Options holds the latest options record of each options template,
+	// keyed by template ID.
+	Options map[string]json.RawMessage `json:"options,omitempty"`
 }
 
 // Exporters returns the status of every exporter seen, sorted.
@@ -48,9 +52,35 @@ func (c *Collector) Exporters() []ExporterStatus {
 			FirstSeen: time.Unix(0, e.firstSeen).UTC(), LastSeen: time.Unix(0, e.lastSeen.Load()).UTC(),
 			Messages: e.messages.Load(), Records: e.records.Load(), SequenceLost: e.lost.Load(),
 			OutOfOrder: e.outOfOrd.Load(), SequenceResets: e.resets.Load(), Templates: counts[e.key],
+			Options: e.optionsSnapshot(),
 		})
 	}
 	return out
+}
+
+func (e *exporterStats) optionsSnapshot() map[string]json.RawMessage {
+	e.optMu.Lock()
+	defer e.optMu.Unlock()
+	if len(e.options) == 0 {
+		return nil
+	}
+	out := make(map[string]json.RawMessage, len(e.options))
+	for id, v := range e.options {
+		out[strconv.Itoa(int(id))] = v
+	}
+	return out
+}
+
+// Options returns the latest options record values of an exporter scope and
+// domain by options template ID, as JSON objects.
+func (c *Collector) Options(k ExporterKey) map[string]json.RawMessage {
+	c.exporters.mu.Lock()
+	e := c.exporters.m[k]
+	c.exporters.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	return e.optionsSnapshot()
 }
 
 // TemplateField is one field of a template in the admin API.
