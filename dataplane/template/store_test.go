@@ -1,0 +1,116 @@
+package template
+
+import (
+	"net/netip"
+	"sync"
+	"testing"
+
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+)
+
+func layout(t testing.TB, id uint16, n int) *ipfix.Layout {
+	t.Helper()
+	specs := make([]ipfix.FieldSpec, n)
+	for i := range specs {
+		specs[i] = ipfix.FieldSpec{ID: uint16(i + 1), Length: 4}
+	}
+	l, err := ipfix.Compile(&ipfix.TemplateRecord{ID: id, Fields: specs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+var exp = netip.MustParseAddrPort("192.0.2.1:0")
+
+func TestCacheSeesOtherLoopsChanges(t *testing.T) {
+	shared := NewShared()
+	a, b := NewCache(shared), NewCache(shared)
+	k := Key{Exporter: exp, Domain: 1, Version: 10, ID: 256}
+	t1 := New(k, layout(t, 256, 2), 0, 0, 0)
+	a.Put(t1)
+	if got := b.Get(k, 1); got != t1 {
+		t.Fatal("loop b does not see loop a's template")
+	}
+	// Loop a redefines it: loop b must not keep using its cached copy.
+	t2 := New(k, layout(t, 256, 3), 0, 0, 0)
+	a.Put(t2)
+	if got := b.Get(k, 2); got != t2 {
+		t.Fatal("loop b kept a stale template after a redefinition")
+	}
+	// A late delete of the old definition must not remove the new one.
+	b.Delete(k, t1)
+	if got := a.Get(k, 3); got != t2 {
+		t.Fatal("compare-and-delete removed a newer definition")
+	}
+	a.Delete(k, t2)
+	if b.Get(k, 4) != nil || shared.Len() != 0 {
+		t.Fatal("withdrawn template still visible")
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	shared := NewShared()
+	c := NewCache(shared)
+	k := Key{Exporter: exp, Domain: 1, Version: 10, ID: 256}
+	tp := New(k, layout(t, 256, 1), 0, 100, 0)
+	c.Put(tp)
+	if c.Get(k, 99) == nil {
+		t.Fatal("expired early")
+	}
+	tp.Refresh(200)
+	if c.Get(k, 150) == nil {
+		t.Fatal("refresh did not extend the lifetime")
+	}
+	if c.Get(k, 200) != nil {
+		t.Fatal("template alive at its expiry time")
+	}
+	if shared.Len() != 0 {
+		t.Fatal("expired template left in the shared store")
+	}
+	forever := New(Key{Exporter: exp, ID: 300}, layout(t, 300, 1), 0, 0, 7)
+	c.Put(forever)
+	if n := shared.Expire(1 << 62); n != 0 || c.Get(forever.Key, 1<<62) == nil {
+		t.Fatal("a TCP session template expired")
+	}
+	if n := c.DeleteWhere(func(t *Template) bool { return t.Session == 7 }); n != 1 || shared.Len() != 0 {
+		t.Fatalf("DeleteWhere removed %d", n)
+	}
+}
+
+func TestSharedConcurrent(t *testing.T) {
+	shared := NewShared()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := NewCache(shared)
+			for i := range 2000 {
+				k := Key{Exporter: exp, Domain: uint32(w), Version: 10, ID: uint16(256 + i%50)}
+				if i%3 == 0 {
+					c.Put(New(k, layout(t, k.ID, 1+i%4), 0, 0, 0))
+				} else if tp := c.Get(k, 0); tp != nil && tp.Key != k {
+					t.Errorf("got template %v for key %v", tp.Key, k)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if shared.Len() != 4*50 {
+		t.Fatalf("%d templates, want 200", shared.Len())
+	}
+}
+
+func BenchmarkCacheHit(b *testing.B) {
+	shared := NewShared()
+	c := NewCache(shared)
+	k := Key{Exporter: exp, Domain: 1, Version: 10, ID: 256}
+	c.Put(New(k, layout(b, 256, 4), 0, 0, 0))
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.Get(k, 1) == nil {
+			b.Fatal("miss")
+		}
+	}
+}
