@@ -45,7 +45,10 @@ type Collector struct {
 	booted      chan struct{}
 	rcvbufOnce  sync.Map // listener fd -> struct{}: buffer size set and logged
 	limiter     logLimiter
+	remote      Remote // optional shared tier (Redis)
 }
+
+func nowNanos() int64 { return time.Now().UnixNano() }
 
 type tcpSession struct {
 	id     uint64

@@ -146,6 +146,9 @@ func (l *loop) handle(b []byte, o origin) {
 			t := l.cache.Get(k, l.now)
 			if t == nil {
 				complete = false
+				if l.held.queues[k] == nil && l.c.remote != nil {
+					l.c.remote.Missing(k) // first set held for k: ask the other pods
+				}
 				l.hold(k, set.Body, m, o)
 				continue
 			}
@@ -324,6 +327,9 @@ func (l *loop) learn(ek ExporterKey, set *ipfix.Set, o origin) {
 			if old.Session == 0 {
 				old.Refresh(l.now + int64(l.c.cfg.TemplateLifetime))
 			}
+			if l.c.remote != nil {
+				l.c.remote.Refreshed(old)
+			}
 			continue
 		}
 		lay, err := ipfix.Compile(tr)
@@ -344,6 +350,9 @@ func (l *loop) learn(ek ExporterKey, set *ipfix.Set, o origin) {
 		}
 		l.cache.Put(t)
 		st.templates.Add(1)
+		if l.c.remote != nil {
+			l.c.remote.Learned(t)
+		}
 		l.release(k, t)
 	}
 	if err := it.Err(); err != nil {
@@ -362,13 +371,21 @@ func (l *loop) withdraw(k template.Key, tr *ipfix.TemplateRecord, o origin) {
 	if tr.ID >= ipfix.MinDataSetID {
 		if old := l.cache.Get(k, l.now); old != nil {
 			l.cache.Delete(k, old)
+			if l.c.remote != nil {
+				l.c.remote.Withdrawn(k)
+			}
 		}
 	} else {
 		options := tr.ID == ipfix.WithdrawAllOptionsTemplates
-		l.cache.DeleteWhere(func(t *template.Template) bool {
+		gone := l.cache.DeleteWhere(func(t *template.Template) bool {
 			return t.Key.Exporter == k.Exporter && t.Key.Domain == k.Domain &&
 				t.Key.Version == k.Version && t.Layout.Options == options
 		})
+		for _, t := range gone {
+			if l.c.remote != nil {
+				l.c.remote.Withdrawn(t.Key)
+			}
+		}
 	}
 	h := entry.Header{Kind: entry.KindWithdrawal, Version: k.Version, Domain: k.Domain, Exporter: o.src, TemplateID: tr.ID}
 	l.push(&h, nil, o)

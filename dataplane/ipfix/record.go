@@ -106,6 +106,11 @@ func (it *DataIter) fail(err error) bool {
 // data and pos together and only with positions inside data, and both are
 // unexported, so the check would only repeat what Next proved.
 func (r *Record) value(p fieldPos) []byte {
+	if p.off == p.end {
+		// An empty field may end the buffer: a pointer to it would point
+		// past the allocation, which unsafe.Add must not (checkptr).
+		return nil
+	}
 	return unsafe.Slice((*byte)(r.ptr(p)), p.end-p.off)
 }
 

@@ -248,8 +248,9 @@ func (c *Cache) Delete(k Key, old *Template) {
 }
 
 // DeleteWhere removes every template for which match returns true, from the
-// shared store and the loop cache, and returns how many it removed.
-func (c *Cache) DeleteWhere(match func(t *Template) bool) int {
+// shared store and the loop cache, and returns those it removed from the
+// shared store.
+func (c *Cache) DeleteWhere(match func(t *Template) bool) []*Template {
 	var doomed []*Template
 	c.shared.Range(func(t *Template) bool {
 		if match(t) {
@@ -266,5 +267,5 @@ func (c *Cache) DeleteWhere(match func(t *Template) bool) int {
 		}
 	}
 	c.gen = c.shared.Generation()
-	return len(doomed)
+	return doomed
 }

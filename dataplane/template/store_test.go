@@ -73,8 +73,8 @@ func TestExpiry(t *testing.T) {
 	if n := shared.Expire(1 << 62); n != 0 || c.Get(forever.Key, 1<<62) == nil {
 		t.Fatal("a TCP session template expired")
 	}
-	if n := c.DeleteWhere(func(t *Template) bool { return t.Session == 7 }); n != 1 || shared.Len() != 0 {
-		t.Fatalf("DeleteWhere removed %d", n)
+	if gone := c.DeleteWhere(func(t *Template) bool { return t.Session == 7 }); len(gone) != 1 || gone[0] != forever || shared.Len() != 0 {
+		t.Fatalf("DeleteWhere removed %v", gone)
 	}
 }
 
