@@ -12,6 +12,7 @@ const usage = `usage: sluice <command> [flags] [args]
 
 commands:
   run              start the all-in-one collector (listeners, mediator, admin API)
+  gen              send IPFIX or NetFlow v9 load to a collector
   decode FILE...   decode pcap/pcapng captures, IPFIX files and raw NetFlow
                    payloads to one JSON object per data record
 
@@ -27,6 +28,8 @@ func main() {
 	switch os.Args[1] {
 	case "run":
 		err = runAll(os.Args[2:], os.Stdout, os.Stderr)
+	case "gen":
+		err = runGen(os.Args[2:], os.Stdout, os.Stderr)
 	case "decode":
 		err = runDecode(os.Args[2:], os.Stdout, os.Stderr)
 	case "-h", "-help", "--help", "help":

@@ -293,7 +293,7 @@ func (h *handler) drainUDP(l *loop, fd int) {
 			}
 			l.handle(b, origin{src: src, transport: transportUDP})
 		}
-		if n < len(l.udp.msgs) {
+		if n < l.udp.size() {
 			return // the socket is drained
 		}
 	}

@@ -180,6 +180,6 @@ func (w *promWriter) sample(name string, v float64, labels ...string) {
 		w.b = append(w.b, '}')
 	}
 	w.b = append(w.b, ' ')
-	w.b = strconv.AppendFloat(w.b, v, 'g', -1, 64)
+	w.b = strconv.AppendFloat(w.b, v, 'f', -1, 64)
 	w.b = append(w.b, '\n')
 }

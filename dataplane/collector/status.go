@@ -228,6 +228,16 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 	w.sample("sluice_tcp_sessions", float64(c.tcpOpen.Load()))
 	w.head("sluice_udp_batches_total", "counter", "recvmmsg calls that returned datagrams.")
 	w.sample("sluice_udp_batches_total", sum(func(s *loopStats) uint64 { return s.udpBatches.Load() }))
+	ports := map[uint16]bool{}
+	for _, l := range c.listeners {
+		if l.Network == "udp" {
+			ports[l.Addr.Port()] = true
+		}
+	}
+	if drops, ok := socketDrops(ports); ok {
+		w.head("sluice_udp_socket_drops_total", "counter", "Datagrams the kernel dropped on the UDP listeners' sockets (receive buffer full).")
+		w.sample("sluice_udp_socket_drops_total", float64(drops))
+	}
 	w.head("sluice_ring_bytes", "gauge", "Bytes queued in each loop's ring.")
 	for i, l := range c.loops {
 		w.sample("sluice_ring_bytes", float64(l.ring.Len()), "loop", strconv.Itoa(i))

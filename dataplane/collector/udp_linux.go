@@ -42,6 +42,9 @@ func newUDPBatch(n, size int) *udpBatch {
 	return b
 }
 
+// size is how many datagrams one recv may return.
+func (b *udpBatch) size() int { return len(b.msgs) }
+
 // recv reads up to len(msgs) datagrams without blocking and returns how many.
 func (b *udpBatch) recv(fd int) (int, error) {
 	for i := range b.msgs {

@@ -14,6 +14,8 @@ func newUDPBatch(n, size int) *udpBatch { return &udpBatch{} }
 
 var errNoBatch = errors.New("collector: recvmmsg not available")
 
+func (b *udpBatch) size() int { return 0 }
+
 func (b *udpBatch) recv(fd int) (int, error) { return 0, errNoBatch }
 
 func (b *udpBatch) datagram(i int) ([]byte, netip.AddrPort, bool) {
