@@ -21,15 +21,18 @@ type Record struct {
 	own    []fieldPos
 }
 
-// Raw returns the record's encoded bytes.
-func (r *Record) Raw() []byte { return r.data }
+// Raw returns the record's encoded bytes (capacity clipped, so appending
+// to it cannot overwrite the next record).
+func (r *Record) Raw() []byte { return r.data[:len(r.data):len(r.data)] }
 
 // Records returns an iterator over the data records of set s decoded with l.
-func (s *Set) Records(l *Layout) DataIter { return DataIter{l: l, b: s.Body} }
+func (s *Set) Records(l *Layout) DataIter { return NewDataIter(l, s.Body) }
 
 // NewDataIter iterates the records in b (a data set body, a subTemplateList
 // content or a v5 message body) with layout l.
-func NewDataIter(l *Layout, b []byte) DataIter { return DataIter{l: l, b: b} }
+func NewDataIter(l *Layout, b []byte) DataIter {
+	return DataIter{l: l, b: b, n: l.RecordLen, pos: l.pos}
+}
 
 // DataIter walks the data records of a set. It stops at the padding that may
 // end a set: fewer octets than the shortest possible record.
@@ -37,6 +40,10 @@ type DataIter struct {
 	l   *Layout
 	b   []byte
 	err error
+	// Copied from the layout so the fixed-length path of Next stays small
+	// enough to inline.
+	n   int
+	pos []fieldPos
 }
 
 // Err returns the error that stopped the iteration, if any.
@@ -48,9 +55,9 @@ func (it *DataIter) Remaining() []byte { return it.b }
 // Next decodes the next record into r.
 func (it *DataIter) Next(r *Record) bool {
 	// Small enough to inline: fixed-length records are the common case.
-	if l := it.l; l.RecordLen > 0 && len(it.b) >= l.RecordLen {
-		r.Layout, r.data, r.pos = l, it.b, l.pos
-		it.b = it.b[l.RecordLen:]
+	if n := it.n; n > 0 && n <= len(it.b) {
+		r.Layout, r.data, r.pos = it.l, it.b[:n], it.pos
+		it.b = it.b[n:]
 		return true
 	}
 	return it.nextVarlen(r)
@@ -143,10 +150,10 @@ func (r *Record) Addr(i int) netip.Addr {
 	if p := r.pos[i]; p.end-p.off == 4 {
 		return netip.AddrFrom4(*(*[4]byte)(r.ptr(p)))
 	}
-	return addr16(r.Bytes(i))
+	return addrSlow(r.Bytes(i))
 }
 
-func addr16(b []byte) netip.Addr {
+func addrSlow(b []byte) netip.Addr {
 	if len(b) == 16 {
 		return netip.AddrFrom16([16]byte(b))
 	}

@@ -43,4 +43,4 @@ func mustCompileV5() *Layout {
 func V5Layout() *Layout { return v5Layout }
 
 // V5Records iterates the flow records of a NetFlow v5 message.
-func (m *Message) V5Records() DataIter { return DataIter{l: v5Layout, b: m.body} }
+func (m *Message) V5Records() DataIter { return NewDataIter(v5Layout, m.body) }
