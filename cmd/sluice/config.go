@@ -30,6 +30,7 @@ type collectorYAML struct {
 	Loops            *intValue      `yaml:"loops"`
 	UDPReceiveBuffer *sizeValue     `yaml:"udp_receive_buffer"`
 	UDPBatch         *intValue      `yaml:"udp_batch"`
+	StockUDPRead     *bool          `yaml:"stock_udp_read"`
 	MaxDatagram      *intValue      `yaml:"max_datagram"`
 	ScopeByPort      *bool          `yaml:"scope_by_port"`
 	TemplateLifetime *durationValue `yaml:"template_lifetime"`
@@ -105,6 +106,9 @@ func applyConfig(name string, data []byte, rc *runConfig) error {
 	}
 	if c.UDPBatch != nil {
 		cc.UDPBatch = c.UDPBatch.v
+	}
+	if c.StockUDPRead != nil {
+		cc.StockUDPRead = *c.StockUDPRead
 	}
 	if c.MaxDatagram != nil {
 		cc.MaxDatagram = c.MaxDatagram.v

@@ -38,6 +38,7 @@ func runAll(args []string, stdout, stderr io.Writer) error {
 	loops := fs.Int("loops", -1, "event loops (default: one per CPU)")
 	scopePort := fs.Bool("scope-port", false, "scope templates by exporter address and port")
 	lifetime := fs.Duration("template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
+	stockUDP := fs.Bool("stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: sluice run [flags]\n\nRuns the all-in-one collector: listeners, mediator and admin API.\n\n")
 		fs.PrintDefaults()
@@ -76,6 +77,9 @@ func runAll(args []string, stdout, stderr io.Writer) error {
 	}
 	if *scopePort {
 		rc.Collector.ScopeByPort = true
+	}
+	if *stockUDP {
+		rc.Collector.StockUDPRead = true
 	}
 	if *lifetime != 0 {
 		rc.Collector.TemplateLifetime = *lifetime

@@ -251,7 +251,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	l.now = time.Now().UnixNano()
 	buf, _ := c.Next(-1)
 	l.handle(buf, origin{src: addrPortOf(c.RemoteAddr()), transport: transportUDP})
-	if batchSupported {
+	if batchSupported && !h.c.cfg.StockUDPRead {
 		h.drainUDP(l, c.Fd())
 	}
 	return gnet.None

@@ -22,6 +22,9 @@ type Config struct {
 	UDPReceiveBuffer int
 	// UDPBatch is how many datagrams one recvmmsg call reads. Default: 64.
 	UDPBatch int
+	// StockUDPRead turns the recvmmsg batches off, leaving gnet's own
+	// read of one datagram per wake-up: for measuring what batching buys.
+	StockUDPRead bool
 	// MaxDatagram is the largest UDP datagram accepted whole; longer ones
 	// are dropped as truncated. Default: 65535.
 	MaxDatagram int

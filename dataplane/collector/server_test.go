@@ -369,3 +369,70 @@ func TestGracefulStopDrainsTCP(t *testing.T) {
 		t.Fatalf("octet sum %d, want %d", got, octets)
 	}
 }
+
+func TestTCPManyExportersIPv6(t *testing.T) {
+	h := &harness{out: &countOut{}, runErr: make(chan error, 1), medEnd: make(chan struct{})}
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	h.port = ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	p := strconv.Itoa(h.port)
+	c, err := collector.New(collector.Config{Loops: 2, Listen: []string{"tcp://[::1]:" + p, "udp://[::1]:" + p}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.c = c
+	h.med = mediator.New(c.Rings(), []export.Output{h.out}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.runErr <- c.Run(context.Background()) }()
+	<-c.Booted()
+	h.startMediator(ctx)
+	t.Cleanup(func() { h.stop(t) })
+
+	const exporters = 16
+	var wg sync.WaitGroup
+	var want atomic.Uint64
+	for e := range exporters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.Dial("tcp", "[::1]:"+p)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			tpl, data, octets := exporterMsgs(uint32(e+1), 50, 20)
+			want.Add(octets)
+			conn.Write(tpl)
+			for _, d := range data {
+				conn.Write(d)
+			}
+		}()
+	}
+	// And one over UDP on the same port.
+	u, err := net.Dial("udp", "[::1]:"+p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl, data, octets := exporterMsgs(99, 5, 20)
+	want.Add(octets)
+	u.Write(tpl)
+	for _, d := range data {
+		u.Write(d)
+	}
+	u.Close()
+	wg.Wait()
+	h.waitRecords(t, exporters*50*20+5*20)
+	if got := h.out.sum.Load(); got != want.Load() {
+		t.Fatalf("octet sum %d, want %d", got, want.Load())
+	}
+	for _, e := range c.Exporters() {
+		if e.Exporter != "::1" {
+			t.Fatalf("exporter %q, want ::1", e.Exporter)
+		}
+	}
+}
