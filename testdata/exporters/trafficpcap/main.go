@@ -102,6 +102,7 @@ func main() {
 	seed := flag.Uint64("seed", 1, "random seed; the same seed gives the same file")
 	scale := flag.Int("flows", 300, "approximate number of conversations")
 	sumOut := flag.String("summary", "", "optional file to write a JSON summary to")
+	filler := flag.String("filler", "", "optional file to write a pcap of ARP filler packets to (see writeFiller)")
 	flag.Parse()
 	if *out == "" || *scale < 10 {
 		flag.Usage()
@@ -123,6 +124,12 @@ func main() {
 	if err := g.write(*out); err != nil {
 		fmt.Fprintln(os.Stderr, "trafficpcap:", err)
 		os.Exit(1)
+	}
+	if *filler != "" {
+		if err := writeFiller(*filler, 40); err != nil {
+			fmt.Fprintln(os.Stderr, "trafficpcap:", err)
+			os.Exit(1)
+		}
 	}
 	s := g.summary
 	fmt.Fprintf(os.Stderr, "trafficpcap: wrote %s: %d packets, %d conversations (%d IPv4, %d IPv6), %.1f s\n",
@@ -182,6 +189,12 @@ func (g *generator) generate(n int) {
 		case kindUDP:
 			g.udpConversation(start, cli, srv)
 		case kindICMP, kindICMPv6:
+			// Exporters key ICMP flows on addresses and type/code only, so
+			// each host pair gets at most one echo conversation.
+			for g.used["echo|"+cli.addr.String()+"|"+srv.addr.String()] {
+				cli, srv = g.hosts(m.v6)
+			}
+			g.used["echo|"+cli.addr.String()+"|"+srv.addr.String()] = true
 			g.echoConversation(start, cli, srv)
 		}
 		g.summary.Conversations++
@@ -657,7 +670,8 @@ func checksum(s uint32, b []byte) uint16 {
 	return ^uint16(s)
 }
 
-// write sorts the packets by time and writes the pcap file.
+// write sorts the packets by time, fills in the summary and writes the pcap
+// file.
 func (g *generator) write(name string) error {
 	sort.Slice(g.packets, func(i, j int) bool {
 		a, b := g.packets[i], g.packets[j]
@@ -666,27 +680,7 @@ func (g *generator) write(name string) error {
 		}
 		return a.order < b.order
 	})
-	f, err := os.Create(name)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	var hdr [24]byte
-	binary.LittleEndian.PutUint32(hdr[0:], 0xa1b2c3d4) // microsecond timestamps
-	binary.LittleEndian.PutUint16(hdr[4:], 2)
-	binary.LittleEndian.PutUint16(hdr[6:], 4)
-	binary.LittleEndian.PutUint32(hdr[16:], snapLen)
-	binary.LittleEndian.PutUint32(hdr[20:], linkTypeEthernet)
-	w.Write(hdr[:])
 	for _, p := range g.packets {
-		ts := startTime.Add(p.ts)
-		var rec [16]byte
-		binary.LittleEndian.PutUint32(rec[0:], uint32(ts.Unix()))
-		binary.LittleEndian.PutUint32(rec[4:], uint32(ts.Nanosecond()/1000))
-		binary.LittleEndian.PutUint32(rec[8:], uint32(len(p.frame)))
-		binary.LittleEndian.PutUint32(rec[12:], uint32(len(p.frame)))
-		w.Write(rec[:])
-		w.Write(p.frame)
 		g.summary.Packets++
 		g.summary.Bytes += len(p.frame)
 		g.summary.IPBytes += len(p.frame) - 14
@@ -700,6 +694,61 @@ func (g *generator) write(name string) error {
 	}
 	if n := len(g.packets); n > 0 {
 		g.summary.DurationSec = (g.packets[n-1].ts - g.packets[0].ts).Seconds()
+	}
+	return writePcap(name, startTime, g.packets)
+}
+
+// writeFiller writes a pcap of n gratuitous ARP announcements, one every
+// 250 ms. make-captures.sh replays it after the traffic so that a live
+// exporter whose capture filter admits ARP keeps receiving packets (and so
+// processes the last packets of the traffic promptly) without any new IP flow.
+func writeFiller(name string, n int) error {
+	mac := [6]byte{0x02, 0x00, 0x5e, 0x30, 0x00, 0x01}
+	ip := [4]byte{192, 0, 2, 254}
+	var pkts []packet
+	for i := range n {
+		f := make([]byte, 0, 60)
+		f = append(f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+		f = append(f, mac[:]...)
+		f = binary.BigEndian.AppendUint16(f, 0x0806)
+		f = binary.BigEndian.AppendUint16(f, 1)      // Ethernet
+		f = binary.BigEndian.AppendUint16(f, 0x0800) // IPv4
+		f = append(f, 6, 4)
+		f = binary.BigEndian.AppendUint16(f, 1) // request
+		f = append(f, mac[:]...)
+		f = append(f, ip[:]...)
+		f = append(f, 0, 0, 0, 0, 0, 0)
+		f = append(f, ip[:]...)
+		f = append(f, make([]byte, 60-len(f))...) // pad to the Ethernet minimum
+		pkts = append(pkts, packet{ts: time.Duration(i) * 250 * time.Millisecond, order: i, frame: f})
+	}
+	return writePcap(name, startTime.Add(2*time.Minute), pkts)
+}
+
+// writePcap writes packets, already in time order, as a classic pcap file
+// with microsecond timestamps.
+func writePcap(name string, start time.Time, pkts []packet) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	var hdr [24]byte
+	binary.LittleEndian.PutUint32(hdr[0:], 0xa1b2c3d4) // microsecond timestamps
+	binary.LittleEndian.PutUint16(hdr[4:], 2)
+	binary.LittleEndian.PutUint16(hdr[6:], 4)
+	binary.LittleEndian.PutUint32(hdr[16:], snapLen)
+	binary.LittleEndian.PutUint32(hdr[20:], linkTypeEthernet)
+	w.Write(hdr[:])
+	for _, p := range pkts {
+		ts := start.Add(p.ts)
+		var rec [16]byte
+		binary.LittleEndian.PutUint32(rec[0:], uint32(ts.Unix()))
+		binary.LittleEndian.PutUint32(rec[4:], uint32(ts.Nanosecond()/1000))
+		binary.LittleEndian.PutUint32(rec[8:], uint32(len(p.frame)))
+		binary.LittleEndian.PutUint32(rec[12:], uint32(len(p.frame)))
+		w.Write(rec[:])
+		w.Write(p.frame)
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
