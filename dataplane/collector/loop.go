@@ -125,8 +125,11 @@ func (l *loop) handle(b []byte, o origin) {
 			ExportTime: m.ExportTime, Sequence: m.Sequence, SysUptime: m.SysUptime,
 			ExportNanos: m.ExportNanos, Records: uint32(n),
 		}
-		if l.push(&l.hdr, m.Body(), o) {
+		if reason, ok := l.push(&l.hdr, m.Body(), o); ok {
+			st.records.Add(uint64(n))
 			ex.records.Add(uint64(n))
+		} else {
+			st.droppedRecs[reason].Add(uint64(n))
 		}
 		l.checkSeq(ek, ex, m.Sequence, uint32(n), true)
 		return
@@ -192,16 +195,17 @@ func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origi
 		l.keepOptions(ex, lay, body, m)
 	}
 	l.stats.dataSets.Add(1)
-	if !l.announced(t, o) {
-		return 0
+	if reason, ok := l.announced(t, o); !ok {
+		l.stats.droppedRecs[reason].Add(uint64(n))
+		return n
 	}
 	l.hdr = entry.Header{
 		Kind: entry.KindData, Version: m.Version, Domain: m.DomainID, Exporter: o.src,
 		TemplateID: lay.ID, Fingerprint: lay.Fingerprint, ExportTime: m.ExportTime,
 		Sequence: m.Sequence, SysUptime: m.SysUptime, ExportNanos: m.ExportNanos, Records: uint32(n),
 	}
-	if !l.push(&l.hdr, body, o) {
-		l.stats.droppedRecs[DropRingFull].Add(uint64(n))
+	if reason, ok := l.push(&l.hdr, body, o); !ok {
+		l.stats.droppedRecs[reason].Add(uint64(n))
 		return n
 	}
 	l.stats.records.Add(uint64(n))
@@ -248,9 +252,9 @@ func (l *loop) keepOptions(ex *exporterStats, lay *ipfix.Layout, body []byte, m 
 
 // announced makes sure the ring carried t's definition before data that
 // needs it.
-func (l *loop) announced(t *template.Template, o origin) bool {
+func (l *loop) announced(t *template.Template, o origin) (DropReason, bool) {
 	if fp, ok := l.announce[t.Key]; ok && fp == t.Layout.Fingerprint {
-		return true
+		return 0, true
 	}
 	lay := t.Layout
 	h := entry.Header{
@@ -263,31 +267,30 @@ func (l *loop) announced(t *template.Template, o origin) bool {
 	if lay.V9 {
 		h.Flags |= entry.FlagV9
 	}
-	if !l.push(&h, lay.Raw, o) {
-		return false
+	if reason, ok := l.push(&h, lay.Raw, o); !ok {
+		return reason, false
 	}
 	if len(l.announce) > maxAnnounced {
 		clear(l.announce) // bounded; definitions are simply sent again
 	}
 	l.announce[t.Key] = lay.Fingerprint
-	return true
+	return 0, true
 }
 
 const maxAnnounced = 1 << 16
 
 // push writes one entry into the ring. UDP input drops when the ring is full;
-// TCP input waits for room (backpressure: the loop stops reading).
-func (l *loop) push(h *entry.Header, body []byte, o origin) bool {
+// TCP input waits for room (backpressure: the loop stops reading). On
+// failure it returns the reason; the caller counts what was lost.
+func (l *loop) push(h *entry.Header, body []byte, o origin) (DropReason, bool) {
 	n := entry.HeaderLen + len(body)
 	if n > l.ring.MaxEntry() {
-		l.stats.droppedSets[DropTooLargeForRing].Add(1)
-		return false
+		return DropTooLargeForRing, false
 	}
 	buf := l.prod.Reserve(n)
 	if buf == nil {
 		if o.transport == transportUDP {
-			l.stats.droppedSets[DropRingFull].Add(1)
-			return false
+			return DropRingFull, false
 		}
 		l.stats.backpressure.Add(1)
 		for buf == nil {
@@ -295,8 +298,7 @@ func (l *loop) push(h *entry.Header, body []byte, o origin) bool {
 			case <-l.stop:
 				// Shutting down with the consumer gone: nothing more
 				// can be delivered.
-				l.stats.droppedSets[DropRingFull].Add(1)
-				return false
+				return DropRingFull, false
 			default:
 			}
 			time.Sleep(50 * time.Microsecond)
@@ -306,7 +308,7 @@ func (l *loop) push(h *entry.Header, body []byte, o origin) bool {
 	entry.Put(buf, h)
 	copy(buf[entry.HeaderLen:], body)
 	l.prod.Commit(n)
-	return true
+	return 0, true
 }
 
 // learn handles a template or options template set.
@@ -388,7 +390,10 @@ func (l *loop) withdraw(k template.Key, tr *ipfix.TemplateRecord, o origin) {
 		}
 	}
 	h := entry.Header{Kind: entry.KindWithdrawal, Version: k.Version, Domain: k.Domain, Exporter: o.src, TemplateID: tr.ID}
-	l.push(&h, nil, o)
+	if reason, ok := l.push(&h, nil, o); !ok {
+		// Consumers ignore withdrawals today; count the lost entry anyway.
+		l.stats.droppedSets[reason].Add(1)
+	}
 }
 
 // hold keeps a data set whose template is unknown.

@@ -399,6 +399,10 @@ func TestUDPRingFullDropsAndCounts(t *testing.T) {
 	if n, err := strconv.Atoi(dropped); err != nil || d.records+n != sent {
 		t.Fatalf("delivered %d + dropped %s, want %d", d.records, dropped, sent)
 	}
+	// Loss is counted once, in records, not again as sets.
+	if got := metric(t, c, `sluice_dropped_sets_total{reason="ring_full"}`); got != "0" {
+		t.Fatalf("ring_full also counted as %s sets", got)
+	}
 }
 
 func TestMalformedInputCountedNotFatal(t *testing.T) {
@@ -422,13 +426,16 @@ func TestMalformedInputCountedNotFatal(t *testing.T) {
 }
 
 func TestNetFlow5(t *testing.T) {
-	_, l := testCollector(t, Config{})
+	c, l := testCollector(t, Config{})
 	b := make([]byte, ipfix.HeaderLenV5+2*48)
 	binary.BigEndian.PutUint16(b, 5)
 	binary.BigEndian.PutUint16(b[2:], 2)
 	l.handle(b, udpFrom(exporterA))
 	if d := drain(t, l); d.records != 2 || d.data != 1 {
 		t.Fatalf("v5: %+v", d)
+	}
+	if got := metric(t, c, "sluice_collected_records_total"); got != "2" {
+		t.Fatalf("collected records = %s, want 2", got)
 	}
 }
 
