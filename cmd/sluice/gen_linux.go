@@ -20,10 +20,8 @@ type mmsghdr struct {
 // batchSender sends many messages per system call: sendmmsg, and with GSO
 // one buffer per call entry that the kernel cuts into equal datagrams.
 type batchSender struct {
+	batchBuf
 	gso   bool
-	mem   []byte
-	size  []int
-	off   []int
 	msgs  []mmsghdr
 	iovs  []unix.Iovec
 	cmsgs []byte
@@ -31,37 +29,12 @@ type batchSender struct {
 
 func newBatchSender(batch int, gso bool) *batchSender {
 	return &batchSender{
-		gso:   gso,
-		size:  make([]int, batch),
-		off:   make([]int, batch),
-		msgs:  make([]mmsghdr, batch),
-		iovs:  make([]unix.Iovec, batch),
-		cmsgs: make([]byte, batch*unix.CmsgSpace(2)),
+		batchBuf: newBatchBuf(batch),
+		gso:      gso,
+		msgs:     make([]mmsghdr, batch),
+		iovs:     make([]unix.Iovec, batch),
+		cmsgs:    make([]byte, batch*unix.CmsgSpace(2)),
 	}
-}
-
-// slot returns room for message i of the batch, contiguous after message
-// i-1 so GSO can send runs of them as one buffer.
-func (s *batchSender) slot(i, size int) []byte {
-	off := 0
-	if i > 0 {
-		off = s.off[i-1] + s.size[i-1]
-	}
-	if need := off + size; need > len(s.mem) {
-		grown := make([]byte, max(need, 2*len(s.mem)))
-		copy(grown, s.mem)
-		s.mem = grown
-	}
-	s.off[i], s.size[i] = off, size
-	return s.mem[off : off+size]
-}
-
-func (s *batchSender) bytes(n int) int {
-	t := 0
-	for i := range n {
-		t += s.size[i]
-	}
-	return t
 }
 
 // maxGSO is the most payload one GSO buffer may carry.

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/netip"
 	"sort"
@@ -138,15 +139,23 @@ func (r *exporterRegistry) snapshot() []*exporterStats {
 	r.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].key, out[j].key
-		if c := a.Exporter.Compare(b.Exporter); c != 0 {
-			return c < 0
-		}
-		if a.Domain != b.Domain {
-			return a.Domain < b.Domain
-		}
-		return a.Version < b.Version
+		return compareKeys(a.Exporter, b.Exporter, a.Domain, b.Domain, a.Version, b.Version, 0, 0) < 0
 	})
 	return out
+}
+
+// compareKeys orders by exporter, domain, version, then template ID.
+func compareKeys(ea, eb netip.AddrPort, da, db uint32, va, vb, ia, ib uint16) int {
+	if c := ea.Compare(eb); c != 0 {
+		return c
+	}
+	switch {
+	case da != db:
+		return cmp.Compare(da, db)
+	case va != vb:
+		return cmp.Compare(va, vb)
+	}
+	return cmp.Compare(ia, ib)
 }
 
 // promWriter appends Prometheus text exposition.

@@ -117,16 +117,7 @@ func (c *Collector) TemplateList() []TemplateStatus {
 	})
 	sort.Slice(ts, func(i, j int) bool {
 		a, b := ts[i].Key, ts[j].Key
-		if c := a.Exporter.Compare(b.Exporter); c != 0 {
-			return c < 0
-		}
-		if a.Domain != b.Domain {
-			return a.Domain < b.Domain
-		}
-		if a.Version != b.Version {
-			return a.Version < b.Version
-		}
-		return a.ID < b.ID
+		return compareKeys(a.Exporter, b.Exporter, a.Domain, b.Domain, a.Version, b.Version, a.ID, b.ID) < 0
 	})
 	out := make([]TemplateStatus, 0, len(ts))
 	for _, t := range ts {
