@@ -34,8 +34,8 @@ type loop struct {
 	idx      int
 	cache    *template.Cache
 	held     *held
-	seq      map[ExporterKey]*seqState
-	exp      map[ExporterKey]*exporterStats
+	exp      map[ExporterKey]*exporterState
+	last     *exporterState // the exporter of the previous message
 	ring     *ring.Ring
 	prod     *ring.Producer
 	stats    *loopStats
@@ -57,8 +57,7 @@ func newLoop(c *Collector, idx int) *loop {
 		idx:      idx,
 		cache:    template.NewCache(c.shared),
 		held:     newHeld(&c.cfg.Held, &c.heldTotal),
-		seq:      make(map[ExporterKey]*seqState),
-		exp:      make(map[ExporterKey]*exporterStats),
+		exp:      make(map[ExporterKey]*exporterState),
 		ring:     r,
 		prod:     r.Producer(),
 		stats:    &loopStats{},
@@ -74,15 +73,29 @@ func (l *loop) scope(src netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(src.Addr(), 0)
 }
 
-func (l *loop) exporter(k ExporterKey) *exporterStats {
+// exporterState is a loop's view of one exporter scope and domain: its
+// shared counters and the loop's own sequence tracking.
+type exporterState struct {
+	key   ExporterKey
+	stats *exporterStats
+	seq   seqState
+}
+
+// exporter finds k's state; consecutive messages mostly come from the same
+// exporter, so the previous answer is checked before the map.
+func (l *loop) exporter(k ExporterKey) *exporterState {
+	if e := l.last; e != nil && e.key == k {
+		return e
+	}
 	e := l.exp[k]
 	if e == nil {
 		if len(l.exp) > maxTrackedExporters {
-			clear(l.exp) // bound the cache; the registry keeps the counters
+			clear(l.exp) // bounded; the registry keeps the counters
 		}
-		e = l.c.exporters.get(k, l.now)
+		e = &exporterState{key: k, stats: l.c.exporters.get(k, l.now)}
 		l.exp[k] = e
 	}
+	l.last = e
 	return e
 }
 
@@ -112,7 +125,8 @@ func (l *loop) handle(b []byte, o origin) {
 		st.messages[2].Add(1)
 	}
 	ek := ExporterKey{l.scope(o.src), m.DomainID, m.Version}
-	ex := l.exporter(ek)
+	es := l.exporter(ek)
+	ex := es.stats
 	ex.lastSeen.Store(l.now)
 	ex.messages.Add(1)
 	ex.transport.Store(uint32(o.transport + 1))
@@ -131,7 +145,7 @@ func (l *loop) handle(b []byte, o origin) {
 		} else {
 			st.droppedRecs[reason].Add(uint64(n))
 		}
-		l.checkSeq(ek, ex, m.Sequence, uint32(n), true)
+		l.checkSeq(es, m.Sequence, uint32(n), true)
 		return
 	}
 
@@ -163,9 +177,9 @@ func (l *loop) handle(b []byte, o origin) {
 		complete = false
 	}
 	if m.Version == ipfix.VersionNetFlow9 {
-		l.checkSeq(ek, ex, m.Sequence, 1, true)
+		l.checkSeq(es, m.Sequence, 1, true)
 	} else {
-		l.checkSeq(ek, ex, m.Sequence, uint32(records), complete)
+		l.checkSeq(es, m.Sequence, uint32(records), complete)
 	}
 }
 
@@ -416,7 +430,7 @@ func (l *loop) release(k template.Key, t *template.Template) {
 		hs := &q.sets[i]
 		m := &ipfix.Message{Version: k.Version, DomainID: k.Domain, ExportTime: hs.exportTime,
 			Sequence: hs.sequence, SysUptime: hs.sysUptime, ExportNanos: hs.exportNanos}
-		ex := l.exporter(ExporterKey{k.Exporter, k.Domain, k.Version})
+		ex := l.exporter(ExporterKey{k.Exporter, k.Domain, k.Version}).stats
 		l.data(t, hs.body, m, origin{src: hs.src, transport: hs.transport, session: hs.session}, ex)
 		l.stats.heldReleased.Add(1)
 	}

@@ -20,15 +20,8 @@ const maxGap = 1 << 28
 // checkSeq accounts for a message with sequence number seq carrying n
 // units. verifiable is false when n is unknown (data sets held for their
 // template); the next message then starts afresh.
-func (l *loop) checkSeq(k ExporterKey, ex *exporterStats, seq, n uint32, verifiable bool) {
-	s := l.seq[k]
-	if s == nil {
-		if len(l.seq) > maxTrackedExporters {
-			clear(l.seq)
-		}
-		s = &seqState{}
-		l.seq[k] = s
-	}
+func (l *loop) checkSeq(es *exporterState, seq, n uint32, verifiable bool) {
+	s, ex := &es.seq, es.stats
 	if s.valid {
 		switch d := int32(seq - s.next); {
 		case d == 0:

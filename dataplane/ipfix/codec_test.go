@@ -359,13 +359,13 @@ func TestBool(t *testing.T) {
 
 func TestAddressesAndStrings(t *testing.T) {
 	fields := []ipfix.FieldSpec{
-		{ID: 8, Length: 4},               // sourceIPv4Address
-		{ID: 27, Length: 16},             // sourceIPv6Address
-		{ID: 56, Length: 6},              // sourceMacAddress
-		{ID: 82, Length: ipfix.VarLen},   // interfaceName
-		{ID: 313, Length: ipfix.VarLen},  // ipHeaderPacketSection
-		{ID: 82, Length: 8},              // fixed-length string, NUL padded
-		{ID: 12, Length: 16},             // IPv4 element in 16 octets
+		{ID: 8, Length: 4},              // sourceIPv4Address
+		{ID: 27, Length: 16},            // sourceIPv6Address
+		{ID: 56, Length: 6},             // sourceMacAddress
+		{ID: 82, Length: ipfix.VarLen},  // interfaceName
+		{ID: 313, Length: ipfix.VarLen}, // ipHeaderPacketSection
+		{ID: 82, Length: 8},             // fixed-length string, NUL padded
+		{ID: 12, Length: 16},            // IPv4 element in 16 octets
 	}
 	v4 := netip.MustParseAddr("192.0.2.1")
 	v6 := []netip.Addr{netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("::ffff:198.51.100.7")}

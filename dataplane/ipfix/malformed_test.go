@@ -26,14 +26,14 @@ type strictWalk struct {
 // Layouts known to strictWalk by template ID: data cases use them instead
 // of templates in the message, so that the walk compiles nothing.
 const (
-	idFixed    = 256 // sourceIPv4Address, destinationIPv4Address, ports
-	idVarlen   = 257 // interfaceName (varlen), ingressInterface
-	idOctets   = 258 // ipHeaderPacketSection (varlen)
-	idBasic    = 259 // basicList (varlen)
-	idMulti    = 260 // subTemplateMultiList (varlen)
-	idSubList  = 261 // subTemplateList (varlen)
-	idPorts    = 262 // sourceTransportPort, destinationTransportPort
-	idFixed12  = 263 // 12-octet records, for padding tests
+	idFixed   = 256 // sourceIPv4Address, destinationIPv4Address, ports
+	idVarlen  = 257 // interfaceName (varlen), ingressInterface
+	idOctets  = 258 // ipHeaderPacketSection (varlen)
+	idBasic   = 259 // basicList (varlen)
+	idMulti   = 260 // subTemplateMultiList (varlen)
+	idSubList = 261 // subTemplateList (varlen)
+	idPorts   = 262 // sourceTransportPort, destinationTransportPort
+	idFixed12 = 263 // 12-octet records, for padding tests
 )
 
 func newStrictWalk(tb testing.TB) *strictWalk {

@@ -199,6 +199,7 @@ type Cache struct {
 	shared *Shared
 	m      map[Key]*Template
 	gen    uint64
+	last   *Template // the previous hit; data sets mostly repeat templates
 }
 
 // NewCache returns a loop cache in front of shared.
@@ -214,8 +215,12 @@ func (c *Cache) Get(k Key, now int64) *Template {
 		// a redefinition or withdrawal elsewhere is seen.
 		clear(c.m)
 		c.gen = g
+		c.last = nil
 	}
-	t := c.m[k]
+	t := c.last
+	if t == nil || t.Key != k {
+		t = c.m[k]
+	}
 	if t == nil {
 		t = c.shared.Get(k)
 		if t == nil {
@@ -227,8 +232,10 @@ func (c *Cache) Get(k Key, now int64) *Template {
 		delete(c.m, k)
 		c.shared.Delete(k, t)
 		c.gen = c.shared.Generation()
+		c.last = nil
 		return nil
 	}
+	c.last = t
 	return t
 }
 
@@ -237,11 +244,13 @@ func (c *Cache) Put(t *Template) {
 	c.shared.Put(t)
 	c.m[t.Key] = t
 	c.gen = c.shared.Generation()
+	c.last = nil
 }
 
 // Delete removes k from the loop cache and, if it is still old, from the
 // shared store.
 func (c *Cache) Delete(k Key, old *Template) {
+	c.last = nil
 	delete(c.m, k)
 	c.shared.Delete(k, old)
 	c.gen = c.shared.Generation()
@@ -266,6 +275,7 @@ func (c *Cache) DeleteWhere(match func(t *Template) bool) []*Template {
 			delete(c.m, k)
 		}
 	}
+	c.last = nil
 	c.gen = c.shared.Generation()
 	return doomed
 }
