@@ -427,6 +427,13 @@ func (g *generator) run(stop <-chan os.Signal) (*GenSummary, error) {
 	if !cfg.ratePackets && cfg.rate > 0 {
 		msgRate = cfg.rate / float64(cfg.records)
 	}
+	// Keep each round of bursts (one batch per exporter) within about a
+	// millisecond of traffic at the target rate, so a slow rate is not sent
+	// as a few large bursts that overflow a collector's socket buffer.
+	batch := cfg.batch
+	if msgRate > 0 {
+		batch = max(1, min(cfg.batch, int(msgRate/1000/float64(len(g.exps)))))
+	}
 	var sent uint64
 	now32 := uint32(g.started.Unix())
 	if !cfg.dataFirst {
@@ -454,7 +461,7 @@ func (g *generator) run(stop <-chan os.Signal) (*GenSummary, error) {
 			}
 		}
 		for _, e := range g.exps {
-			n := cfg.batch
+			n := batch
 			if cfg.count > 0 && sent+uint64(n) > uint64(cfg.count) {
 				n = int(uint64(cfg.count) - sent)
 			}
