@@ -28,6 +28,46 @@ type Meta struct {
 	Msg      *ipfix.Message
 	// Resolve is used for sub-template lists; nil shows them as octets.
 	Resolve Resolver
+
+	// Formatting RFC 3339 is a third of the encoding time; records of one
+	// message share an export time and mostly a second, so keep the last
+	// formatting. Reuse a Meta across records to benefit.
+	exportCache, fieldCache timeCache
+}
+
+// timeCache remembers the formatting of one UTC second.
+type timeCache struct {
+	sec    int64
+	ok     bool
+	prefix [len("2006-01-02T15:04:05")]byte
+}
+
+// appendUTC appends t (UTC) like time.RFC3339Nano does: seconds, then the
+// fraction without trailing zeros, then "Z".
+func (c *timeCache) appendUTC(dst []byte, t time.Time) []byte {
+	sec := t.Unix()
+	if y := t.Year(); y < 0 || y > 9999 {
+		return t.AppendFormat(dst, time.RFC3339Nano)
+	}
+	if !c.ok || c.sec != sec {
+		t.AppendFormat(c.prefix[:0], "2006-01-02T15:04:05")
+		c.sec, c.ok = sec, true
+	}
+	dst = append(dst, c.prefix[:]...)
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i >= 1; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n--
+		}
+		dst = append(dst, frac[:n]...)
+	}
+	return append(dst, 'Z')
 }
 
 // paddingOctets carries no information and is left out.
@@ -57,7 +97,7 @@ func AppendRecord(dst []byte, m *Meta, r *ipfix.Record) []byte {
 	dst = append(dst, `,"template_id":`...)
 	dst = strconv.AppendUint(dst, uint64(r.Layout.ID), 10)
 	dst = append(dst, `,"export_time":"`...)
-	dst = m.Msg.Time().AppendFormat(dst, time.RFC3339)
+	dst = m.exportCache.appendUTC(dst, time.Unix(int64(m.Msg.ExportTime), 0).UTC())
 	dst = append(dst, '"')
 	if r.Layout.Options {
 		dst = append(dst, `,"options":true`...)
@@ -92,7 +132,7 @@ func AppendValue(dst []byte, m *Meta, ie *ipfix.InfoElement, b []byte, depth int
 			break
 		}
 		if m != nil && m.Msg != nil && m.Msg.Version != ipfix.VersionIPFIX && ie.PEN == 0 && (ie.ID == 21 || ie.ID == 22) && len(b) == 4 {
-			return appendTime(dst, m.Msg.UptimeTime(uint32(ipfix.Uint(b))))
+			return appendTime(dst, m, m.Msg.UptimeTime(uint32(ipfix.Uint(b))))
 		}
 		return strconv.AppendUint(dst, ipfix.Uint(b), 10)
 	case ipfix.TypeSigned8, ipfix.TypeSigned16, ipfix.TypeSigned32, ipfix.TypeSigned64:
@@ -145,22 +185,22 @@ func AppendValue(dst []byte, m *Meta, ie *ipfix.InfoElement, b []byte, depth int
 		if len(b) == 0 || len(b) > 4 {
 			break
 		}
-		return appendTime(dst, ipfix.DateTimeSeconds(b))
+		return appendTime(dst, m, ipfix.DateTimeSeconds(b))
 	case ipfix.TypeDateTimeMilliseconds:
 		if len(b) == 0 || len(b) > 8 {
 			break
 		}
-		return appendTime(dst, ipfix.DateTimeMilliseconds(b))
+		return appendTime(dst, m, ipfix.DateTimeMilliseconds(b))
 	case ipfix.TypeDateTimeMicroseconds:
 		if len(b) != 8 {
 			break
 		}
-		return appendTime(dst, ipfix.DateTimeMicroseconds(b))
+		return appendTime(dst, m, ipfix.DateTimeMicroseconds(b))
 	case ipfix.TypeDateTimeNanoseconds:
 		if len(b) != 8 {
 			break
 		}
-		return appendTime(dst, ipfix.DateTimeNanoseconds(b))
+		return appendTime(dst, m, ipfix.DateTimeNanoseconds(b))
 	case ipfix.TypeBasicList:
 		if depth < ipfix.MaxListDepth {
 			if out, ok := appendBasicList(dst, m, b, depth+1); ok {
@@ -269,9 +309,13 @@ func appendRecords(dst []byte, m *Meta, id uint16, data []byte, depth int, n *in
 	return dst, it.Err() == nil
 }
 
-func appendTime(dst []byte, t time.Time) []byte {
+func appendTime(dst []byte, m *Meta, t time.Time) []byte {
 	dst = append(dst, '"')
-	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	if m != nil && t.Location() == time.UTC {
+		dst = m.fieldCache.appendUTC(dst, t)
+	} else {
+		dst = t.AppendFormat(dst, time.RFC3339Nano)
+	}
 	return append(dst, '"')
 }
 

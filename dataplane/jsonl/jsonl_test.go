@@ -247,3 +247,38 @@ func BenchmarkAppendRecord(b *testing.B) {
 	perRecord := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	b.ReportMetric(1e9/perRecord, "records/s")
 }
+
+// The cached RFC 3339 formatting must equal the time package's, for times
+// across second boundaries and with every fraction length.
+func TestTimeCacheMatchesRFC3339Nano(t *testing.T) {
+	var c timeCache
+	base := time.Date(2026, 11, 25, 23, 59, 58, 0, time.UTC)
+	for _, d := range []time.Duration{0, 1, 10, 999, 1000, 123456789, time.Second, time.Second + 5*time.Millisecond,
+		2 * time.Second, 2*time.Second + 120*time.Microsecond, 400 * 24 * time.Hour} {
+		tm := base.Add(d)
+		got := string(c.appendUTC(nil, tm))
+		if want := tm.Format(time.RFC3339Nano); got != want {
+			t.Errorf("appendUTC(%v) = %s, want %s", tm, got, want)
+		}
+	}
+	far := time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if got, want := string(c.appendUTC(nil, far)), far.Format(time.RFC3339Nano); got != want {
+		t.Errorf("year 12000: %s, want %s", got, want)
+	}
+}
+
+func BenchmarkTimeFormat(b *testing.B) {
+	tm := time.Date(2026, 11, 25, 12, 0, 0, 123_000_000, time.UTC)
+	buf := make([]byte, 0, 64)
+	b.Run("cached", func(b *testing.B) {
+		var c timeCache
+		for b.Loop() {
+			buf = c.appendUTC(buf[:0], tm)
+		}
+	})
+	b.Run("AppendFormat", func(b *testing.B) {
+		for b.Loop() {
+			buf = tm.AppendFormat(buf[:0], time.RFC3339Nano)
+		}
+	})
+}

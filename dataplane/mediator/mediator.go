@@ -204,7 +204,8 @@ func (m *Mediator) data(rs *ringState, l *ipfix.Layout, key tplKey, body []byte)
 	rs.msg = ipfix.Message{Version: h.Version, DomainID: h.Domain, ExportTime: h.ExportTime,
 		Sequence: h.Sequence, SysUptime: h.SysUptime, ExportNanos: h.ExportNanos}
 	rs.scope.key = key
-	rs.meta = jsonl.Meta{Exporter: h.Exporter, Msg: &rs.msg, Resolve: &rs.scope}
+	// Set fields one by one: the Meta keeps formatting caches across sets.
+	rs.meta.Exporter, rs.meta.Msg, rs.meta.Resolve = h.Exporter, &rs.msg, &rs.scope
 	n := 0
 	it := ipfix.NewDataIter(l, body)
 	for it.Next(&rs.rec) {
