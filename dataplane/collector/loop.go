@@ -329,10 +329,20 @@ func (l *loop) push(h *entry.Header, body []byte, o origin) (DropReason, bool) {
 func (l *loop) learn(ek ExporterKey, set *ipfix.Set, o origin) {
 	st := l.stats
 	it := set.Templates()
+	withdrewAll := false
 	for it.Next(&l.tr) {
 		tr := &l.tr
 		k := template.Key{Exporter: ek.Exporter, Domain: ek.Domain, Version: ek.Version, ID: tr.ID}
 		if tr.Withdrawal() {
+			if tr.ID < ipfix.MinDataSetID {
+				// A set holds one kind of template: one withdraw-all
+				// per set is enough, and repeats would each scan the
+				// whole store.
+				if withdrewAll {
+					continue
+				}
+				withdrewAll = true
+			}
 			l.withdraw(k, tr, o)
 			continue
 		}

@@ -139,10 +139,19 @@ func (d *Decoder) scope(exporter netip.AddrPort, m *ipfix.Message) *Scope {
 
 func (d *Decoder) templates(sc *Scope, set *ipfix.Set) {
 	it := set.Templates()
+	withdrewAll := false
 	for it.Next(&d.tr) {
 		t := &d.tr
 		if t.Withdrawal() {
 			d.Stats.Withdrawals++
+			if t.ID < ipfix.MinDataSetID {
+				// One withdraw-all per set does it; repeats would each
+				// scan every template.
+				if withdrewAll {
+					continue
+				}
+				withdrewAll = true
+			}
 			d.withdraw(sc, t)
 			continue
 		}

@@ -70,6 +70,22 @@ func Compile(t *TemplateRecord) (*Layout, error) {
 	if t.Withdrawal() {
 		return nil, ErrTemplateShort
 	}
+	// Check the record bounds before allocating anything, so a rejected
+	// template costs nothing.
+	minLen := 0
+	for _, s := range t.Fields {
+		if s.Length == VarLen {
+			minLen++
+		} else {
+			minLen += int(s.Length)
+		}
+		if minLen > maxRecordLen {
+			return nil, ErrTemplateTooLarge
+		}
+	}
+	if minLen == 0 {
+		return nil, ErrZeroLengthRecord
+	}
 	l := &Layout{
 		ID:         t.ID,
 		Options:    t.Options,
@@ -104,12 +120,6 @@ func Compile(t *TemplateRecord) (*Layout, error) {
 			off += int(s.Length)
 			l.MinLen += int(s.Length)
 		}
-		if l.MinLen > maxRecordLen {
-			return nil, ErrTemplateTooLarge
-		}
-	}
-	if l.MinLen == 0 {
-		return nil, ErrZeroLengthRecord
 	}
 	setKeys(l.Fields)
 	l.Fingerprint = h

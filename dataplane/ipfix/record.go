@@ -29,7 +29,9 @@ func (r *Record) Raw() []byte { return r.data[:len(r.data):len(r.data)] }
 func (s *Set) Records(l *Layout) DataIter { return NewDataIter(l, s.Body) }
 
 // NewDataIter iterates the records in b (a data set body, a subTemplateList
-// content or a v5 message body) with layout l.
+// content or a v5 message body) with layout l. Field positions are 16-bit,
+// as nothing inside one message can be further: b must not be longer than
+// MaxMessageLen.
 func NewDataIter(l *Layout, b []byte) DataIter {
 	return DataIter{l: l, b: b, n: l.RecordLen, pos: l.pos}
 }
@@ -182,7 +184,8 @@ func (r *Record) Time(i int) time.Time {
 
 // UnixNano returns field i, a dateTime of any of the four types, as
 // nanoseconds since the UNIX epoch without building a time.Time. Other types
-// are read as seconds. Times outside the years 1678 to 2262 saturate.
+// are read as seconds. Times outside the years 1678 to 2262 saturate; an
+// NTP field that is not 8 octets long reads as 0.
 func (r *Record) UnixNano(i int) int64 {
 	p := r.pos[i]
 	// Inlined fast path for the common 8-octet milliseconds.
@@ -213,7 +216,10 @@ func (r *Record) unixNano(p fieldPos) int64 {
 		}
 		return sec*1e9 + int64((uint64(frac)*1e9+1<<31)>>32)
 	}
-	return int64(Uint(b)) * 1e9
+	if sec := Uint(b); sec <= math.MaxInt64/1_000_000_000 {
+		return int64(sec) * 1e9
+	}
+	return math.MaxInt64
 }
 
 // Uint decodes a big-endian unsigned integer of 0 to 8 octets (reduced-size
