@@ -3,8 +3,8 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin
 # Debian packages the tests drive: real exporters, an independent decoder,
-# the traffic replayer and network namespace tools.
-TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2
+# the traffic replayer, network namespace tools and Redis (shared templates).
+TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server
 FUZZTIME ?= 20s
 # package:FuzzTarget pairs run by fuzz-smoke.
 FUZZ_TARGETS := \
@@ -14,7 +14,9 @@ FUZZ_TARGETS := \
 	./dataplane/ipfix:FuzzNetFlow5 \
 	./dataplane/ipfix:FuzzLists \
 	./dataplane/pcap:FuzzReader \
-	./dataplane/ring:FuzzRingOps
+	./dataplane/ring:FuzzRingOps \
+	./dataplane/template/redistier:FuzzParseKey \
+	./dataplane/template/redistier:FuzzDecodeValue
 
 .PHONY: all build run test test-deps bench fuzz-smoke generate lint clean
 
@@ -64,3 +66,15 @@ lint:
 
 clean:
 	rm -rf $(BIN)
+
+# Throughput measurements (README.md, "Performance"). Runner flags go in
+# PERF_ARGS, e.g. make perf PERF_ARGS='--step 10s --outputs discard'.
+.PHONY: perf perf-ceiling perf-compare
+perf:
+	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/run.sh
+
+perf-ceiling:
+	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-ceiling$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/ceiling.sh
+
+perf-compare:
+	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-compare$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/compare.sh

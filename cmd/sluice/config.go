@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sluice-flow/sluice/dataplane/collector"
+	"github.com/sluice-flow/sluice/dataplane/template/redistier"
 )
 
 // fileConfig is the YAML config file of `sluice run`. Every key is optional;
@@ -24,6 +27,20 @@ type fileConfig struct {
 	LogLevel  *string        `yaml:"log_level"`
 	Collector collectorYAML  `yaml:"collector"`
 	Shutdown  *durationValue `yaml:"shutdown_timeout"`
+	Redis     redisYAML      `yaml:"redis"`
+}
+
+// redisYAML is the shared template store: Redis, one node or a cluster.
+type redisYAML struct {
+	Addresses  []redisAddr    `yaml:"addresses"`
+	Username   *string        `yaml:"username"`
+	Password   *string        `yaml:"password"`
+	TLS        *bool          `yaml:"tls"`
+	CAFile     *string        `yaml:"tls_ca_file"`
+	ServerName *string        `yaml:"tls_server_name"`
+	Database   *intValue      `yaml:"database"`
+	WarmUp     []warmUpEntry  `yaml:"warm_up"`
+	StartWait  *durationValue `yaml:"start_wait"`
 }
 
 type collectorYAML struct {
@@ -50,10 +67,21 @@ type runConfig struct {
 	Outputs   []string
 	LogLevel  string
 	Shutdown  time.Duration
+	// Redis is the shared template store's connection; no addresses
+	// means no shared store (templates stay in the process). Lifetime,
+	// FetchWait and ScopeByPort follow the collector's settings.
+	Redis redistier.Config
+	// RedisWarmUp lists the exporters whose templates are loaded before
+	// the listeners open ("*": all).
+	RedisWarmUp []string
+	// RedisStartWait bounds how long the start waits for Redis (and the
+	// warm-up) before listening anyway.
+	RedisStartWait time.Duration
 }
 
 func defaultRunConfig() runConfig {
-	return runConfig{Admin: "127.0.0.1:8080", Outputs: []string{"jsonl:-"}, LogLevel: "info", Shutdown: 30 * time.Second}
+	return runConfig{Admin: "127.0.0.1:8080", Outputs: []string{"jsonl:-"}, LogLevel: "info", Shutdown: 30 * time.Second,
+		RedisStartWait: 5 * time.Second}
 }
 
 // loadConfigFile applies a YAML config file to rc. Errors name the line.
@@ -131,7 +159,106 @@ func applyConfig(name string, data []byte, rc *runConfig) error {
 	if c.Held.TotalBytes != nil {
 		cc.Held.TotalBytes = c.Held.TotalBytes.v
 	}
+	r, rr := &fc.Redis, &rc.Redis
+	if len(r.Addresses) > 0 {
+		rr.Addrs = rr.Addrs[:0]
+		for _, a := range r.Addresses {
+			rr.Addrs = append(rr.Addrs, a.v)
+		}
+	}
+	if r.Username != nil {
+		rr.Username = *r.Username
+	}
+	if r.Password != nil {
+		rr.Password = *r.Password
+	}
+	if r.TLS != nil {
+		rr.TLS = *r.TLS
+	}
+	if r.CAFile != nil {
+		rr.CAFile = *r.CAFile
+	}
+	if r.ServerName != nil {
+		rr.ServerName = *r.ServerName
+	}
+	if r.Database != nil {
+		rr.DB = r.Database.v
+	}
+	if len(r.WarmUp) > 0 {
+		rc.RedisWarmUp = rc.RedisWarmUp[:0]
+		for _, e := range r.WarmUp {
+			rc.RedisWarmUp = append(rc.RedisWarmUp, e.v)
+		}
+	}
+	if r.StartWait != nil {
+		rc.RedisStartWait = r.StartWait.v
+	}
 	return nil
+}
+
+// parseRedisAddrs splits the --redis flag: host:port[,host:port...].
+func parseRedisAddrs(s string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		a = strings.TrimSpace(a)
+		if err := checkRedisAddr(a); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func checkRedisAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" {
+		return fmt.Errorf("redis address %q: want host:port", a)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("redis address %q: bad port", a)
+	}
+	return nil
+}
+
+type redisAddr struct{ v string }
+
+func (r *redisAddr) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return lineErr(n, "redis addresses are strings like 10.0.0.5:6379")
+	}
+	if err := checkRedisAddr(n.Value); err != nil {
+		return lineErr(n, "%v", err)
+	}
+	r.v = n.Value
+	return nil
+}
+
+// warmUpEntry is an exporter whose templates are loaded at start: an
+// address, address:port, or "*".
+type warmUpEntry struct{ v string }
+
+func (w *warmUpEntry) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return lineErr(n, "warm_up entries are exporter addresses or *")
+	}
+	if err := checkWarmUp(n.Value); err != nil {
+		return lineErr(n, "%v", err)
+	}
+	w.v = n.Value
+	return nil
+}
+
+func checkWarmUp(s string) error {
+	if s == "*" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return nil
+	}
+	if _, err := netip.ParseAddrPort(s); err == nil {
+		return nil
+	}
+	return fmt.Errorf("warm_up %q: want an exporter address, address:port or *", s)
 }
 
 func lineErr(n *yaml.Node, format string, args ...any) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/export"
 	"github.com/sluice-flow/sluice/dataplane/mediator"
+	"github.com/sluice-flow/sluice/dataplane/template/redistier"
 )
 
 type stringList []string
@@ -38,6 +39,7 @@ func runAll(args []string, stdout, stderr io.Writer) error {
 	loops := fs.Int("loops", -1, "event loops (default: one per CPU)")
 	scopePort := fs.Bool("scope-port", false, "scope templates by exporter address and port")
 	lifetime := fs.Duration("template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
+	redisAddrs := fs.String("redis", "", "share templates through Redis: host:port[,host:port...] (one node, or cluster nodes)")
 	stockUDP := fs.Bool("stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: sluice run [flags]\n\nRuns the all-in-one collector: listeners, mediator and admin API.\n\n")
@@ -84,6 +86,16 @@ func runAll(args []string, stdout, stderr io.Writer) error {
 	if *lifetime != 0 {
 		rc.Collector.TemplateLifetime = *lifetime
 	}
+	if *redisAddrs != "" {
+		addrs, err := parseRedisAddrs(*redisAddrs)
+		if err != nil {
+			return fmt.Errorf("--redis: %v", err)
+		}
+		rc.Redis.Addrs = addrs
+	}
+	if rc.Redis.Password == "" {
+		rc.Redis.Password = os.Getenv("SLUICE_REDIS_PASSWORD")
+	}
 	return serve(rc, stdout, stderr)
 }
 
@@ -99,16 +111,52 @@ func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 type source struct {
 	col      *collector.Collector
 	med      *mediator.Mediator
+	redis    *redistier.Store // nil without a shared template store
 	ready    atomic.Bool
 	stopping atomic.Bool
 }
 
 func (s *source) Ready() bool { return s.ready.Load() && !s.stopping.Load() }
 func (s *source) AppendMetrics(b []byte) []byte {
-	return s.med.AppendMetrics(s.col.AppendMetrics(b))
+	b = s.med.AppendMetrics(s.col.AppendMetrics(b))
+	if s.redis != nil {
+		b = s.redis.AppendMetrics(b)
+	}
+	return b
 }
 func (s *source) Exporters() any { return s.col.Exporters() }
 func (s *source) Templates() any { return s.col.TemplateList() }
+
+// startRedis plugs the shared template store in behind the collector's
+// tiers. It waits for Redis (and warms the tiers from it) for at most
+// StartWait, then lets the listeners open whatever Redis does: the
+// collector works on its local tiers until Redis answers.
+func startRedis(rc runConfig, col *collector.Collector, log *slog.Logger) (*redistier.Store, error) {
+	r := rc.Redis
+	r.Lifetime, r.FetchWait, r.ScopeByPort = rc.Collector.TemplateLifetime, rc.Collector.Held.MaxAge, rc.Collector.ScopeByPort
+	store, err := redistier.New(r, col.Templates(), col.TemplateArrived, log)
+	if err != nil {
+		return nil, err
+	}
+	col.SetRemote(store)
+	ctx, cancel := context.WithTimeout(context.Background(), rc.RedisStartWait)
+	defer cancel()
+	if len(rc.RedisWarmUp) > 0 {
+		n, err := store.WarmUp(ctx, rc.RedisWarmUp)
+		if err != nil {
+			log.Warn("template warm-up incomplete; starting anyway", "loaded", n, "err", err)
+		} else {
+			log.Info("templates warmed up from redis", "templates", n)
+		}
+		return store, nil
+	}
+	select {
+	case <-store.Ready():
+	case <-ctx.Done():
+		log.Warn("redis not reachable yet; starting on local templates", "addrs", r.Addrs)
+	}
+	return store, nil
+}
 
 func serve(rc runConfig, stdout, stderr io.Writer) error {
 	log, err := newLogger(rc.LogLevel, stderr)
@@ -129,6 +177,14 @@ func serve(rc runConfig, stdout, stderr io.Writer) error {
 	}
 	med := mediator.New(col.Rings(), outs, log)
 	src := &source{col: col, med: med}
+	if len(rc.Redis.Addrs) > 0 {
+		store, err := startRedis(rc, col, log)
+		if err != nil {
+			return err
+		}
+		defer store.Close() // after the collector stopped: queued writes go out
+		src.redis = store
+	}
 
 	var adm *admin.Server
 	if rc.Admin != "off" {

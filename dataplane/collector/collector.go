@@ -20,6 +20,7 @@ import (
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/ratelog"
 	"github.com/sluice-flow/sluice/dataplane/ring"
 	"github.com/sluice-flow/sluice/dataplane/template"
 )
@@ -44,7 +45,7 @@ type Collector struct {
 	eng         atomic.Pointer[gnet.Engine]
 	booted      chan struct{}
 	rcvbufOnce  sync.Map // listener fd -> struct{}: buffer size set and logged
-	limiter     logLimiter
+	limiter     ratelog.Limiter
 	remote      Remote // optional shared tier (Redis)
 }
 
@@ -71,7 +72,7 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 	}
 	c := &Collector{cfg: cfg, log: log, listeners: ls, shared: template.NewShared(),
 		stopping: make(chan struct{}), booted: make(chan struct{})}
-	c.limiter.every = 10 * time.Second
+	c.limiter.Every = 10 * time.Second
 	for i := range cfg.Loops {
 		c.loops = append(c.loops, newLoop(c, i))
 	}
@@ -275,7 +276,7 @@ func (h *handler) drainUDP(l *loop, fd int) {
 		n, err := l.udp.recv(fd)
 		if err != nil {
 			if !isAgain(err) {
-				h.c.limiter.warn(h.c.log, "recvmmsg failed", "err", err)
+				h.c.limiter.Warn(h.c.log, "recvmmsg failed", "err", err)
 			}
 			return
 		}
@@ -320,7 +321,7 @@ func (h *handler) tcp(c gnet.Conn, s *tcpSession) gnet.Action {
 			// an IPFIX length below the header lies. Either way the
 			// stream cannot be resynchronised.
 			l.stats.droppedSets[DropTCPFraming].Add(1)
-			h.c.limiter.warn(h.c.log, "closing tcp session: bad message framing",
+			h.c.limiter.Warn(h.c.log, "closing tcp session: bad message framing",
 				"exporter", s.remote.String(), "version", version, "length", n)
 			return gnet.Close
 		}
@@ -346,24 +347,4 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	return netip.AddrPort{}
-}
-
-// logLimiter lets one warning through per interval and counts the rest.
-type logLimiter struct {
-	every      time.Duration
-	last       atomic.Int64
-	suppressed atomic.Uint64
-}
-
-func (r *logLimiter) warn(log *slog.Logger, msg string, args ...any) {
-	now := time.Now().UnixNano()
-	last := r.last.Load()
-	if now-last < int64(r.every) || !r.last.CompareAndSwap(last, now) {
-		r.suppressed.Add(1)
-		return
-	}
-	if n := r.suppressed.Swap(0); n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	log.Warn(msg, args...)
 }

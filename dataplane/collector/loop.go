@@ -110,7 +110,7 @@ func (l *loop) handle(b []byte, o origin) {
 	m := &l.msg
 	if err := m.Decode(b); err != nil {
 		st.codecDrop(err)
-		l.c.limiter.warn(l.c.log, "dropped malformed message", "exporter", o.src.String(), "reason", ipfix.Reason(err))
+		l.c.limiter.Warn(l.c.log, "dropped malformed message", "exporter", o.src.String(), "reason", ipfix.Reason(err))
 		return
 	}
 	if o.transport == transportUDP && m.Length < len(b) && m.Version == ipfix.VersionIPFIX {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/sluice-flow/sluice/dataplane/ratelog"
 	"github.com/sluice-flow/sluice/dataplane/template"
 )
 
@@ -116,7 +117,7 @@ type Store struct {
 	workers []*worker
 	put     *rueidis.Lua
 	m       metrics
-	logs    limiter
+	logs    ratelog.Limiter
 	outage  atomic.Bool // a worker failed; the first to recover logs it
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -179,7 +180,7 @@ func New(cfg Config, shared *template.Shared, arrived func(template.Key), log *s
 	}
 	s := &Store{cfg: cfg, log: log, shared: shared, arrived: arrived, ready: make(chan struct{}),
 		put: rueidis.NewLuaScript(putScript)}
-	s.logs.every = 10 * time.Second
+	s.logs.Every = 10 * time.Second
 	s.opt = rueidis.ClientOption{
 		InitAddress:       cfg.Addrs,
 		Username:          cfg.Username,
@@ -190,6 +191,9 @@ func New(cfg Config, shared *template.Shared, arrived func(template.Key), log *s
 		OnInvalidations:   s.invalidated,
 		Dialer:            net.Dialer{Timeout: cfg.Timeout},
 		ConnWriteTimeout:  cfg.Timeout,
+		// Fail fast: the workers back off and retry themselves, and keep
+		// what must be written meanwhile.
+		DisableRetry: true,
 	}
 	if cfg.TLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
@@ -241,7 +245,7 @@ func (s *Store) connect() {
 			return
 		}
 		s.m.errors.Add(1)
-		s.logs.warn(s.log, "redis template store unreachable; templates stay local", "addrs", s.cfg.Addrs, "err", err)
+		s.logs.Warn(s.log, "redis template store unreachable; templates stay local", "addrs", s.cfg.Addrs, "err", err)
 		select {
 		case <-s.ctx.Done():
 			return
@@ -550,7 +554,7 @@ func (w *worker) fail(err error, now int64) {
 	w.s.m.errors.Add(1)
 	w.s.m.connected.Store(false)
 	w.s.outage.Store(true)
-	w.s.logs.warn(w.s.log, "redis template store failing; templates stay local", "err", err)
+	w.s.logs.Warn(w.s.log, "redis template store failing; templates stay local", "err", err)
 	if w.down || w.recovering {
 		// Still failing, or failing again right after coming back (a
 		// cluster with one node down answers PING): keep backing off.
@@ -587,7 +591,9 @@ func (w *worker) tick(now int64) {
 		if w.s.outage.CompareAndSwap(true, false) {
 			w.s.log.Info("redis template store reachable again; writing back")
 		}
-		w.resync.Store(true)
+		// Pending operations go out below. A full write-back follows only
+		// if a connection was lost (Redis may have restarted empty):
+		// rueidis reports that as a nil invalidation, which sets resync.
 	}
 	if w.client() == nil {
 		return
@@ -602,9 +608,11 @@ func (w *worker) tick(now int64) {
 			w.resync.Store(true)
 			return
 		}
-		w.recovering = false
 	} else if len(w.pending) > 0 {
 		w.flush(now)
+	}
+	if !w.down {
+		w.recovering = false
 	}
 	if now >= w.nextPoll {
 		w.nextPoll = now + int64(pollEvery)
@@ -891,24 +899,4 @@ func (w *worker) prune(now int64) {
 // jitter spreads retries of many pods: d ± 20%.
 func jitter(d time.Duration) time.Duration {
 	return d*4/5 + time.Duration(rand.Int64N(int64(d*2/5)+1))
-}
-
-// limiter lets one warning through per interval and counts the rest.
-type limiter struct {
-	every      time.Duration
-	last       atomic.Int64
-	suppressed atomic.Uint64
-}
-
-func (r *limiter) warn(log *slog.Logger, msg string, args ...any) {
-	now := time.Now().UnixNano()
-	last := r.last.Load()
-	if now-last < int64(r.every) || !r.last.CompareAndSwap(last, now) {
-		r.suppressed.Add(1)
-		return
-	}
-	if n := r.suppressed.Swap(0); n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	log.Warn(msg, args...)
 }
