@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -40,6 +43,7 @@ func runAll(args []string, stdout, stderr io.Writer) error {
 	scopePort := fs.Bool("scope-port", false, "scope templates by exporter address and port")
 	lifetime := fs.Duration("template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
 	redisAddrs := fs.String("redis", "", "share templates through Redis: host:port[,host:port...] (one node, or cluster nodes)")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default)")
 	stockUDP := fs.Bool("stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: sluice run [flags]\n\nRuns the all-in-one collector: listeners, mediator and admin API.\n\n")
@@ -96,7 +100,33 @@ func runAll(args []string, stdout, stderr io.Writer) error {
 	if rc.Redis.Password == "" {
 		rc.Redis.Password = os.Getenv("SLUICE_REDIS_PASSWORD")
 	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, stderr); err != nil {
+			return err
+		}
+	}
 	return serve(rc, stdout, stderr)
+}
+
+// servePprof serves the runtime profiles on their own listener, apart from
+// the admin API, so they are off unless asked for.
+func servePprof(addr string, stderr io.Writer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	go func() {
+		if err := http.Serve(ln, mux); err != nil {
+			fmt.Fprintln(stderr, "pprof server stopped:", err)
+		}
+	}()
+	return nil
 }
 
 func newLogger(level string, w io.Writer) (*slog.Logger, error) {

@@ -1,0 +1,239 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Target kinds.
+const (
+	kindSluice  = "sluice"
+	kindGoflow2 = "goflow2"
+	kindSink    = "sink"
+)
+
+// Target is one receiver a series of steps is run against.
+type Target struct {
+	Kind   string `json:"kind"`
+	Output string `json:"output"` // sluice output spec; a description for the others
+}
+
+func (t Target) String() string {
+	switch t.Kind {
+	case kindSluice:
+		return "sluice " + t.Output
+	case kindGoflow2:
+		return "goflow2 " + t.Output
+	}
+	return t.Kind
+}
+
+// counts are the receiver's counters at one moment.
+type counts struct {
+	Decoded   float64 // data records decoded (sink: datagrams; see Step)
+	Packets   float64 // datagrams the application read
+	SeqLost   float64 // records (IPFIX) missing per sequence numbers
+	DropRecs  float64 // records the application dropped after decoding
+	DropUnits float64 // sets or datagrams the application dropped (sluice: sets; goflow2: packets)
+	Malformed float64
+	// BeforeTpl: data messages dropped because their template was not
+	// known yet (goflow2; Sluice holds such data instead).
+	BeforeTpl float64
+	RingBytes float64 // sluice: configured ring capacity, all loops
+}
+
+// proc is a started receiver.
+type proc struct {
+	t        Target
+	cmd      *exec.Cmd
+	done     chan struct{}
+	udpPort  int
+	httpBase string
+	metrics  string
+	ready    string
+	pprof    string // base URL of net/http/pprof, or ""
+	logPath  string
+	logFile  *os.File
+}
+
+func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
+	udp, err := freePort("udp")
+	if err != nil {
+		return nil, err
+	}
+	adm, err := freePort("tcp")
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{t: t, udpPort: udp, httpBase: fmt.Sprintf("http://127.0.0.1:%d", adm)}
+	var args []string
+	var bin string
+	env := os.Environ()
+	switch t.Kind {
+	case kindSluice:
+		bin = r.cfg.sluice
+		args = []string{"run", "--listen", fmt.Sprintf("udp://127.0.0.1:%d", udp),
+			"--admin", fmt.Sprintf("127.0.0.1:%d", adm), "--output", t.Output, "--log-level", "warn"}
+		args = append(args, r.cfg.sluiceArgs...)
+		p.metrics, p.ready = "/metrics", "/readyz"
+		if profile {
+			pp, err := freePort("tcp")
+			if err != nil {
+				return nil, err
+			}
+			addr := fmt.Sprintf("127.0.0.1:%d", pp)
+			if r.nativePprof {
+				args = append(args, "--pprof", addr)
+			} else {
+				addr = ""
+			}
+			if addr != "" {
+				p.pprof = "http://" + addr + "/debug/pprof"
+			}
+		}
+	case kindGoflow2:
+		bin = r.cfg.goflow2
+		listen := fmt.Sprintf("netflow://127.0.0.1:%d", udp)
+		if r.cfg.goflow2Query != "" {
+			listen += "?" + r.cfg.goflow2Query
+		}
+		args = []string{"-listen", listen, "-addr", fmt.Sprintf("127.0.0.1:%d", adm),
+			"-format", "bin", "-transport", "file", "-transport.file", os.DevNull, "-loglevel", "warn"}
+		args = append(args, r.cfg.goflow2Args...)
+		p.metrics, p.ready = "/metrics", "/__health"
+	case kindSink:
+		bin = r.cfg.sink
+		args = []string{"--addr", fmt.Sprintf("127.0.0.1:%d", udp), "--http", fmt.Sprintf("127.0.0.1:%d", adm)}
+		args = append(args, r.cfg.sinkArgs...)
+		p.metrics, p.ready = "/metrics", "/readyz"
+	default:
+		return nil, fmt.Errorf("unknown target %q", t.Kind)
+	}
+	r.logSeq++
+	p.logPath = filepath.Join(r.logDir, fmt.Sprintf("%03d-%s.log", r.logSeq, t.Kind))
+	p.logFile, err = os.Create(p.logPath)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(p.logFile, "# %s %s\n", bin, strings.Join(args, " "))
+	devnull, _ := os.Open(os.DevNull)
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = env
+	p.cmd.Stdin = devnull
+	p.cmd.Stdout = p.logFile
+	p.cmd.Stderr = p.logFile
+	// The receiver dies with the runner, whatever ends it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if t.Kind == kindSluice && t.Output == "jsonl:-" {
+		p.cmd.Stdout = devnull
+	}
+	if err := p.cmd.Start(); err != nil {
+		p.logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	r.setCurrent(p)
+	p.done = make(chan struct{})
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("%s exited at start (%s); log %s:\n%s", t, p.cmd.ProcessState, p.logPath, tail(p.logPath, 10))
+		default:
+		}
+		if _, code, err := httpGet(p.httpBase + p.ready); err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("%s not ready after 15 s; log %s:\n%s", t, p.logPath, tail(p.logPath, 10))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// stop sends SIGTERM and waits up to 10 s, then kills.
+func (p *proc) stop() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.logFile.Close()
+}
+
+// scrape reads the receiver's counters.
+func (p *proc) scrape() (counts, error) {
+	b, code, err := httpGet(p.httpBase + p.metrics)
+	if err != nil {
+		return counts{}, err
+	}
+	if code != 200 {
+		return counts{}, fmt.Errorf("GET %s: status %d", p.metrics, code)
+	}
+	m := parseMetrics(string(b))
+	var c counts
+	switch p.t.Kind {
+	case kindSluice:
+		c.Decoded = m.sum("sluice_records_total")
+		c.Packets = m.sum("sluice_packets_total", "transport", "udp")
+		c.SeqLost = m.sum("sluice_sequence_lost_total")
+		c.DropRecs = m.sum("sluice_dropped_records_total")
+		c.DropUnits = m.sum("sluice_dropped_sets_total")
+		c.Malformed = m.sum("sluice_malformed_total")
+		c.RingBytes = m.sum("sluice_ring_capacity_bytes")
+	case kindGoflow2:
+		// goflow2 counts the records of each data set it produced flow
+		// messages for (metrics/producer.go, PromProducerWrapper).
+		c.Decoded = m.sum("goflow2_flow_process_nf_flowset_records_total", "type", "DataFlowSet")
+		c.Packets = m.sum("goflow2_flow_traffic_packets_total")
+		c.DropUnits = m.sum("goflow2_flow_dropped_packets_total")
+		c.Malformed = m.sum("goflow2_flow_decoder_error_total")
+		c.BeforeTpl = m.sum("goflow2_flow_process_nf_errors_total", "error", "template_not_found")
+	case kindSink:
+		c.Packets = m.sum("sink_datagrams_total")
+		c.Decoded = c.Packets
+	}
+	return c, nil
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+func fmtRate(v float64) string {
+	switch {
+	case v >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', 2, 64) + "M"
+	case v >= 1e3:
+		return strconv.FormatFloat(v/1e3, 'f', 0, 64) + "k"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
+}
