@@ -122,6 +122,9 @@ func applyConfig(name string, data []byte, rc *runConfig) error {
 		rc.LogLevel = *fc.LogLevel
 	}
 	if fc.Shutdown != nil {
+		if fc.Shutdown.v < time.Second {
+			return fmt.Errorf("%s: shutdown_timeout %v: want at least 1s", name, fc.Shutdown.v)
+		}
 		rc.Shutdown = fc.Shutdown.v
 	}
 	c := &fc.Collector

@@ -453,7 +453,7 @@ func (g *generator) run(stop <-chan os.Signal) (*GenSummary, error) {
 			break
 		}
 		now32 = uint32(now.Unix())
-		if !cfg.tcp || round == 0 {
+		if !cfg.tcp || !g.exps[0].sentTpl {
 			for _, e := range g.exps {
 				if (cfg.dataFirst && round == 1 && !e.sentTpl) || (!cfg.tcp && e.sentTpl && now.Sub(e.lastTpl) >= cfg.tplInterval) {
 					g.sendTemplate(e, now32)
@@ -513,7 +513,9 @@ func (g *generator) sendTemplate(e *genExporter, now uint32) {
 	e.lastTpl = time.Now()
 }
 
-// sendData sends n data messages of exporter e and returns how many went.
+// sendData sends n data messages of exporter e and returns n: sequence
+// numbers of messages that failed to go are used up all the same (that is
+// loss a collector must see), and only what went is counted as sent.
 func (g *generator) sendData(e *genExporter, n int, now uint32) int {
 	v := g.cfg.version
 	for i := range n {

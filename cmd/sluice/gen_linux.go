@@ -11,10 +11,11 @@ import (
 // gsoAvailable: Linux 4.18+ has UDP_SEGMENT; a failed send falls back.
 const gsoAvailable = true
 
+// Go pads the struct to Msghdr's alignment, as C does on every
+// architecture, so no explicit padding field.
 type mmsghdr struct {
 	hdr unix.Msghdr
 	len uint32
-	_   [4]byte
 }
 
 // batchSender sends many messages per system call: sendmmsg, and with GSO
@@ -56,7 +57,7 @@ func (s *batchSender) send(fd int, conn net.Conn, n int) (int, error) {
 		s.msgs[i].hdr.Iov = &s.iovs[i]
 		s.msgs[i].hdr.SetIovlen(1)
 	}
-	return s.sendmmsg(fd, n, n)
+	return s.sendmmsg(fd, n)
 }
 
 func (s *batchSender) sendGSO(fd, n int) (int, error) {
@@ -83,7 +84,7 @@ func (s *batchSender) sendGSO(fd, n int) (int, error) {
 		}
 		entries++
 	}
-	sentEntries, err := s.sendmmsg(fd, entries, entries)
+	sentEntries, err := s.sendmmsg(fd, entries)
 	if err != nil && sentEntries == 0 {
 		return 0, err
 	}
@@ -91,7 +92,7 @@ func (s *batchSender) sendGSO(fd, n int) (int, error) {
 }
 
 // sendmmsg sends entries [0, n), retrying the rest after a partial send.
-func (s *batchSender) sendmmsg(fd, n, _ int) (int, error) {
+func (s *batchSender) sendmmsg(fd, n int) (int, error) {
 	done := 0
 	for done < n {
 		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&s.msgs[done])),

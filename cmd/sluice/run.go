@@ -261,9 +261,10 @@ func serve(rc runConfig, stdout, stderr io.Writer) error {
 		colErr <- err
 	}
 	// Stop reading, let the loops finish, then drain the rings into the
-	// outputs: nothing accepted is lost.
+	// outputs: nothing accepted is lost. The loops get half the shutdown
+	// time, the mediator's drain the other half.
 	src.stopping.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), rc.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), rc.Shutdown/2)
 	defer cancel()
 	if err := col.Stop(ctx); err != nil {
 		log.Warn("stopping listeners", "err", err)
@@ -280,11 +281,12 @@ func serve(rc runConfig, stdout, stderr io.Writer) error {
 	stopMed()
 	select {
 	case <-medDone:
-	case <-ctx.Done():
-		log.Warn("mediator did not drain in time")
-	}
-	if err := med.Close(); err != nil {
-		log.Warn("closing outputs", "err", err)
+		// Close only once the mediator has stopped writing to the outputs.
+		if err := med.Close(); err != nil {
+			log.Warn("closing outputs", "err", err)
+		}
+	case <-time.After(rc.Shutdown / 2):
+		log.Warn("mediator did not drain in time; records still in the rings are lost", "records_so_far", med.Records())
 	}
 	if adm != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,24 +38,26 @@ type Collector struct {
 	loops     []*loop
 	// byEventLoop maps gnet's loops to ours; copy-on-write because loops
 	// look it up concurrently and it changes only as loops first appear.
-	byEventLoop atomic.Pointer[map[gnet.EventLoop]*loop]
-	assignMu    sync.Mutex
-	sessions    atomic.Uint64
-	tcpOpen     atomic.Int64
-	stopping    chan struct{} // closed when the ring consumers are gone
-	eng         atomic.Pointer[gnet.Engine]
-	booted      chan struct{}
-	rcvbufOnce  sync.Map // listener fd -> struct{}: buffer size set and logged
-	limiter     ratelog.Limiter
-	remote      Remote // optional shared tier (Redis)
+	byEventLoop     atomic.Pointer[map[gnet.EventLoop]*loop]
+	assignMu        sync.Mutex
+	sessions        atomic.Uint64
+	tcpOpen         atomic.Int64
+	refusedSessions atomic.Uint64
+	stopping        chan struct{} // closed when the ring consumers are gone
+	eng             atomic.Pointer[gnet.Engine]
+	booted          chan struct{}
+	rcvbufOnce      sync.Map // listener fd -> struct{}: buffer size set and logged
+	limiter         ratelog.Limiter
+	remote          Remote // optional shared tier (Redis)
 }
 
 func nowNanos() int64 { return time.Now().UnixNano() }
 
 type tcpSession struct {
-	id     uint64
-	remote netip.AddrPort
-	loop   *loop
+	id           uint64
+	remote       netip.AddrPort
+	loop         *loop
+	framingError bool // closed for bad framing (counted as such)
 }
 
 // New checks cfg and prepares a collector.
@@ -124,6 +127,9 @@ func (c *Collector) Run(ctx context.Context) error {
 		gnet.WithSocketRecvBuffer(c.cfg.UDPReceiveBuffer),
 		gnet.WithReadBufferCap(64<<10),
 		gnet.WithLogLevel(logging.ErrorLevel),
+		// Half-open sessions (an exporter that vanished) close on their
+		// own, and with them the templates they own.
+		gnet.WithTCPKeepAlive(time.Minute),
 	)
 	close(tick)
 	for _, l := range c.loops {
@@ -141,8 +147,12 @@ func (c *Collector) Run(ctx context.Context) error {
 	return err
 }
 
-// Stop stops the engine: listeners close, loops finish their current
-// callbacks. Data already in the rings stays there for the consumers.
+// Stop ends the collector without losing what exporters already handed
+// over: it waits (at most half the time ctx leaves, and 5 s) until no TCP
+// session has sent anything for a moment, reads what the UDP sockets still
+// queue, then stops the engine. Data in the rings stays there for the
+// consumers. A message a TCP session left incomplete is counted
+// (tcp_partial); data sent after that is the exporter's to resend.
 func (c *Collector) Stop(ctx context.Context) error {
 	select {
 	case <-c.booted:
@@ -153,6 +163,7 @@ func (c *Collector) Stop(ctx context.Context) error {
 	if eng == nil {
 		return nil
 	}
+	c.quiesce(ctx)
 	err := eng.Stop(ctx)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
@@ -160,11 +171,64 @@ func (c *Collector) Stop(ctx context.Context) error {
 	return nil
 }
 
+// quiesce waits for TCP input to pause, then drains the UDP sockets on
+// their loops.
+func (c *Collector) quiesce(ctx context.Context) {
+	budget := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl)/2)
+	}
+	deadline := time.Now().Add(budget)
+	tcpBytes := func() uint64 {
+		var n uint64
+		for _, l := range c.loops {
+			n += l.stats.bytes[transportTCP].Load()
+		}
+		return n
+	}
+	hasTCP := slices.ContainsFunc(c.listeners, func(l Listener) bool { return l.Network == "tcp" })
+	// Sessions still in the accept queue have not shown up yet, so wait
+	// for a quiet moment even when none is open.
+	last, since := tcpBytes(), time.Now()
+	for hasTCP && time.Now().Before(deadline) && time.Since(since) < 250*time.Millisecond {
+		time.Sleep(25 * time.Millisecond)
+		if n := tcpBytes(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+	var wg sync.WaitGroup
+	for el, l := range *c.byEventLoop.Load() {
+		wg.Add(1)
+		err := el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer wg.Done()
+			l.now = time.Now().UnixNano()
+			for _, fd := range l.udpFDs {
+				for range 1024 { // bounded: about 64k datagrams per socket
+					if l.drainOnce(fd) < l.udp.size() {
+						break
+					}
+				}
+			}
+			return nil
+		}))
+		if err != nil {
+			wg.Done()
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Until(deadline) + time.Second):
+	}
+}
+
 // ticker runs the periodic work: each loop ages out held data and picks up
 // templates other loops learned; the shared store drops expired templates.
 func (c *Collector) ticker(ctx context.Context, done <-chan struct{}) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	lastEvict := time.Now()
 	for {
 		select {
 		case <-done:
@@ -178,9 +242,16 @@ func (c *Collector) ticker(ctx context.Context, done <-chan struct{}) {
 			return
 		case now := <-t.C:
 			c.shared.Expire(now.UnixNano())
+			if now.Sub(lastEvict) > time.Minute {
+				c.exporters.evict(now.UnixNano())
+				lastEvict = now
+			}
 			for el, l := range *c.byEventLoop.Load() {
-				l := l
+				if !l.sweepQueued.CompareAndSwap(false, true) {
+					continue
+				}
 				_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+					l.sweepQueued.Store(false)
 					l.sweep(time.Now().UnixNano())
 					return nil
 				}))
@@ -229,6 +300,11 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 }
 
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if h.c.tcpOpen.Load() >= int64(h.c.cfg.MaxTCPSessions) {
+		h.c.refusedSessions.Add(1)
+		h.c.limiter.Warn(h.c.log, "refusing tcp session: too many open", "max", h.c.cfg.MaxTCPSessions)
+		return nil, gnet.Close
+	}
 	l := h.c.loopFor(c.EventLoop())
 	s := &tcpSession{id: h.c.sessions.Add(1), loop: l, remote: addrPortOf(c.RemoteAddr())}
 	c.SetContext(s)
@@ -238,6 +314,11 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 
 func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	if s, ok := c.Context().(*tcpSession); ok {
+		if n := c.InboundBuffered(); n > 0 && !s.framingError {
+			// An incomplete message was left (peer closed mid-message,
+			// or shutdown): count it rather than lose it quietly.
+			s.loop.stats.droppedSets[DropTCPPartial].Add(1)
+		}
 		s.loop.sessionClosed(s)
 		h.c.tcpOpen.Add(-1)
 	}
@@ -272,32 +353,40 @@ func (h *handler) drainUDP(l *loop, fd int) {
 	if l.udp == nil {
 		l.udp = newUDPBatch(h.c.cfg.UDPBatch, h.c.cfg.MaxDatagram)
 	}
+	if !slices.Contains(l.udpFDs, fd) {
+		l.udpFDs = append(l.udpFDs, fd)
+	}
 	for range maxBatchRounds {
-		n, err := l.udp.recv(fd)
-		if err != nil {
-			if !isAgain(err) {
-				h.c.limiter.Warn(h.c.log, "recvmmsg failed", "err", err)
-			}
-			return
-		}
-		if n == 0 {
-			return
-		}
-		l.stats.udpBatches.Add(1)
-		l.now = time.Now().UnixNano()
-		for i := range n {
-			b, src, truncated := l.udp.datagram(i)
-			if truncated {
-				l.stats.packets[transportUDP].Add(1)
-				l.stats.droppedSets[DropTruncated].Add(1)
-				continue
-			}
-			l.handle(b, origin{src: src, transport: transportUDP})
-		}
-		if n < l.udp.size() {
+		if l.drainOnce(fd) < l.udp.size() {
 			return // the socket is drained
 		}
 	}
+}
+
+// drainOnce reads and handles one recvmmsg batch and returns its size.
+func (l *loop) drainOnce(fd int) int {
+	n, err := l.udp.recv(fd)
+	if err != nil {
+		if !isAgain(err) {
+			l.c.limiter.Warn(l.c.log, "recvmmsg failed", "err", err)
+		}
+		return 0
+	}
+	if n == 0 {
+		return 0
+	}
+	l.stats.udpBatches.Add(1)
+	l.now = time.Now().UnixNano()
+	for i := range n {
+		b, src, truncated := l.udp.datagram(i)
+		if truncated {
+			l.stats.packets[transportUDP].Add(1)
+			l.stats.droppedSets[DropTruncated].Add(1)
+			continue
+		}
+		l.handle(b, origin{src: src, transport: transportUDP})
+	}
+	return n
 }
 
 // tcp frames IPFIX messages out of a TCP stream by their length field.
@@ -321,6 +410,7 @@ func (h *handler) tcp(c gnet.Conn, s *tcpSession) gnet.Action {
 			// an IPFIX length below the header lies. Either way the
 			// stream cannot be resynchronised.
 			l.stats.droppedSets[DropTCPFraming].Add(1)
+			s.framingError = true
 			h.c.limiter.Warn(h.c.log, "closing tcp session: bad message framing",
 				"exporter", s.remote.String(), "version", version, "length", n)
 			return gnet.Close

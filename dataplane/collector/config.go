@@ -17,8 +17,10 @@ type Config struct {
 	// Loops is the number of event loops. Default: GOMAXPROCS.
 	Loops int
 	// UDPReceiveBuffer is the socket receive buffer to ask for, in bytes.
-	// SO_RCVBUFFORCE is tried first (needs CAP_NET_ADMIN), then SO_RCVBUF,
-	// which the kernel caps at net.core.rmem_max. Default: 32 MiB.
+	// Listeners open with SO_RCVBUF (capped at net.core.rmem_max; TCP
+	// listeners and their sessions get it too); UDP sockets then try
+	// SO_RCVBUFFORCE (needs CAP_NET_ADMIN) at their first datagram.
+	// Default: 32 MiB, at most 1 GiB.
 	UDPReceiveBuffer int
 	// UDPBatch is how many datagrams one recvmmsg call reads. Default: 64.
 	UDPBatch int
@@ -38,13 +40,21 @@ type Config struct {
 	Held HeldConfig
 	// RingSize is each loop's ring size in bytes. Default: 16 MiB.
 	RingSize int
+	// MaxTemplates bounds the templates kept; new ones beyond it are
+	// refused and counted. Default: 262144.
+	MaxTemplates int
+	// MaxTCPSessions bounds open TCP sessions; more are refused and
+	// counted. Default: 10000.
+	MaxTCPSessions int
 }
 
 // HeldConfig bounds the held-records buffer. Zero fields take defaults.
 type HeldConfig struct {
 	// MaxAge is how long a data set waits for its template. Default 5 s.
 	MaxAge time.Duration
-	// PerExporterBytes bounds what one exporter may have held. Default 4 MiB.
+	// PerExporterBytes bounds what one exporter may have held in one event
+	// loop (an exporter's datagrams normally all reach the same loop).
+	// Default 4 MiB.
 	PerExporterBytes int
 	// TotalBytes bounds what all exporters together may have held.
 	// Default 64 MiB.
@@ -99,6 +109,12 @@ func (c Config) withDefaults() Config {
 	if c.RingSize == 0 {
 		c.RingSize = 16 << 20
 	}
+	if c.MaxTemplates == 0 {
+		c.MaxTemplates = 1 << 18
+	}
+	if c.MaxTCPSessions == 0 {
+		c.MaxTCPSessions = 10000
+	}
 	return c
 }
 
@@ -111,8 +127,10 @@ func (c Config) Validate() error {
 	switch {
 	case c.Loops < 0:
 		return fmt.Errorf("collector: loops %d is negative", c.Loops)
-	case c.UDPReceiveBuffer < 0:
-		return fmt.Errorf("collector: udp receive buffer %d is negative", c.UDPReceiveBuffer)
+	case c.UDPReceiveBuffer < 0 || c.UDPReceiveBuffer > 1<<30:
+		return fmt.Errorf("collector: udp receive buffer %d not in 0..1 GiB", c.UDPReceiveBuffer)
+	case c.MaxTemplates < 0 || c.MaxTCPSessions < 0:
+		return fmt.Errorf("collector: limits must not be negative")
 	case c.UDPBatch < 1 || c.UDPBatch > 1024:
 		return fmt.Errorf("collector: udp batch %d not in 1..1024", c.UDPBatch)
 	case c.MaxDatagram < 512 || c.MaxDatagram > 65535:

@@ -98,11 +98,6 @@ func (h *held) forget(exporter netip.AddrPort, sets, size int) {
 	}
 }
 
-// recycle lets go of a taken queue's memory.
-func (h *held) recycle(q *heldQueue) {
-	clear(q.sets)
-}
-
 // keys returns the keys with held sets; the slice is reused by the next call.
 func (h *held) keys() []template.Key {
 	h.keyBuf = h.keyBuf[:0]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-flow/sluice/dataplane/entry"
@@ -31,33 +32,35 @@ type origin struct {
 // by others.
 type loop struct {
 	c        *Collector
-	idx      int
 	cache    *template.Cache
 	held     *held
-	exp      map[ExporterKey]*exporterState
-	last     *exporterState // the exporter of the previous message
+	streams  map[streamKey]*stream
+	last     *stream // the stream of the previous message
 	ring     *ring.Ring
 	prod     *ring.Producer
 	stats    *loopStats
 	announce map[template.Key]uint64 // template fingerprints sent on this ring
 
-	now  int64 // Unix nanoseconds, read once per wake-up
-	msg  ipfix.Message
-	tr   ipfix.TemplateRecord
-	rec  ipfix.Record
-	hdr  entry.Header
-	udp  *udpBatch // recvmmsg state, created on first use
-	stop <-chan struct{}
+	now    int64 // Unix nanoseconds, read once per wake-up
+	msg    ipfix.Message
+	tr     ipfix.TemplateRecord
+	rec    ipfix.Record
+	hdr    entry.Header
+	udp    *udpBatch // recvmmsg state, created on first use
+	udpFDs []int     // the UDP listener sockets this loop reads
+	// sweepQueued keeps at most one sweep waiting in gnet's task queue,
+	// so a loop stalled by TCP backpressure does not pile them up.
+	sweepQueued atomic.Bool
+	stop        <-chan struct{}
 }
 
 func newLoop(c *Collector, idx int) *loop {
 	r := ring.New(c.cfg.RingSize)
 	return &loop{
 		c:        c,
-		idx:      idx,
 		cache:    template.NewCache(c.shared),
 		held:     newHeld(&c.cfg.Held, &c.heldTotal),
-		exp:      make(map[ExporterKey]*exporterState),
+		streams:  make(map[streamKey]*stream),
 		ring:     r,
 		prod:     r.Producer(),
 		stats:    &loopStats{},
@@ -73,36 +76,58 @@ func (l *loop) scope(src netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(src.Addr(), 0)
 }
 
-// exporterState is a loop's view of one exporter scope and domain: its
-// shared counters and the loop's own sequence tracking.
-type exporterState struct {
-	key   ExporterKey
+// streamKey identifies a stream of sequence numbers: RFC 7011 numbers
+// messages per transport session (a UDP source address and port, or a TCP
+// connection) and observation domain.
+type streamKey struct {
+	src     netip.AddrPort
+	session uint64
+	domain  uint32
+	version uint16
+}
+
+// stream is a loop's state for one stream: the counters of its exporter
+// scope (shared) and the loop's own sequence tracking.
+type stream struct {
+	key   streamKey
 	stats *exporterStats
+	gen   uint64 // registry generation the stats pointer belongs to
 	seq   seqState
 }
 
-// exporter finds k's state; consecutive messages mostly come from the same
-// exporter, so the previous answer is checked before the map.
-func (l *loop) exporter(k ExporterKey) *exporterState {
-	if e := l.last; e != nil && e.key == k {
+// stream finds the state of the stream m belongs to. Consecutive messages
+// mostly come from the same stream, so the previous answer is tried first.
+func (l *loop) stream(o origin, m *ipfix.Message) *stream {
+	k := streamKey{src: o.src, domain: m.DomainID, version: m.Version}
+	if o.session != nil {
+		k.session = o.session.id
+	}
+	gen := l.c.exporters.gen.Load()
+	if e := l.last; e != nil && e.key == k && e.gen == gen {
 		return e
 	}
-	e := l.exp[k]
-	if e == nil {
-		if len(l.exp) > maxTrackedExporters {
-			clear(l.exp) // bounded; the registry keeps the counters
+	e := l.streams[k]
+	if e == nil || e.gen != gen {
+		if len(l.streams) > maxTrackedExporters {
+			clear(l.streams) // bounded; the registry keeps the counters
 		}
-		e = &exporterState{key: k, stats: l.c.exporters.get(k, l.now)}
-		l.exp[k] = e
+		ek := ExporterKey{l.scope(o.src), m.DomainID, m.Version}
+		e = &stream{key: k, stats: l.c.exporters.get(ek, l.now), gen: gen}
+		l.streams[k] = e
 	}
 	l.last = e
 	return e
 }
 
+// exporterStats returns the counters of an exporter scope and domain.
+func (l *loop) exporterStats(k ExporterKey) *exporterStats {
+	return l.c.exporters.get(k, l.now)
+}
+
 const maxTrackedExporters = 1 << 16
 
-// handle processes one message from o. It reports false when a TCP session
-// must be closed (malformed framing is handled by the caller).
+// handle processes one message from o. TCP framing errors are the caller's;
+// everything wrong inside a message is counted here.
 func (l *loop) handle(b []byte, o origin) {
 	st := l.stats
 	st.packets[o.transport].Add(1)
@@ -114,7 +139,7 @@ func (l *loop) handle(b []byte, o origin) {
 		return
 	}
 	if o.transport == transportUDP && m.Length < len(b) && m.Version == ipfix.VersionIPFIX {
-		st.droppedSets[DropTrailing].Add(1)
+		st.trailing.Add(1) // the message is decoded; what follows it is ignored
 	}
 	switch m.Version {
 	case ipfix.VersionNetFlow5:
@@ -125,7 +150,7 @@ func (l *loop) handle(b []byte, o origin) {
 		st.messages[2].Add(1)
 	}
 	ek := ExporterKey{l.scope(o.src), m.DomainID, m.Version}
-	es := l.exporter(ek)
+	es := l.stream(o, m)
 	ex := es.stats
 	ex.lastSeen.Store(l.now)
 	ex.messages.Add(1)
@@ -150,26 +175,35 @@ func (l *loop) handle(b []byte, o origin) {
 	}
 
 	records := 0
-	complete := true // every data set's template was known
+	complete := true        // every data set's template was known
+	var withdrewAll [2]bool // per message: templates, options templates
 	var set ipfix.Set
 	sets := m.Sets()
 	for sets.Next(&set) {
 		st.sets.Add(1)
 		switch set.Kind {
 		case ipfix.SetTemplate, ipfix.SetOptionsTemplate:
-			l.learn(ek, &set, o)
+			l.learn(ek, &set, o, &withdrewAll)
 		case ipfix.SetData:
 			k := template.Key{Exporter: ek.Exporter, Domain: ek.Domain, Version: ek.Version, ID: set.ID}
 			t := l.cache.Get(k, l.now)
 			if t == nil {
 				complete = false
-				if l.held.queues[k] == nil && l.c.remote != nil {
-					l.c.remote.Missing(k) // first set held for k: ask the other pods
+				if l.held.queues[k] == nil && l.c.remote != nil && o.session == nil {
+					// First set held for k: ask the other pods. Not for
+					// TCP, whose templates belong to the session.
+					l.c.remote.Missing(k)
 				}
 				l.hold(k, set.Body, m, o)
 				continue
 			}
-			records += l.data(t, set.Body, m, o, ex)
+			if l.held.queues[k] != nil {
+				// Learned elsewhere since: older held data goes first.
+				l.release(k, t)
+			}
+			n, ok := l.data(t, set.Body, m, o, ex)
+			records += n
+			complete = complete && ok
 		}
 	}
 	if err := sets.Err(); err != nil {
@@ -184,8 +218,9 @@ func (l *loop) handle(b []byte, o origin) {
 }
 
 // data validates a data set against t, counts its records and hands it to
-// the ring. It returns the number of records.
-func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origin, ex *exporterStats) int {
+// the ring. It returns the number of records, and false if the set was
+// malformed (its record count is then unknown).
+func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origin, ex *exporterStats) (int, bool) {
 	lay := t.Layout
 	n := 0
 	if lay.RecordLen > 0 {
@@ -199,11 +234,11 @@ func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origi
 			// The set is malformed: keep nothing of it rather than a
 			// prefix whose boundaries may be wrong.
 			l.stats.codecDrop(err)
-			return 0
+			return 0, false
 		}
 	}
 	if n == 0 {
-		return 0
+		return 0, true
 	}
 	if lay.Options {
 		l.keepOptions(ex, lay, body, m)
@@ -211,7 +246,7 @@ func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origi
 	l.stats.dataSets.Add(1)
 	if reason, ok := l.announced(t, o); !ok {
 		l.stats.droppedRecs[reason].Add(uint64(n))
-		return n
+		return n, true
 	}
 	l.hdr = entry.Header{
 		Kind: entry.KindData, Version: m.Version, Domain: m.DomainID, Exporter: o.src,
@@ -220,11 +255,11 @@ func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origi
 	}
 	if reason, ok := l.push(&l.hdr, body, o); !ok {
 		l.stats.droppedRecs[reason].Add(uint64(n))
-		return n
+		return n, true
 	}
 	l.stats.records.Add(uint64(n))
 	ex.records.Add(uint64(n))
-	return n
+	return n, true
 }
 
 // keepOptions remembers the last options record of each options template
@@ -254,6 +289,9 @@ func (l *loop) keepOptions(ex *exporterStats, lay *ipfix.Layout, body []byte, m 
 		b = jsonl.AppendValue(b, &meta, f.IE, last.Bytes(i), ipfix.MaxListDepth)
 	}
 	b = append(b, '}')
+	if len(b) > maxOptionsJSON {
+		return // not worth keeping; such records still reach the outputs
+	}
 	ex.optMu.Lock()
 	if ex.options == nil {
 		ex.options = make(map[uint16]json.RawMessage)
@@ -281,17 +319,25 @@ func (l *loop) announced(t *template.Template, o origin) (DropReason, bool) {
 	if lay.V9 {
 		h.Flags |= entry.FlagV9
 	}
+	if len(l.announce) >= maxAnnounced {
+		// Bounded: forget every announcement, and tell the consumer to
+		// forget its layouts too, so both sides agree on what was sent.
+		if reason, ok := l.push(&entry.Header{Kind: entry.KindReset}, nil, o); !ok {
+			return reason, false
+		}
+		clear(l.announce)
+	}
 	if reason, ok := l.push(&h, lay.Raw, o); !ok {
 		return reason, false
-	}
-	if len(l.announce) > maxAnnounced {
-		clear(l.announce) // bounded; definitions are simply sent again
 	}
 	l.announce[t.Key] = lay.Fingerprint
 	return 0, true
 }
 
 const maxAnnounced = 1 << 16
+
+// maxOptionsJSON bounds what is kept of one options record per exporter.
+const maxOptionsJSON = 4 << 10
 
 // push writes one entry into the ring. UDP input drops when the ring is full;
 // TCP input waits for room (backpressure: the loop stops reading). On
@@ -312,7 +358,7 @@ func (l *loop) push(h *entry.Header, body []byte, o origin) (DropReason, bool) {
 			case <-l.stop:
 				// Shutting down with the consumer gone: nothing more
 				// can be delivered.
-				return DropRingFull, false
+				return DropShutdown, false
 			default:
 			}
 			time.Sleep(50 * time.Microsecond)
@@ -326,36 +372,49 @@ func (l *loop) push(h *entry.Header, body []byte, o origin) (DropReason, bool) {
 }
 
 // learn handles a template or options template set.
-func (l *loop) learn(ek ExporterKey, set *ipfix.Set, o origin) {
+func (l *loop) learn(ek ExporterKey, set *ipfix.Set, o origin, withdrewAll *[2]bool) {
 	st := l.stats
 	it := set.Templates()
-	withdrewAll := false
 	for it.Next(&l.tr) {
 		tr := &l.tr
 		k := template.Key{Exporter: ek.Exporter, Domain: ek.Domain, Version: ek.Version, ID: tr.ID}
 		if tr.Withdrawal() {
 			if tr.ID < ipfix.MinDataSetID {
-				// A set holds one kind of template: one withdraw-all
-				// per set is enough, and repeats would each scan the
-				// whole store.
-				if withdrewAll {
+				// One withdraw-all of each kind per message is enough,
+				// and repeats would each scan the whole store.
+				kind := btoi(tr.Options)
+				if withdrewAll[kind] {
 					continue
 				}
-				withdrewAll = true
+				withdrewAll[kind] = true
 			}
 			l.withdraw(k, tr, o)
 			continue
 		}
+		var owner uint64 // the TCP session the template lives with; 0 for UDP
+		if o.session != nil {
+			owner = o.session.id
+		}
 		old := l.cache.Get(k, l.now)
-		if old != nil && old.Layout.Options == tr.Options && bytes.Equal(old.Layout.Raw, tr.Raw) {
+		same := old != nil && old.Layout.Options == tr.Options && bytes.Equal(old.Layout.Raw, tr.Raw)
+		if same && old.Session == owner {
 			// A retransmission: refresh the lifetime, compile nothing.
 			st.refreshes.Add(1)
-			if old.Session == 0 {
+			if owner == 0 {
 				old.Refresh(l.now + int64(l.c.cfg.TemplateLifetime))
+				l.cache.Keep(old) // in case it expired between Get and Refresh
 			}
 			if l.c.remote != nil {
 				l.c.remote.Refreshed(old)
 			}
+			continue
+		}
+		// New, changed, or the same content from another session or
+		// transport: the template now belongs to this one.
+		if old == nil && l.c.shared.Len() >= l.c.cfg.MaxTemplates {
+			// Bounded: refuse new templates rather than grow without
+			// end on input that invents exporters, domains or IDs.
+			st.droppedSets[DropTemplateLimit].Add(1)
 			continue
 		}
 		lay, err := ipfix.Compile(tr)
@@ -364,19 +423,19 @@ func (l *loop) learn(ek ExporterKey, set *ipfix.Set, o origin) {
 			continue
 		}
 		var expires int64
-		var session uint64
-		if o.session != nil {
-			session = o.session.id
-		} else {
+		if owner == 0 {
 			expires = l.now + int64(l.c.cfg.TemplateLifetime)
 		}
-		t := template.New(k, lay, l.now, expires, session)
-		if old != nil {
+		t := template.New(k, lay, l.now, expires, owner)
+		if old != nil && !same {
 			st.redefinitions.Add(1)
 		}
 		l.cache.Put(t)
 		st.templates.Add(1)
-		if l.c.remote != nil {
+		// Announce at once, not only with data that uses it: a template
+		// may be needed only inside another's subTemplateList.
+		l.announced(t, o)
+		if l.c.remote != nil && owner == 0 {
 			l.c.remote.Learned(t)
 		}
 		l.release(k, t)
@@ -414,9 +473,9 @@ func (l *loop) withdraw(k template.Key, tr *ipfix.TemplateRecord, o origin) {
 		}
 	}
 	h := entry.Header{Kind: entry.KindWithdrawal, Version: k.Version, Domain: k.Domain, Exporter: o.src, TemplateID: tr.ID}
-	if reason, ok := l.push(&h, nil, o); !ok {
+	if _, ok := l.push(&h, nil, o); !ok {
 		// Consumers ignore withdrawals today; count the lost entry anyway.
-		l.stats.droppedSets[reason].Add(1)
+		l.stats.lostWithdrawals.Add(1)
 	}
 }
 
@@ -440,11 +499,11 @@ func (l *loop) release(k template.Key, t *template.Template) {
 		hs := &q.sets[i]
 		m := &ipfix.Message{Version: k.Version, DomainID: k.Domain, ExportTime: hs.exportTime,
 			Sequence: hs.sequence, SysUptime: hs.sysUptime, ExportNanos: hs.exportNanos}
-		ex := l.exporter(ExporterKey{k.Exporter, k.Domain, k.Version}).stats
+		ex := l.exporterStats(ExporterKey{k.Exporter, k.Domain, k.Version})
 		l.data(t, hs.body, m, origin{src: hs.src, transport: hs.transport, session: hs.session}, ex)
+
 		l.stats.heldReleased.Add(1)
 	}
-	l.held.recycle(q)
 	l.stats.heldSets.Store(int64(l.held.sets))
 	l.stats.heldBytes.Store(l.held.bytes)
 }
@@ -469,4 +528,11 @@ func (l *loop) sweep(now int64) {
 // 8: they live as long as the session).
 func (l *loop) sessionClosed(s *tcpSession) {
 	l.cache.DeleteWhere(func(t *template.Template) bool { return t.Session == s.id })
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

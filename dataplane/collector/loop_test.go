@@ -268,7 +268,8 @@ func TestRedefinitionReplacesLayout(t *testing.T) {
 	b, _ = g.w.Finish(b)
 	l.handle(b, udpFrom(exporterA))
 	d := drain(t, l)
-	if d.records != 4 || d.templates != 1 {
+	// Both definitions were announced to the consumer when learned.
+	if d.records != 4 || d.templates != 2 {
 		t.Fatalf("%+v: want 4 records decoded with the new 8-octet layout", d)
 	}
 }
@@ -468,5 +469,80 @@ func TestOptionsRecordsKeptPerExporter(t *testing.T) {
 	}
 	if d := drain(t, l); d.records != 1 {
 		t.Fatalf("options record not forwarded: %+v", d)
+	}
+}
+
+// A template that a second TCP session re-sends belongs to that session
+// from then on: the first session closing must not take it away.
+func TestTemplateOwnershipMovesToResendingSession(t *testing.T) {
+	_, l := testCollector(t, Config{})
+	a := &tcpSession{id: 1, remote: exporterA, loop: l}
+	b := &tcpSession{id: 2, remote: netip.AddrPortFrom(exporterA.Addr(), 40001), loop: l}
+	ga, gb := newGen(1), newGen(1)
+	l.handle(ga.templates(256, tuple), origin{src: a.remote, transport: transportTCP, session: a})
+	l.handle(gb.templates(256, tuple), origin{src: b.remote, transport: transportTCP, session: b})
+	l.sessionClosed(a)
+	l.handle(gb.data(256, 1, 3), origin{src: b.remote, transport: transportTCP, session: b})
+	if d := drain(t, l); d.records != 3 {
+		t.Fatalf("session b's template went with session a: %+v", d)
+	}
+}
+
+// Sequence numbers: a duplicate datagram or a late template-only message
+// is not loss and not a restart.
+func TestSequenceDuplicatesAreNotLoss(t *testing.T) {
+	c, l := testCollector(t, Config{})
+	g := newGen(3)
+	l.handle(g.templates(256, tuple), udpFrom(exporterA))
+	m1 := g.data(256, 0, 10)
+	m2 := g.data(256, 10, 10)
+	late := g.templates(256, tuple) // carries sequence 20, no records
+	m3 := g.data(256, 20, 10)
+	m4 := g.data(256, 30, 10)
+	for _, m := range [][]byte{m1, m2, m2, m3, late, m4} {
+		l.handle(m, udpFrom(exporterA))
+	}
+	ex := c.Exporters()[0]
+	if ex.SequenceLost != 0 || ex.SequenceResets != 0 {
+		t.Fatalf("lost %d resets %d; want 0 and 0", ex.SequenceLost, ex.SequenceResets)
+	}
+}
+
+// Sequence numbers are per transport session: two sockets of one exporter
+// address do not look like loss to each other.
+func TestSequencePerSourcePort(t *testing.T) {
+	c, l := testCollector(t, Config{})
+	g1, g2 := newGen(3), newGen(3)
+	l.handle(g1.templates(256, tuple), udpFrom(exporterA))
+	other := netip.AddrPortFrom(exporterA.Addr(), 40002)
+	for i := range 5 {
+		l.handle(g1.data(256, i, 10), udpFrom(exporterA))
+		l.handle(g2.data(256, i, 7), udpFrom(other))
+	}
+	ex := c.Exporters()[0]
+	if ex.SequenceLost != 0 || ex.SequenceResets != 0 || ex.OutOfOrder != 0 {
+		t.Fatalf("two sockets of one exporter: lost %d resets %d late %d", ex.SequenceLost, ex.SequenceResets, ex.OutOfOrder)
+	}
+	if d := drain(t, l); d.records != 5*10+5*7 {
+		t.Fatalf("records %d", d.records)
+	}
+}
+
+func TestTemplateLimit(t *testing.T) {
+	c, l := testCollector(t, Config{MaxTemplates: 3})
+	g := newGen(1)
+	for id := range uint16(5) {
+		l.handle(g.templates(256+id, tuple), udpFrom(exporterA))
+	}
+	if got := metric(t, c, `sluice_dropped_sets_total{reason="template_limit"}`); got != "2" {
+		t.Fatalf("template_limit drops = %s, want 2", got)
+	}
+	if got := metric(t, c, "sluice_templates"); got != "3" {
+		t.Fatalf("templates = %s, want 3", got)
+	}
+	// Known templates are still refreshed and redefined at the limit.
+	l.handle(g.templates(256, tuple[:2]), udpFrom(exporterA))
+	if got := metric(t, c, "sluice_template_redefinitions_total"); got != "1" {
+		t.Fatalf("redefinition at the limit refused: %s", got)
 	}
 }

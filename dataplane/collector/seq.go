@@ -1,7 +1,8 @@
 package collector
 
-// seqState follows the sequence numbers of one (exporter scope, domain) in
-// one loop. IPFIX and v5 number data records, v9 numbers export packets.
+// seqState follows the sequence numbers of one stream (transport session
+// and domain) in one loop. IPFIX and v5 number data records, v9 numbers
+// export packets.
 type seqState struct {
 	next  uint32
 	valid bool
@@ -14,13 +15,19 @@ type seqState struct {
 
 type seqGap struct{ from, to uint32 } // [from, to)
 
-// maxGap bounds a forward jump taken for loss; a larger one is a reset.
-const maxGap = 1 << 28
+// maxGap bounds a forward jump taken for loss; a larger one is a reset. A
+// backward jump of up to maxReorder that fills no known gap is a duplicate
+// or a late message whose loss was never counted, unless the sequence
+// starts again at 0 (an exporter restart).
+const (
+	maxGap     = 1 << 28
+	maxReorder = 1 << 16
+)
 
 // checkSeq accounts for a message with sequence number seq carrying n
 // units. verifiable is false when n is unknown (data sets held for their
 // template); the next message then starts afresh.
-func (l *loop) checkSeq(es *exporterState, seq, n uint32, verifiable bool) {
+func (l *loop) checkSeq(es *stream, seq, n uint32, verifiable bool) {
 	s, ex := &es.seq, es.stats
 	if s.valid {
 		switch d := int32(seq - s.next); {
@@ -34,6 +41,12 @@ func (l *loop) checkSeq(es *exporterState, seq, n uint32, verifiable bool) {
 				// when the messages after it arrived.
 				ex.outOfOrd.Add(1)
 				ex.lost.Add(^uint64(n - 1)) // subtract n
+				return
+			}
+			if d < 0 && -d <= maxReorder && seq != 0 {
+				// A duplicate, or late with nothing counted lost (a
+				// template-only message): the sequence goes on.
+				ex.outOfOrd.Add(1)
 				return
 			}
 			ex.resets.Add(1)

@@ -436,3 +436,40 @@ func TestTCPManyExportersIPv6(t *testing.T) {
 		}
 	}
 }
+
+// TestStopRightAfterWrites stops the collector as soon as the exporter's
+// writes returned, without waiting for the server to read: the quiesce
+// step must still deliver everything the kernel accepted, over TCP and UDP.
+func TestStopRightAfterWrites(t *testing.T) {
+	h := start(t, collector.Config{}, true)
+	tpl, data, octets := exporterMsgs(1, 300, 30)
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	u, err := net.Dial("udp", "127.0.0.1:"+strconv.Itoa(h.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	utpl, udata, uoctets := exporterMsgs(2, 20, 30)
+	u.Write(utpl)
+	c.Write(tpl)
+	for i, d := range data {
+		if _, err := c.Write(d); err != nil {
+			t.Fatal(err)
+		}
+		if i < len(udata) {
+			u.Write(udata[i])
+		}
+	}
+	col := h.c
+	h.stop(t)
+	if got, want := h.out.n.Load(), uint64(300*30+20*30); got != want {
+		t.Fatalf("%d records after stop, want %d\n%s", got, want, col.AppendMetrics(nil))
+	}
+	if got := h.out.sum.Load(); got != octets+uoctets {
+		t.Fatalf("octet sum %d, want %d", got, octets+uoctets)
+	}
+}

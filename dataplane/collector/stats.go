@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 )
@@ -22,10 +23,11 @@ const (
 	DropTemplateTimeout                   // held data set aged out before its template came
 	DropHeldOverflow                      // held-records buffer full
 	DropTruncated                         // UDP datagram longer than the receive buffer
-	DropTrailing                          // octets after the message in a datagram
 	DropTCPFraming                        // TCP stream with a length that lies; session closed
 	DropTooLargeForRing                   // data set larger than a ring entry may be
-	DropShutdown                          // held data sets still waiting at shutdown
+	DropShutdown                          // held sets at shutdown, or data the stopped consumer cannot take
+	DropTCPPartial                        // an incomplete message left in a TCP session when it closed
+	DropTemplateLimit                     // template refused: the store is full
 	numDropReasons
 )
 
@@ -34,10 +36,11 @@ var dropReasonNames = [numDropReasons]string{
 	DropTemplateTimeout: "template_timeout",
 	DropHeldOverflow:    "held_overflow",
 	DropTruncated:       "truncated_datagram",
-	DropTrailing:        "trailing_octets",
 	DropTCPFraming:      "tcp_framing",
 	DropTooLargeForRing: "set_too_large",
 	DropShutdown:        "shutdown",
+	DropTCPPartial:      "tcp_partial",
+	DropTemplateLimit:   "template_limit",
 }
 
 func (r DropReason) String() string { return dropReasonNames[r] }
@@ -45,25 +48,27 @@ func (r DropReason) String() string { return dropReasonNames[r] }
 // loopStats are one loop's counters. The loop writes them; scrapes read
 // them concurrently, hence the atomics (uncontended, so cheap).
 type loopStats struct {
-	packets       [2]atomic.Uint64 // by transport: 0 udp, 1 tcp
-	bytes         [2]atomic.Uint64
-	messages      [3]atomic.Uint64 // by version: 0 v5, 1 v9, 2 ipfix
-	sets          atomic.Uint64
-	dataSets      atomic.Uint64
-	records       atomic.Uint64 // data records put into the ring
-	templates     atomic.Uint64 // templates learned (new or changed)
-	refreshes     atomic.Uint64 // retransmissions of known templates
-	redefinitions atomic.Uint64
-	withdrawals   atomic.Uint64
-	withdrawIgn   atomic.Uint64 // withdrawals over UDP, ignored
-	heldSets      atomic.Int64  // gauge
-	heldBytes     atomic.Int64  // gauge
-	heldReleased  atomic.Uint64 // held sets decoded after their template came
-	droppedSets   [numDropReasons]atomic.Uint64
-	droppedRecs   [numDropReasons]atomic.Uint64
-	codecDrops    [32]atomic.Uint64 // indexed like ipfix.Errors
-	backpressure  atomic.Uint64     // TCP waits for ring room
-	udpBatches    atomic.Uint64     // recvmmsg calls that returned data
+	packets         [2]atomic.Uint64 // by transport: 0 udp, 1 tcp
+	bytes           [2]atomic.Uint64
+	messages        [3]atomic.Uint64 // by version: 0 v5, 1 v9, 2 ipfix
+	sets            atomic.Uint64
+	dataSets        atomic.Uint64
+	records         atomic.Uint64 // data records put into the ring
+	templates       atomic.Uint64 // templates learned (new or changed)
+	refreshes       atomic.Uint64 // retransmissions of known templates
+	redefinitions   atomic.Uint64
+	withdrawals     atomic.Uint64
+	withdrawIgn     atomic.Uint64 // withdrawals over UDP, ignored
+	heldSets        atomic.Int64  // gauge
+	heldBytes       atomic.Int64  // gauge
+	heldReleased    atomic.Uint64 // held sets decoded after their template came
+	droppedSets     [numDropReasons]atomic.Uint64
+	droppedRecs     [numDropReasons]atomic.Uint64
+	codecDrops      [32]atomic.Uint64 // indexed like ipfix.Errors
+	backpressure    atomic.Uint64     // TCP waits for ring room
+	trailing        atomic.Uint64     // datagrams with octets after their message
+	lostWithdrawals atomic.Uint64     // withdrawal entries the ring could not take
+	udpBatches      atomic.Uint64     // recvmmsg calls that returned data
 }
 
 var codecIndex = func() map[*ipfix.Error]int {
@@ -111,10 +116,22 @@ type exporterStats struct {
 
 // exporterRegistry holds every exporter's counters. Loops cache the
 // pointers, so the lock is taken once per new exporter per loop.
+//
+// It is bounded: past maxExporters, new exporters share one overflow entry
+// (shown as exporter "other"), and entries idle for longer than
+// exporterIdle are evicted. gen changes on eviction so loops drop cached
+// pointers.
 type exporterRegistry struct {
-	mu sync.Mutex
-	m  map[ExporterKey]*exporterStats
+	mu       sync.Mutex
+	m        map[ExporterKey]*exporterStats
+	overflow *exporterStats
+	gen      atomic.Uint64
 }
+
+const (
+	maxExporters = 1 << 14
+	exporterIdle = 2 * time.Hour
+)
 
 func (r *exporterRegistry) get(k ExporterKey, now int64) *exporterStats {
 	r.mu.Lock()
@@ -124,10 +141,32 @@ func (r *exporterRegistry) get(k ExporterKey, now int64) *exporterStats {
 	}
 	e := r.m[k]
 	if e == nil {
+		if len(r.m) >= maxExporters {
+			if r.overflow == nil {
+				r.overflow = &exporterStats{firstSeen: now}
+			}
+			return r.overflow
+		}
 		e = &exporterStats{key: k, firstSeen: now}
 		r.m[k] = e
 	}
 	return e
+}
+
+// evict forgets exporters not seen since before now-exporterIdle.
+func (r *exporterRegistry) evict(now int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for k, e := range r.m {
+		if last := e.lastSeen.Load(); last != 0 && now-last > int64(exporterIdle) {
+			delete(r.m, k)
+			n++
+		}
+	}
+	if n > 0 {
+		r.gen.Add(1)
+	}
 }
 
 func (r *exporterRegistry) snapshot() []*exporterStats {
@@ -135,6 +174,9 @@ func (r *exporterRegistry) snapshot() []*exporterStats {
 	out := make([]*exporterStats, 0, len(r.m))
 	for _, e := range r.m {
 		out = append(out, e)
+	}
+	if r.overflow != nil {
+		out = append(out, r.overflow)
 	}
 	r.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"encoding/json"
+	"net/netip"
 	"sort"
 	"strconv"
 	"time"
@@ -39,10 +40,7 @@ func (c *Collector) Exporters() []ExporterStatus {
 	})
 	var out []ExporterStatus
 	for _, e := range c.exporters.snapshot() {
-		exp := e.key.Exporter.Addr().String()
-		if e.key.Exporter.Port() != 0 {
-			exp = e.key.Exporter.String()
-		}
+		exp := exporterName(e.key.Exporter)
 		tr := "udp"
 		if e.transport.Load() == transportTCP+1 {
 			tr = "tcp"
@@ -121,10 +119,7 @@ func (c *Collector) TemplateList() []TemplateStatus {
 	})
 	out := make([]TemplateStatus, 0, len(ts))
 	for _, t := range ts {
-		exp := t.Key.Exporter.Addr().String()
-		if t.Key.Exporter.Port() != 0 {
-			exp = t.Key.Exporter.String()
-		}
+		exp := exporterName(t.Key.Exporter)
 		s := TemplateStatus{
 			Exporter: exp, ObservationDomain: t.Key.Domain, Version: t.Key.Version, TemplateID: t.Key.ID,
 			Options: t.Layout.Options, Fingerprint: fingerprintHex(t.Layout.Fingerprint),
@@ -213,8 +208,15 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 	for i, e := range ipfix.Errors {
 		w.sample("sluice_malformed_total", sum(func(s *loopStats) uint64 { return s.codecDrops[i].Load() }), "reason", e.Reason())
 	}
+	w.sample("sluice_malformed_total", sum(func(s *loopStats) uint64 { return s.codecDrops[len(ipfix.Errors)].Load() }), "reason", "other")
+	w.head("sluice_trailing_octets_datagrams_total", "counter", "UDP datagrams with octets after their IPFIX message (ignored).")
+	w.sample("sluice_trailing_octets_datagrams_total", sum(func(s *loopStats) uint64 { return s.trailing.Load() }))
+	w.head("sluice_lost_withdrawal_entries_total", "counter", "Withdrawal notices the ring could not take (the withdrawal itself was applied).")
+	w.sample("sluice_lost_withdrawal_entries_total", sum(func(s *loopStats) uint64 { return s.lostWithdrawals.Load() }))
 	w.head("sluice_tcp_backpressure_total", "counter", "Times TCP input waited for ring room.")
 	w.sample("sluice_tcp_backpressure_total", sum(func(s *loopStats) uint64 { return s.backpressure.Load() }))
+	w.head("sluice_tcp_sessions_refused_total", "counter", "TCP sessions refused: too many open.")
+	w.sample("sluice_tcp_sessions_refused_total", float64(c.refusedSessions.Load()))
 	w.head("sluice_tcp_sessions", "gauge", "Open TCP sessions.")
 	w.sample("sluice_tcp_sessions", float64(c.tcpOpen.Load()))
 	w.head("sluice_udp_batches_total", "counter", "recvmmsg calls that returned datagrams.")
@@ -261,10 +263,19 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 	return w.b
 }
 
-func exporterLabels(e *exporterStats) []string {
-	exp := e.key.Exporter.Addr().String()
-	if e.key.Exporter.Port() != 0 {
-		exp = e.key.Exporter.String()
+// exporterName shows a scope: the address, with the port when templates are
+// scoped by port; "other" for the registry's overflow entry.
+func exporterName(a netip.AddrPort) string {
+	switch {
+	case !a.IsValid():
+		return "other"
+	case a.Port() != 0:
+		return a.String()
 	}
+	return a.Addr().String()
+}
+
+func exporterLabels(e *exporterStats) []string {
+	exp := exporterName(e.key.Exporter)
 	return []string{"exporter", exp, "domain", strconv.Itoa(int(e.key.Domain)), "version", strconv.Itoa(int(e.key.Version))}
 }

@@ -8,10 +8,11 @@ import (
 )
 
 // mmsghdr mirrors struct mmsghdr from <sys/socket.h>.
+// Go pads the struct to Msghdr's alignment, as C does on every
+// architecture, so no explicit padding field.
 type mmsghdr struct {
 	hdr unix.Msghdr
 	len uint32
-	_   [4]byte
 }
 
 // udpBatch is a loop's recvmmsg state: buffers, iovecs and address slots

@@ -19,6 +19,9 @@ const (
 	KindTemplate   Kind = 1 // body: the template record's wire bytes
 	KindData       Kind = 2 // body: the data set body (records and padding)
 	KindWithdrawal Kind = 3 // no body
+	// KindReset tells the consumer to forget every template definition the
+	// ring carried: the producer will announce again what it needs.
+	KindReset Kind = 4
 )
 
 // Flags on template entries.
@@ -36,11 +39,14 @@ var ErrShort = errors.New("entry: shorter than its header")
 // Header is the fixed part of every entry. Fields that do not apply to a
 // kind are zero.
 type Header struct {
-	Kind        Kind
-	Flags       uint8
-	Version     uint16
-	Domain      uint32
-	Exporter    netip.AddrPort // the exporter's real address and port
+	Kind    Kind
+	Flags   uint8
+	Version uint16
+	Domain  uint32
+	// Exporter is the exporter's address and port for data entries; for
+	// template entries it is the template's scope (the port is 0 unless
+	// templates are scoped by port).
+	Exporter    netip.AddrPort
 	TemplateID  uint16
 	Fingerprint uint64
 	ExportTime  uint32

@@ -16,6 +16,8 @@ import (
 
 // Output receives decoded records. Record is called by one goroutine (the
 // mediator's); r and everything m points to are valid only during the call.
+// Records count as sent once they reached the destination (for buffered
+// outputs: after a successful Flush).
 type Output interface {
 	Record(m *jsonl.Meta, r *ipfix.Record)
 	// Flush pushes buffered records out; the mediator calls it when it goes
@@ -76,10 +78,13 @@ type JSONL struct {
 	w    *bufio.Writer
 	c    io.Closer
 	buf  []byte
-	sent atomic.Uint64
-	errs atomic.Uint64
-	drop atomic.Uint64
-	err  error
+	// pending counts records buffered since the last successful flush:
+	// they are sent only once the flush succeeds.
+	pending uint64
+	sent    atomic.Uint64
+	errs    atomic.Uint64
+	drop    atomic.Uint64
+	err     error
 }
 
 // NewJSONL returns an output writing JSON lines to w.
@@ -95,17 +100,19 @@ func (j *JSONL) Record(m *jsonl.Meta, r *ipfix.Record) {
 		return
 	}
 	j.buf = jsonl.AppendRecord(j.buf[:0], m, r)
+	j.pending++
 	if _, err := j.w.Write(j.buf); err != nil {
 		j.fail(err)
-		j.drop.Add(1)
-		return
 	}
-	j.sent.Add(1)
 }
 
+// fail records a write error: what was buffered is lost, and so is what
+// comes next (a broken pipe or a full disk does not heal by retrying).
 func (j *JSONL) fail(err error) {
 	j.err = err
 	j.errs.Add(1)
+	j.drop.Add(j.pending)
+	j.pending = 0
 }
 
 // Flush implements Output.
@@ -117,6 +124,8 @@ func (j *JSONL) Flush() error {
 		j.fail(err)
 		return err
 	}
+	j.sent.Add(j.pending)
+	j.pending = 0
 	return nil
 }
 

@@ -15,12 +15,14 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/export"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
+	"github.com/sluice-flow/sluice/dataplane/ratelog"
 	"github.com/sluice-flow/sluice/dataplane/ring"
 )
 
 // Mediator reads every ring from one goroutine (Run) and feeds the outputs.
 type Mediator struct {
 	log     *slog.Logger
+	logs    ratelog.Limiter
 	rings   []*ringState
 	outputs []export.Output
 
@@ -72,7 +74,10 @@ func (r *resolver) Resolve(id uint16) *ipfix.Layout {
 // New returns a mediator over the rings; each ring must have no other
 // consumer.
 func New(rings []*ring.Ring, outputs []export.Output, log *slog.Logger) *Mediator {
-	m := &Mediator{log: log, outputs: outputs}
+	if log == nil {
+		log = slog.Default()
+	}
+	m := &Mediator{log: log, outputs: outputs, logs: ratelog.Limiter{Every: 10 * time.Second}}
 	for _, r := range rings {
 		rs := &ringState{c: r.Consumer(), byFP: map[uint64]*ipfix.Layout{}, byKey: map[tplKey]*ipfix.Layout{}}
 		rs.byFP[ipfix.V5Layout().Fingerprint] = ipfix.V5Layout()
@@ -110,17 +115,10 @@ func (m *Mediator) Run(ctx context.Context) {
 	}
 }
 
-// Drain processes everything currently in the rings and flushes.
-func (m *Mediator) Drain() {
-	for m.poll(1<<20) > 0 {
-	}
-	m.flush()
-}
-
 func (m *Mediator) flush() {
 	for _, o := range m.outputs {
 		if err := o.Flush(); err != nil {
-			m.log.Warn("output flush failed", "output", o.Name(), "err", err)
+			m.logs.Warn(m.log, "output failing; its records are counted as dropped", "output", o.Name(), "err", err)
 		}
 	}
 }
@@ -175,15 +173,14 @@ func (m *Mediator) entry(rs *ringState, b []byte) {
 			m.badEntries.Add(1)
 			return
 		}
-		if len(rs.byFP) > 1<<16 {
-			clear(rs.byFP) // bounded; the collector re-announces as needed
-			rs.byFP[ipfix.V5Layout().Fingerprint] = ipfix.V5Layout()
-		}
-		if len(rs.byKey) > 1<<16 {
-			clear(rs.byKey)
-		}
+		// Bounded by the producer, which sends KindReset before it
+		// has announced more than it allows.
 		rs.byFP[h.Fingerprint] = l
 		rs.byKey[key] = l
+	case entry.KindReset:
+		clear(rs.byFP)
+		clear(rs.byKey)
+		rs.byFP[ipfix.V5Layout().Fingerprint] = ipfix.V5Layout()
 	case entry.KindWithdrawal:
 		// Keep layouts: entries queued before the withdrawal may still
 		// need them, and the fingerprint names the content anyway.

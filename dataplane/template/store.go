@@ -1,7 +1,7 @@
 // Package template keeps the templates a collector has learned, scoped the
 // RFC 7011 way (exporter, observation domain, template ID), with their
 // lifetimes. A per-loop Cache (no locks) sits in front of a process-wide
-// Shared store; a Redis-backed tier plugs in behind the same Tier interface.
+// Shared store; the Redis tier (redistier) fills Shared from other pods.
 package template
 
 import (
@@ -66,18 +66,6 @@ func (t *Template) Expired(now int64) bool {
 	return e != 0 && now >= e
 }
 
-// Tier is a template store shared between event loops. Implementations are
-// safe for concurrent use and must not block the caller on I/O.
-type Tier interface {
-	// Get returns the template for k, or nil.
-	Get(k Key) *Template
-	// Put stores t, replacing any template with the same key.
-	Put(t *Template)
-	// Delete removes the template for k if it is still old (compare and
-	// delete, so a newer definition is not lost to a late withdrawal).
-	Delete(k Key, old *Template)
-}
-
 // Shared is the process-wide tier: a sharded map behind read-write locks.
 // Lookups take a read lock on one shard; they happen only on a per-loop
 // cache miss.
@@ -113,7 +101,7 @@ func (s *Shared) shard(k Key) *shard {
 	return &s.shards[h%uint32(len(s.shards))]
 }
 
-// Get implements Tier.
+// Get returns the template for k, or nil.
 func (s *Shared) Get(k Key) *Template {
 	sh := s.shard(k)
 	sh.mu.RLock()
@@ -122,8 +110,9 @@ func (s *Shared) Get(k Key) *Template {
 	return t
 }
 
-// Put implements Tier.
-func (s *Shared) Put(t *Template) {
+// Put stores t, replacing any template with the same key, and returns the
+// store's new generation.
+func (s *Shared) Put(t *Template) uint64 {
 	sh := s.shard(t.Key)
 	sh.mu.Lock()
 	if _, ok := sh.m[t.Key]; !ok {
@@ -131,21 +120,33 @@ func (s *Shared) Put(t *Template) {
 	}
 	sh.m[t.Key] = t
 	sh.mu.Unlock()
-	s.gen.Add(1)
+	return s.gen.Add(1)
 }
 
-// Delete implements Tier.
-func (s *Shared) Delete(k Key, old *Template) {
+// Delete removes the template for k if it is still old (compare and
+// delete, so a newer definition is not lost to a late withdrawal; nil old
+// deletes whatever is there). It returns the store's generation after.
+func (s *Shared) Delete(k Key, old *Template) uint64 {
 	sh := s.shard(k)
 	sh.mu.Lock()
 	cur, ok := sh.m[k]
-	if ok && (old == nil || cur == old) {
+	ok = ok && (old == nil || cur == old)
+	if ok {
 		delete(sh.m, k)
 		s.n.Add(-1)
 	}
 	sh.mu.Unlock()
 	if ok {
-		s.gen.Add(1)
+		return s.gen.Add(1)
+	}
+	return s.gen.Load()
+}
+
+// Keep puts t back if an expiry sweep removed it after a Get (a refresh
+// racing with expiry).
+func (s *Shared) Keep(t *Template) {
+	if s.Get(t.Key) == nil {
+		s.Put(t)
 	}
 }
 
@@ -230,30 +231,41 @@ func (c *Cache) Get(k Key, now int64) *Template {
 	}
 	if t.Expired(now) {
 		delete(c.m, k)
-		c.shared.Delete(k, t)
-		c.gen = c.shared.Generation()
 		c.last = nil
+		c.sync(c.shared.Delete(k, t))
 		return nil
 	}
 	c.last = t
 	return t
 }
 
+// sync adopts generation g after the cache's own change. If the store moved
+// further than that change (another loop changed it meanwhile), the local
+// copies may be stale: forget them.
+func (c *Cache) sync(g uint64) {
+	if g != c.gen+1 {
+		clear(c.m)
+		c.last = nil
+	}
+	c.gen = g
+}
+
 // Put stores t in the loop cache and the shared store.
 func (c *Cache) Put(t *Template) {
-	c.shared.Put(t)
-	c.m[t.Key] = t
-	c.gen = c.shared.Generation()
 	c.last = nil
+	c.sync(c.shared.Put(t))
+	c.m[t.Key] = t
 }
+
+// Keep puts t back in the shared store if an expiry removed it meanwhile.
+func (c *Cache) Keep(t *Template) { c.shared.Keep(t) }
 
 // Delete removes k from the loop cache and, if it is still old, from the
 // shared store.
 func (c *Cache) Delete(k Key, old *Template) {
 	c.last = nil
 	delete(c.m, k)
-	c.shared.Delete(k, old)
-	c.gen = c.shared.Generation()
+	c.sync(c.shared.Delete(k, old))
 }
 
 // DeleteWhere removes every template for which match returns true, from the
@@ -270,11 +282,8 @@ func (c *Cache) DeleteWhere(match func(t *Template) bool) []*Template {
 	for _, t := range doomed {
 		c.shared.Delete(t.Key, t)
 	}
-	for k, t := range c.m {
-		if match(t) {
-			delete(c.m, k)
-		}
-	}
+	// Several deletes: simply start the loop cache afresh.
+	clear(c.m)
 	c.last = nil
 	c.gen = c.shared.Generation()
 	return doomed

@@ -114,3 +114,24 @@ func BenchmarkCacheHit(b *testing.B) {
 		}
 	}
 }
+
+// A loop's own write must not hide another loop's write that happened just
+// before it: the cache notices the store moved twice and starts afresh.
+func TestCacheNoticesInterleavedChange(t *testing.T) {
+	shared := NewShared()
+	a, b := NewCache(shared), NewCache(shared)
+	k1 := Key{Exporter: exp, Domain: 1, Version: 10, ID: 256}
+	k2 := Key{Exporter: exp, Domain: 1, Version: 10, ID: 257}
+	old := New(k1, layout(t, 256, 2), 0, 0, 0)
+	a.Put(old)
+	if b.Get(k1, 1) != old {
+		t.Fatal("b does not see k1")
+	}
+	// a redefines k1; before b looks again, b writes k2.
+	newer := New(k1, layout(t, 256, 3), 0, 0, 0)
+	a.Put(newer)
+	b.Put(New(k2, layout(t, 257, 1), 0, 0, 0))
+	if got := b.Get(k1, 2); got != newer {
+		t.Fatal("b still serves the replaced definition")
+	}
+}

@@ -1,0 +1,71 @@
+package mediator
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/sluice-flow/sluice/dataplane/entry"
+	"github.com/sluice-flow/sluice/dataplane/export"
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/ring"
+)
+
+func push(t *testing.T, p *ring.Producer, h entry.Header, body []byte) {
+	t.Helper()
+	b := p.Reserve(entry.HeaderLen + len(body))
+	if b == nil {
+		t.Fatal("ring full")
+	}
+	entry.Put(b, &h)
+	copy(b[entry.HeaderLen:], body)
+	p.Commit(len(b))
+}
+
+// The consumer follows the producer's template announcements, and forgets
+// them all on a reset entry.
+func TestEntriesAndReset(t *testing.T) {
+	r := ring.New(1 << 20)
+	p := r.Producer()
+	d := &export.Discard{}
+	m := New([]*ring.Ring{r}, []export.Output{d}, nil)
+
+	specs := []ipfix.FieldSpec{{ID: 8, Length: 4}, {ID: 1, Length: 8}}
+	raw := ipfix.AppendTemplateRecord(nil, 256, specs)
+	var tr ipfix.TemplateRecord
+	if err := ipfix.ParseTemplateRecord(raw, false, false, &tr); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ipfix.Compile(&tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := netip.MustParseAddrPort("192.0.2.1:9999")
+	tpl := entry.Header{Kind: entry.KindTemplate, Version: 10, Domain: 1, Exporter: exp, TemplateID: 256, Fingerprint: l.Fingerprint}
+	data := entry.Header{Kind: entry.KindData, Version: 10, Domain: 1, Exporter: exp, TemplateID: 256, Fingerprint: l.Fingerprint, Records: 3}
+	var body []byte
+	for i := range 3 {
+		body = ipfix.AppendAddr(body, netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}))
+		body = ipfix.AppendUint(body, uint64(i), 8)
+	}
+	push(t, p, tpl, raw)
+	push(t, p, data, body)
+	push(t, p, entry.Header{Kind: entry.KindReset}, nil)
+	push(t, p, data, body) // its template was forgotten
+	push(t, p, tpl, raw)
+	push(t, p, data, body)
+	v5 := make([]byte, 48)
+	push(t, p, entry.Header{Kind: entry.KindData, Version: 5, Fingerprint: ipfix.V5Layout().Fingerprint, Records: 1}, v5)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Run drains what is queued, then returns
+	m.Run(ctx)
+	if got := d.Stats().Sent; got != 7 {
+		t.Fatalf("sent %d records, want 7", got)
+	}
+	metrics := string(m.AppendMetrics(nil))
+	if !strings.Contains(metrics, "sluice_mediator_unknown_template_records_total 3") {
+		t.Fatalf("records without a template not counted:\n%s", metrics)
+	}
+}
