@@ -52,6 +52,8 @@ type collectorYAML struct {
 	ScopeByPort      *bool          `yaml:"scope_by_port"`
 	TemplateLifetime *durationValue `yaml:"template_lifetime"`
 	RingSize         *sizeValue     `yaml:"ring_size"`
+	MaxTemplates     *intValue      `yaml:"max_templates"`
+	MaxTCPSessions   *intValue      `yaml:"max_tcp_sessions"`
 	Held             struct {
 		MaxAge           *durationValue `yaml:"max_age"`
 		PerExporterBytes *sizeValue     `yaml:"per_exporter_bytes"`
@@ -152,6 +154,12 @@ func applyConfig(name string, data []byte, rc *runConfig) error {
 	}
 	if c.RingSize != nil {
 		cc.RingSize = int(c.RingSize.v)
+	}
+	if c.MaxTemplates != nil {
+		cc.MaxTemplates = c.MaxTemplates.v
+	}
+	if c.MaxTCPSessions != nil {
+		cc.MaxTCPSessions = c.MaxTCPSessions.v
 	}
 	if c.Held.MaxAge != nil {
 		cc.Held.MaxAge = c.Held.MaxAge.v
