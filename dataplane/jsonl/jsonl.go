@@ -35,11 +35,15 @@ type Meta struct {
 	exportCache, fieldCache timeCache
 }
 
-// timeCache remembers the formatting of one UTC second.
+// timeCache remembers the formatting of the two UTC seconds used last (a
+// flow's start and end often fall in neighbouring seconds).
 type timeCache struct {
-	sec    int64
-	ok     bool
-	prefix [len("2006-01-02T15:04:05")]byte
+	slot [2]struct {
+		sec    int64
+		ok     bool
+		prefix [len("2006-01-02T15:04:05")]byte
+	}
+	next int
 }
 
 // appendUTC appends t (UTC) like time.RFC3339Nano does: seconds, then the
@@ -49,11 +53,19 @@ func (c *timeCache) appendUTC(dst []byte, t time.Time) []byte {
 	if y := t.Year(); y < 0 || y > 9999 {
 		return t.AppendFormat(dst, time.RFC3339Nano)
 	}
-	if !c.ok || c.sec != sec {
-		t.AppendFormat(c.prefix[:0], "2006-01-02T15:04:05")
-		c.sec, c.ok = sec, true
+	i := 0
+	switch {
+	case c.slot[0].ok && c.slot[0].sec == sec:
+	case c.slot[1].ok && c.slot[1].sec == sec:
+		i = 1
+	default:
+		i = c.next
+		c.next ^= 1
+		s := &c.slot[i]
+		t.AppendFormat(s.prefix[:0], "2006-01-02T15:04:05")
+		s.sec, s.ok = sec, true
 	}
-	dst = append(dst, c.prefix[:]...)
+	dst = append(dst, c.slot[i].prefix[:]...)
 	if ns := t.Nanosecond(); ns != 0 {
 		var frac [10]byte
 		frac[0] = '.'

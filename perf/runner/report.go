@@ -113,9 +113,14 @@ func maxDecodedPPS(se *Series) float64 {
 func (r *runner) renderSection(res *Result, plot string) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	if res.LoadAvgStart > 0.5 || res.OtherCoresAvg > 0.2 {
+	// Judge by what other processes used during the steps: the load
+	// average at the start lags a minute behind.
+	if res.OtherCoresAvg > 0.2 {
 		w("> **Preliminary: measured while the machine was busy with other work** (load average %.2f when the run started; other processes used %.2f cores on average during the steps, on a %d-CPU machine). Re-run on a quiet machine for numbers to quote.\n\n",
 			res.LoadAvgStart, res.OtherCoresAvg, res.Machine.CPUs)
+	} else {
+		w("> Measured on a quiet machine: other processes used %.2f cores on average during the steps (the load average of %.2f at the start lags a minute behind earlier work).\n\n",
+			res.OtherCoresAvg, res.LoadAvgStart)
 	}
 	m := res.Machine
 	w("- Date: %s (%.0f s)\n", res.Date, res.Seconds)
