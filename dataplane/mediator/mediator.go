@@ -190,6 +190,14 @@ func (m *Mediator) entry(rs *ringState, b []byte) {
 			m.unknownFP.Add(uint64(h.Records))
 			return
 		}
+		if l.ID != h.TemplateID {
+			// Another template has the same content (the fingerprint
+			// ignores IDs): use the set's own, so records name it.
+			rs.scope.key = key
+			if own := rs.scope.Resolve(h.TemplateID); own != nil && own.Fingerprint == h.Fingerprint {
+				l = own
+			}
+		}
 		m.data(rs, l, key, body)
 	default:
 		m.badEntries.Add(1)

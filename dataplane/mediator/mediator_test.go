@@ -9,6 +9,7 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/entry"
 	"github.com/sluice-flow/sluice/dataplane/export"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/jsonl"
 	"github.com/sluice-flow/sluice/dataplane/ring"
 )
 
@@ -69,3 +70,41 @@ func TestEntriesAndReset(t *testing.T) {
 		t.Fatalf("records without a template not counted:\n%s", metrics)
 	}
 }
+
+// Two templates with the same fields share a fingerprint; records must
+// still name the template of their own set.
+func TestSameContentDifferentIDs(t *testing.T) {
+	r := ring.New(1 << 20)
+	p := r.Producer()
+	out := &idOut{}
+	m := New([]*ring.Ring{r}, []export.Output{out}, nil)
+	specs := []ipfix.FieldSpec{{ID: 8, Length: 4}}
+	exp := netip.MustParseAddrPort("192.0.2.1:9999")
+	scope := netip.AddrPortFrom(exp.Addr(), 0)
+	var fp uint64
+	for _, id := range []uint16{1024, 1025} {
+		raw := ipfix.AppendTemplateRecord(nil, id, specs)
+		var tr ipfix.TemplateRecord
+		if err := ipfix.ParseTemplateRecord(raw, false, false, &tr); err != nil {
+			t.Fatal(err)
+		}
+		l, _ := ipfix.Compile(&tr)
+		fp = l.Fingerprint
+		push(t, p, entry.Header{Kind: entry.KindTemplate, Version: 10, Exporter: scope, TemplateID: id, Fingerprint: fp}, raw)
+	}
+	push(t, p, entry.Header{Kind: entry.KindData, Version: 10, Exporter: exp, TemplateID: 1024, Fingerprint: fp, Records: 1}, []byte{10, 0, 0, 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.Run(ctx)
+	if len(out.ids) != 1 || out.ids[0] != 1024 {
+		t.Fatalf("record named template %v, want 1024", out.ids)
+	}
+}
+
+type idOut struct{ ids []uint16 }
+
+func (o *idOut) Record(_ *jsonl.Meta, r *ipfix.Record) { o.ids = append(o.ids, r.Layout.ID) }
+func (o *idOut) Flush() error                          { return nil }
+func (o *idOut) Close() error                          { return nil }
+func (o *idOut) Name() string                          { return "ids" }
+func (o *idOut) Stats() export.Stats                   { return export.Stats{Sent: uint64(len(o.ids))} }
