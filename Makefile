@@ -16,7 +16,8 @@ FUZZ_TARGETS := \
 	./dataplane/pcap:FuzzReader \
 	./dataplane/ring:FuzzRingOps \
 	./dataplane/template/redistier:FuzzParseKey \
-	./dataplane/template/redistier:FuzzDecodeValue
+	./dataplane/template/redistier:FuzzDecodeValue \
+	./cmd/sluice:FuzzConfig
 
 .PHONY: all build run test test-deps bench fuzz-smoke generate lint clean
 
