@@ -2,6 +2,7 @@ package collector_test
 
 import (
 	"context"
+	"github.com/sluice-flow/sluice/dataplane/internal/testnet"
 	"io"
 	"net"
 	"net/netip"
@@ -47,31 +48,17 @@ type harness struct {
 	medEnd chan struct{}
 }
 
-// freePort finds a port free for both UDP and TCP on 127.0.0.1.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		tl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := tl.Addr().(*net.TCPAddr).Port
-		ul, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		tl.Close()
-		if err == nil {
-			ul.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
+func start(t *testing.T, cfg collector.Config, startMediator bool) *harness {
+	return startOn(t, "127.0.0.1", cfg, startMediator)
 }
 
-func start(t *testing.T, cfg collector.Config, startMediator bool) *harness {
+// startOn starts a collector listening on UDP and TCP on host (an IPv4 or
+// IPv6 loopback address), with a mediator into a counting output.
+func startOn(t *testing.T, host string, cfg collector.Config, startMediator bool) *harness {
 	t.Helper()
-	h := &harness{out: &countOut{}, port: freePort(t), runErr: make(chan error, 1), medEnd: make(chan struct{})}
-	p := strconv.Itoa(h.port)
-	cfg.Listen = []string{"udp://127.0.0.1:" + p, "tcp://127.0.0.1:" + p}
+	h := &harness{out: &countOut{}, port: testnet.FreePort(t, host), runErr: make(chan error, 1), medEnd: make(chan struct{})}
+	hp := net.JoinHostPort(host, strconv.Itoa(h.port))
+	cfg.Listen = []string{"udp://" + hp, "tcp://" + hp}
 	if cfg.Loops == 0 {
 		cfg.Loops = 2
 	}
@@ -371,26 +358,9 @@ func TestGracefulStopDrainsTCP(t *testing.T) {
 }
 
 func TestTCPManyExportersIPv6(t *testing.T) {
-	h := &harness{out: &countOut{}, runErr: make(chan error, 1), medEnd: make(chan struct{})}
-	ln, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
-	h.port = ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	h := startOn(t, "::1", collector.Config{}, true)
 	p := strconv.Itoa(h.port)
-	c, err := collector.New(collector.Config{Loops: 2, Listen: []string{"tcp://[::1]:" + p, "udp://[::1]:" + p}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.c = c
-	h.med = mediator.New(c.Rings(), []export.Output{h.out}, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.runErr <- c.Run(context.Background()) }()
-	<-c.Booted()
-	h.startMediator(ctx)
-	t.Cleanup(func() { h.stop(t) })
+	c := h.c
 
 	const exporters = 16
 	var wg sync.WaitGroup

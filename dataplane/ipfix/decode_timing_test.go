@@ -23,6 +23,20 @@ var fiveTuple = []FieldSpec{
 
 var benchStart = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
+// appendFiveTuple appends benchmark record i of the fiveTuple template.
+func appendFiveTuple(msg []byte, i int) []byte {
+	msg = AppendAddr(msg, netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}))
+	msg = AppendAddr(msg, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
+	msg = AppendUint(msg, uint64(1024+i), 2)
+	msg = AppendUint(msg, 443, 2)
+	msg = AppendUint(msg, 6, 1)
+	msg = AppendUint(msg, 0x1b, 1)
+	msg = AppendUint(msg, uint64(1500*(i+1)), 8)
+	msg = AppendUint(msg, uint64(i+1), 8)
+	msg = AppendDateTimeMilliseconds(msg, benchStart.Add(time.Duration(i)*time.Millisecond))
+	return AppendDateTimeMilliseconds(msg, benchStart.Add(time.Duration(i+100)*time.Millisecond))
+}
+
 // buildFiveTupleMessage returns one IPFIX message with n data records of
 // template 256 and the compiled layout.
 func buildFiveTupleMessage(tb testing.TB, n int) ([]byte, *Layout) {
@@ -31,16 +45,7 @@ func buildFiveTupleMessage(tb testing.TB, n int) ([]byte, *Layout) {
 	msg := w.Begin(nil, uint32(benchStart.Unix()))
 	msg = w.BeginSet(msg, 256)
 	for i := range n {
-		msg = AppendAddr(msg, netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}))
-		msg = AppendAddr(msg, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
-		msg = AppendUint(msg, uint64(1024+i), 2)
-		msg = AppendUint(msg, 443, 2)
-		msg = AppendUint(msg, 6, 1)
-		msg = AppendUint(msg, 0x1b, 1)
-		msg = AppendUint(msg, uint64(1500*(i+1)), 8)
-		msg = AppendUint(msg, uint64(i+1), 8)
-		msg = AppendDateTimeMilliseconds(msg, benchStart.Add(time.Duration(i)*time.Millisecond))
-		msg = AppendDateTimeMilliseconds(msg, benchStart.Add(time.Duration(i+100)*time.Millisecond))
+		msg = appendFiveTuple(msg, i)
 	}
 	msg = w.EndSet(msg)
 	w.AddRecords(n)
@@ -113,16 +118,7 @@ func BenchmarkDecodeMessageVarlen(b *testing.B) {
 	msg = w.BeginSet(msg, 257)
 	const n = 20
 	for i := range n {
-		msg = AppendAddr(msg, netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}))
-		msg = AppendAddr(msg, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
-		msg = AppendUint(msg, uint64(1024+i), 2)
-		msg = AppendUint(msg, 443, 2)
-		msg = AppendUint(msg, 6, 1)
-		msg = AppendUint(msg, 0x1b, 1)
-		msg = AppendUint(msg, uint64(1500*(i+1)), 8)
-		msg = AppendUint(msg, uint64(i+1), 8)
-		msg = AppendDateTimeMilliseconds(msg, benchStart)
-		msg = AppendDateTimeMilliseconds(msg, benchStart)
+		msg = appendFiveTuple(msg, i)
 		msg = AppendVarlen(msg, []byte("GigabitEthernet0/0/1"))
 		msg = AppendVarlen(msg, []byte("uplink to core"))
 	}

@@ -2,6 +2,7 @@ package redistier_test
 
 import (
 	"context"
+	"github.com/sluice-flow/sluice/dataplane/internal/testnet"
 	"io"
 	"log/slog"
 	"net"
@@ -80,31 +81,11 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// freePort finds a port free for both UDP and TCP on 127.0.0.1.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 50 {
-		tl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := tl.Addr().(*net.TCPAddr).Port
-		ul, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		tl.Close()
-		if err == nil {
-			ul.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 func startPod(t testing.TB, pc podConfig) *pod {
 	t.Helper()
 	p := &pod{out: &lines{}, port: pc.port, runErr: make(chan error, 1), medEnd: make(chan struct{})}
 	if p.port == 0 {
-		p.port = freePort(t)
+		p.port = testnet.FreePort(t, "127.0.0.1")
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(p.port)
 	cfg := collector.Config{
