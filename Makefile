@@ -17,7 +17,8 @@ FUZZ_TARGETS := \
 	./dataplane/ring:FuzzRingOps \
 	./dataplane/template/redistier:FuzzParseKey \
 	./dataplane/template/redistier:FuzzDecodeValue \
-	./cmd/sluice:FuzzConfig
+	./cmd/sluice:FuzzConfig \
+	./dataplane/anon:FuzzParseKey
 
 .PHONY: all build run test test-deps bench fuzz-smoke generate lint clean
 
