@@ -18,7 +18,8 @@ FUZZ_TARGETS := \
 	./dataplane/template/redistier:FuzzParseKey \
 	./dataplane/template/redistier:FuzzDecodeValue \
 	./cmd/sluice:FuzzConfig \
-	./dataplane/anon:FuzzParseKey
+	./dataplane/anon:FuzzParseKey \
+	./dataplane/filter:FuzzParse
 
 .PHONY: all build run test test-deps bench fuzz-smoke generate lint clean
 
