@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sluice-flow/sluice/dataplane/collector"
+	"github.com/sluice-flow/sluice/dataplane/export"
 	"github.com/sluice-flow/sluice/dataplane/template/redistier"
 )
 
@@ -303,15 +304,7 @@ func (o *outputSpec) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // checkOutput validates an output spec without opening anything.
-func checkOutput(s string) error {
-	switch {
-	case s == "discard", s == "jsonl:-":
-		return nil
-	case strings.HasPrefix(s, "jsonl:") && len(s) > len("jsonl:"):
-		return nil
-	}
-	return fmt.Errorf("unknown output %q (want jsonl:-, jsonl:PATH or discard)", s)
-}
+func checkOutput(s string) error { return export.CheckSpec(s) }
 
 type durationValue struct{ v time.Duration }
 

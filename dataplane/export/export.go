@@ -38,7 +38,11 @@ type Stats struct {
 }
 
 // Parse builds an output from its flag form: "jsonl:-" (stdout),
-// "jsonl:PATH" (a file, appended to), or "discard".
+// "jsonl:PATH" (a file, appended to), "discard", or IPFIX re-export:
+// "ipfix+tcp://host:port[?queue=16MiB]",
+// "ipfix+udp://host:port[?mtu=1428&template_interval=60s]" (without mtu,
+// datagrams carry up to 1400 octets), and
+// "ipfix-file:PATH[?rotate_size=256MiB&rotate_every=1h]".
 func Parse(spec string, stdout io.Writer) (Output, error) {
 	switch {
 	case spec == "discard":
@@ -55,8 +59,10 @@ func Parse(spec string, stdout io.Writer) (Output, error) {
 			return nil, fmt.Errorf("export: %w", err)
 		}
 		return NewJSONL(spec, f), nil
+	case isIPFIXSpec(spec):
+		return openIPFIX(spec)
 	}
-	return nil, fmt.Errorf("export: unknown output %q (want jsonl:-, jsonl:PATH or discard)", spec)
+	return nil, fmt.Errorf("export: unknown output %q (want jsonl:-, jsonl:PATH, discard, ipfix+tcp://HOST:PORT, ipfix+udp://HOST:PORT or ipfix-file:PATH)", spec)
 }
 
 type nopCloser struct{ io.Writer }

@@ -1,0 +1,120 @@
+package export
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ipfixSpec is a parsed ipfix+tcp, ipfix+udp or ipfix-file output.
+type ipfixSpec struct {
+	kind        string // "tcp", "udp", "file"
+	addr, path  string
+	queue       int64
+	mtu         int
+	interval    time.Duration
+	rotateSize  int64
+	rotateEvery time.Duration
+}
+
+func isIPFIXSpec(spec string) bool {
+	return strings.HasPrefix(spec, "ipfix+tcp://") || strings.HasPrefix(spec, "ipfix+udp://") ||
+		strings.HasPrefix(spec, "ipfix-file:")
+}
+
+// CheckSpec validates an output spec without opening anything (for
+// configuration files): the forms Parse accepts.
+func CheckSpec(spec string) error {
+	switch {
+	case spec == "discard", spec == "jsonl:-":
+		return nil
+	case strings.HasPrefix(spec, "jsonl:"):
+		if spec == "jsonl:" {
+			return fmt.Errorf("export: %q: missing path", spec)
+		}
+		return nil
+	case isIPFIXSpec(spec):
+		_, err := parseIPFIXSpec(spec)
+		return err
+	}
+	return fmt.Errorf("export: unknown output %q (want jsonl:-, jsonl:PATH, discard, ipfix+tcp://HOST:PORT, ipfix+udp://HOST:PORT or ipfix-file:PATH)", spec)
+}
+
+func parseIPFIXSpec(spec string) (ipfixSpec, error) {
+	var s ipfixSpec
+	switch {
+	case strings.HasPrefix(spec, "ipfix+tcp://"):
+		addr, q, err := splitQuery(spec, strings.TrimPrefix(spec, "ipfix+tcp://"), "queue")
+		if err != nil {
+			return s, err
+		}
+		if err := checkHostPort(spec, addr); err != nil {
+			return s, err
+		}
+		s.kind, s.addr = "tcp", addr
+		if s.queue, err = optSize(spec, q, "queue", DefaultTCPQueueBytes); err != nil {
+			return s, err
+		}
+		if s.queue < 2*tcpChunkBytes {
+			return s, fmt.Errorf("export: %q: queue must be at least %d KiB", spec, 2*tcpChunkBytes>>10)
+		}
+	case strings.HasPrefix(spec, "ipfix+udp://"):
+		addr, q, err := splitQuery(spec, strings.TrimPrefix(spec, "ipfix+udp://"), "mtu", "template_interval")
+		if err != nil {
+			return s, err
+		}
+		if err := checkHostPort(spec, addr); err != nil {
+			return s, err
+		}
+		s.kind, s.addr = "udp", addr
+		mtu, err := optSize(spec, q, "mtu", 0)
+		if err != nil {
+			return s, err
+		}
+		if q.Has("mtu") && (mtu < 576 || mtu > 65535) {
+			return s, fmt.Errorf("export: %q: mtu must be 576..65535", spec)
+		}
+		s.mtu = int(mtu)
+		if s.interval, err = optDuration(spec, q, "template_interval", DefaultUDPTemplateInterval); err != nil {
+			return s, err
+		}
+	case strings.HasPrefix(spec, "ipfix-file:"):
+		path, q, err := splitQuery(spec, strings.TrimPrefix(spec, "ipfix-file:"), "rotate_size", "rotate_every")
+		if err != nil {
+			return s, err
+		}
+		if path == "" {
+			return s, fmt.Errorf("export: %q: missing path", spec)
+		}
+		s.kind, s.path = "file", path
+		if s.rotateSize, err = optSize(spec, q, "rotate_size", DefaultRotateSize); err != nil {
+			return s, err
+		}
+		if s.rotateEvery, err = optDuration(spec, q, "rotate_every", DefaultRotateEvery); err != nil {
+			return s, err
+		}
+	default:
+		return s, fmt.Errorf("export: unknown output %q", spec)
+	}
+	return s, nil
+}
+
+// openIPFIX builds an IPFIX output from its spec.
+func openIPFIX(spec string) (Output, error) {
+	s, err := parseIPFIXSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	switch s.kind {
+	case "tcp":
+		return NewIPFIXTCP(spec, s.addr, s.queue), nil
+	case "udp":
+		u, err := NewIPFIXUDP(spec, s.addr, s.mtu, s.interval)
+		if err != nil {
+			return nil, fmt.Errorf("export: %q: %w", spec, err)
+		}
+		return u, nil
+	default:
+		return NewIPFIXFile(spec, s.path, s.rotateSize, s.rotateEvery)
+	}
+}
