@@ -252,32 +252,29 @@ func (m *Mediator) AppendMetrics(dst []byte) []byte {
 	dst = append(dst, "# HELP sluice_output_queued_records Records waiting in an output's queue.\n# TYPE sluice_output_queued_records gauge\n"...)
 	for _, o := range m.outputs {
 		if q, ok := o.(export.QueueStats); ok {
-			dst = append(dst, "sluice_output_queued_records{output="...)
-			dst = strconv.AppendQuote(dst, o.Name())
-			dst = append(dst, "} "...)
-			dst = strconv.AppendInt(dst, int64(q.Queued()), 10)
-			dst = append(dst, '\n')
+			dst = appendOutputSample(dst, "sluice_output_queued_records", o.Name(), uint64(q.Queued()))
 		}
 	}
 	dst = append(dst, "# HELP sluice_output_reconnects_total Reconnections of an output.\n# TYPE sluice_output_reconnects_total counter\n"...)
 	for _, o := range m.outputs {
 		if q, ok := o.(export.QueueStats); ok {
-			dst = append(dst, "sluice_output_reconnects_total{output="...)
-			dst = strconv.AppendQuote(dst, o.Name())
-			dst = append(dst, "} "...)
-			dst = strconv.AppendUint(dst, q.Reconnects(), 10)
-			dst = append(dst, '\n')
+			dst = appendOutputSample(dst, "sluice_output_reconnects_total", o.Name(), q.Reconnects())
 		}
 	}
 	dst = append(dst, "# HELP sluice_output_errors_total Write or connection errors of an output.\n# TYPE sluice_output_errors_total counter\n"...)
 	for _, o := range m.outputs {
-		dst = append(dst, "sluice_output_errors_total{output="...)
-		dst = strconv.AppendQuote(dst, o.Name())
-		dst = append(dst, "} "...)
-		dst = strconv.AppendUint(dst, o.Stats().Errors, 10)
-		dst = append(dst, '\n')
+		dst = appendOutputSample(dst, "sluice_output_errors_total", o.Name(), o.Stats().Errors)
 	}
 	return dst
+}
+
+func appendOutputSample(dst []byte, metric, output string, v uint64) []byte {
+	dst = append(dst, metric...)
+	dst = append(dst, "{output="...)
+	dst = strconv.AppendQuote(dst, output)
+	dst = append(dst, "} "...)
+	dst = strconv.AppendUint(dst, v, 10)
+	return append(dst, '\n')
 }
 
 // Records returns the number of data records decoded so far.
