@@ -31,14 +31,7 @@ redis:
 		t.Fatalf("redis config not applied: %+v", r)
 	}
 
-	f := func(yaml, want string) {
-		t.Helper()
-		rc := defaultRunConfig()
-		err := applyConfig("c.yaml", []byte(yaml), &rc)
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("config %q: error %v, want it to contain %q", yaml, err, want)
-		}
-	}
+	f := wantConfigError(t)
 	f("redis:\n  addresses: [localhost]\n", "line 2")
 	f("redis:\n  addresses: [\"h:0\"]\n", "line 2")
 	f("redis:\n  warm_up: [router-1]\n", "line 2")

@@ -43,8 +43,10 @@ collector:
 	}
 }
 
-func TestConfigErrorsNameTheLine(t *testing.T) {
-	f := func(yaml, want string) {
+// wantConfigError returns a check that a config file is rejected with an
+// error containing want.
+func wantConfigError(t *testing.T) func(yaml, want string) {
+	return func(yaml, want string) {
 		t.Helper()
 		rc := defaultRunConfig()
 		err := applyConfig("c.yaml", []byte(yaml), &rc)
@@ -52,6 +54,10 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 			t.Errorf("config %q: error %v, want it to contain %q", yaml, err, want)
 		}
 	}
+}
+
+func TestConfigErrorsNameTheLine(t *testing.T) {
+	f := wantConfigError(t)
 	f("listen: [udp://:4739]\nlisten_typo: 1\n", "line 2")
 	f("collector:\n  held:\n    max_age: soon\n", "line 3")
 	f("collector:\n  loops: -1\n", "line 2")

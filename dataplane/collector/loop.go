@@ -119,10 +119,6 @@ func (l *loop) stream(o origin, m *ipfix.Message) *stream {
 	return e
 }
 
-// exporterStats returns the counters of an exporter scope and domain.
-func (l *loop) exporterStats(k ExporterKey) *exporterStats {
-	return l.c.exporters.get(k, l.now)
-}
 
 const maxTrackedExporters = 1 << 16
 
@@ -499,7 +495,7 @@ func (l *loop) release(k template.Key, t *template.Template) {
 		hs := &q.sets[i]
 		m := &ipfix.Message{Version: k.Version, DomainID: k.Domain, ExportTime: hs.exportTime,
 			Sequence: hs.sequence, SysUptime: hs.sysUptime, ExportNanos: hs.exportNanos}
-		ex := l.exporterStats(ExporterKey{k.Exporter, k.Domain, k.Version})
+		ex := l.c.exporters.get(ExporterKey{k.Exporter, k.Domain, k.Version}, l.now)
 		l.data(t, hs.body, m, origin{src: hs.src, transport: hs.transport, session: hs.session}, ex)
 
 		l.stats.heldReleased.Add(1)

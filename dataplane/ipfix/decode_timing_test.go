@@ -40,12 +40,18 @@ func appendFiveTuple(msg []byte, i int) []byte {
 // buildFiveTupleMessage returns one IPFIX message with n data records of
 // template 256 and the compiled layout.
 func buildFiveTupleMessage(tb testing.TB, n int) ([]byte, *Layout) {
+	return buildMessage(tb, 256, fiveTuple, n, appendFiveTuple)
+}
+
+// buildMessage returns one IPFIX message with n records of template id made
+// by appendRecord, and the compiled layout.
+func buildMessage(tb testing.TB, id uint16, fields []FieldSpec, n int, appendRecord func([]byte, int) []byte) ([]byte, *Layout) {
 	tb.Helper()
 	w := MessageWriter{DomainID: 1}
 	msg := w.Begin(nil, uint32(benchStart.Unix()))
-	msg = w.BeginSet(msg, 256)
+	msg = w.BeginSet(msg, id)
 	for i := range n {
-		msg = appendFiveTuple(msg, i)
+		msg = appendRecord(msg, i)
 	}
 	msg = w.EndSet(msg)
 	w.AddRecords(n)
@@ -53,7 +59,7 @@ func buildFiveTupleMessage(tb testing.TB, n int) ([]byte, *Layout) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	l, err := Compile(&TemplateRecord{ID: 256, Fields: fiveTuple})
+	l, err := Compile(&TemplateRecord{ID: id, Fields: fields})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -113,25 +119,12 @@ var varlenFields = append(append([]FieldSpec(nil), fiveTuple...),
 )
 
 func BenchmarkDecodeMessageVarlen(b *testing.B) {
-	w := MessageWriter{DomainID: 1}
-	msg := w.Begin(nil, uint32(benchStart.Unix()))
-	msg = w.BeginSet(msg, 257)
 	const n = 20
-	for i := range n {
+	msg, l := buildMessage(b, 257, varlenFields, n, func(msg []byte, i int) []byte {
 		msg = appendFiveTuple(msg, i)
 		msg = AppendVarlen(msg, []byte("GigabitEthernet0/0/1"))
-		msg = AppendVarlen(msg, []byte("uplink to core"))
-	}
-	msg = w.EndSet(msg)
-	w.AddRecords(n)
-	msg, err := w.Finish(msg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := Compile(&TemplateRecord{ID: 257, Fields: varlenFields})
-	if err != nil {
-		b.Fatal(err)
-	}
+		return AppendVarlen(msg, []byte("uplink to core"))
+	})
 	var m Message
 	var r Record
 	b.SetBytes(int64(len(msg)))
