@@ -119,7 +119,6 @@ func (l *loop) stream(o origin, m *ipfix.Message) *stream {
 	return e
 }
 
-
 const maxTrackedExporters = 1 << 16
 
 // handle processes one message from o. TCP framing errors are the caller's;
