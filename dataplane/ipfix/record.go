@@ -132,6 +132,10 @@ func (r *Record) Bytes(i int) []byte {
 	return r.value(r.pos[i])
 }
 
+// Offset returns where field i's value starts within Raw() (after the
+// length prefix of a variable-length field).
+func (r *Record) Offset(i int) int { return int(r.pos[i].off) }
+
 // Uint returns field i as an unsigned integer of any encoded width.
 func (r *Record) Uint(i int) uint64 { return Uint(r.Bytes(i)) }
 
