@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,12 @@ type fileConfig struct {
 	Collector collectorYAML  `yaml:"collector"`
 	Shutdown  *durationValue `yaml:"shutdown_timeout"`
 	Redis     redisYAML      `yaml:"redis"`
+	// Pipeline is a pipeline file (relative to the config file's
+	// directory); it replaces outputs.
+	Pipeline *string `yaml:"pipeline"`
+	// AdminTokenFile holds the admin API token (SLUICE_ADMIN_TOKEN also
+	// sets it).
+	AdminTokenFile *string `yaml:"admin_token_file"`
 }
 
 // redisYAML is the shared template store: Redis, one node or a cluster.
@@ -67,9 +74,13 @@ type collectorYAML struct {
 type runConfig struct {
 	Collector collector.Config
 	Admin     string
-	Outputs   []string
-	LogLevel  string
-	Shutdown  time.Duration
+	// AdminToken guards the admin API's mutations; empty refuses them.
+	AdminToken string
+	Outputs    []string
+	// Pipeline is the pipeline file; empty: Outputs get every record.
+	Pipeline string
+	LogLevel string
+	Shutdown time.Duration
 	// Redis is the shared template store's connection; no addresses
 	// means no shared store (templates stay in the process). Lifetime,
 	// FetchWait and ScopeByPort follow the collector's settings.
@@ -123,6 +134,16 @@ func applyConfig(name string, data []byte, rc *runConfig) error {
 	}
 	if fc.LogLevel != nil {
 		rc.LogLevel = *fc.LogLevel
+	}
+	if fc.Pipeline != nil {
+		rc.Pipeline = relativeTo(name, *fc.Pipeline)
+	}
+	if fc.AdminTokenFile != nil {
+		b, err := os.ReadFile(relativeTo(name, *fc.AdminTokenFile))
+		if err != nil {
+			return fmt.Errorf("%s: admin_token_file: %v", name, err)
+		}
+		rc.AdminToken = strings.TrimSpace(string(b))
 	}
 	if fc.Shutdown != nil {
 		if fc.Shutdown.v < time.Second {
@@ -271,6 +292,14 @@ func checkWarmUp(s string) error {
 		return nil
 	}
 	return fmt.Errorf("warm_up %q: want an exporter address, address:port or *", s)
+}
+
+// relativeTo resolves path against the directory of the config file.
+func relativeTo(configFile, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(filepath.Dir(configFile), path)
 }
 
 func lineErr(n *yaml.Node, format string, args ...any) error {

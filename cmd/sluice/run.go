@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/export"
 	"github.com/sluice-flow/sluice/dataplane/mediator"
+	"github.com/sluice-flow/sluice/dataplane/pipeline"
 	"github.com/sluice-flow/sluice/dataplane/template/redistier"
 )
 
@@ -37,7 +39,9 @@ func runAll(args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "YAML config file; flags override it")
 	fs.Var(&listens, "listen", "listener URL, repeatable: udp://:4739, tcp://[::]:4739 (default udp://:4739 and tcp://:4739)")
 	adminAddr := fs.String("admin", "", "admin API address (default 127.0.0.1:8080; \"off\" disables it)")
-	fs.Var(&outputs, "output", "output, repeatable: jsonl:- (stdout, default), jsonl:PATH, discard")
+	fs.Var(&outputs, "output", "output, repeatable: jsonl:- (stdout, default), jsonl:PATH, discard, ipfix+tcp://HOST:PORT, ipfix+udp://HOST:PORT, ipfix-file:PATH")
+	pipelinePath := fs.String("pipeline", "", "pipeline file (YAML): stages and outputs; SIGHUP reloads it")
+	tokenFile := fs.String("admin-token-file", "", "file holding the admin API token that PUT /api/v1/pipeline needs (or set SLUICE_ADMIN_TOKEN)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
 	loops := fs.Int("loops", -1, "event loops (default: one per CPU)")
 	scopePort := fs.Bool("scope-port", false, "scope templates by exporter address and port")
@@ -77,6 +81,22 @@ func runAll(args []string, stdout, stderr io.Writer) error {
 	}
 	if *logLevel != "" {
 		rc.LogLevel = *logLevel
+	}
+	if *pipelinePath != "" {
+		rc.Pipeline = *pipelinePath
+	}
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("--admin-token-file: %v", err)
+		}
+		rc.AdminToken = strings.TrimSpace(string(b))
+	}
+	if t := os.Getenv("SLUICE_ADMIN_TOKEN"); t != "" && rc.AdminToken == "" {
+		rc.AdminToken = t
+	}
+	if rc.Pipeline != "" && len(outputs) > 0 {
+		return errors.New("run: --output and --pipeline both given; name the outputs in the pipeline file")
 	}
 	if *loops >= 0 {
 		rc.Collector.Loops = *loops
@@ -141,9 +161,57 @@ func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 type source struct {
 	col      *collector.Collector
 	med      *mediator.Mediator
+	outs     *pipeline.OutputSet
 	redis    *redistier.Store // nil without a shared template store
 	ready    atomic.Bool
 	stopping atomic.Bool
+	applyMu  sync.Mutex
+}
+
+func (s *source) Pipeline() (uint64, []byte) {
+	snap := s.med.Current()
+	return snap.Version, snap.Source
+}
+
+// SetPipeline compiles a pipeline file and puts it in force; a file that
+// does not compile leaves the running pipeline alone.
+func (s *source) SetPipeline(ctx context.Context, file []byte) (uint64, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	snap, err := compilePipeline(file, s.outs)
+	if err != nil {
+		return 0, &admin.InputError{Err: err}
+	}
+	return s.med.Apply(ctx, snap)
+}
+
+func compilePipeline(file []byte, outs *pipeline.OutputSet) (*pipeline.Snapshot, error) {
+	cfg, err := pipeline.Parse(file)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := pipeline.Compile(cfg, outs)
+	if err != nil {
+		return nil, err
+	}
+	snap.Source = file
+	return snap, nil
+}
+
+// reloadPipeline re-reads the pipeline file (SIGHUP).
+func (s *source) reloadPipeline(path string, log *slog.Logger) {
+	file, err := os.ReadFile(path)
+	if err == nil {
+		var v uint64
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		v, err = s.SetPipeline(ctx, file)
+		cancel()
+		if err == nil {
+			log.Info("pipeline reloaded", "file", path, "version", v)
+			return
+		}
+	}
+	log.Error("pipeline reload failed; the running pipeline stays", "file", path, "err", err)
 }
 
 func (s *source) Ready() bool { return s.ready.Load() && !s.stopping.Load() }
@@ -197,16 +265,21 @@ func serve(rc runConfig, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var outs []export.Output
-	for _, spec := range rc.Outputs {
-		o, err := export.Parse(spec, stdout)
+	outs := pipeline.NewOutputSet(func(spec string) (export.Output, error) { return export.Parse(spec, stdout) })
+	var first *pipeline.Snapshot
+	if rc.Pipeline != "" {
+		file, err := os.ReadFile(rc.Pipeline)
 		if err != nil {
 			return err
 		}
-		outs = append(outs, o)
+		if first, err = compilePipeline(file, outs); err != nil {
+			return fmt.Errorf("%s: %w", rc.Pipeline, err)
+		}
+	} else if first, err = pipeline.Compile(pipeline.Default(rc.Outputs), outs); err != nil {
+		return err
 	}
-	med := mediator.New(col.Rings(), outs, log)
-	src := &source{col: col, med: med}
+	med := mediator.NewPipeline(col.Rings(), first, log)
+	src := &source{col: col, med: med, outs: outs}
 	if len(rc.Redis.Addrs) > 0 {
 		store, err := startRedis(rc, col, log)
 		if err != nil {
@@ -218,7 +291,7 @@ func serve(rc runConfig, stdout, stderr io.Writer) error {
 
 	var adm *admin.Server
 	if rc.Admin != "off" {
-		adm = admin.New(admin.Config{Addr: rc.Admin}, src, log)
+		adm = admin.New(admin.Config{Addr: rc.Admin, Token: rc.AdminToken}, src, log)
 		if err := adm.Listen(); err != nil {
 			return fmt.Errorf("admin API: %w", err)
 		}
@@ -242,6 +315,25 @@ func serve(rc runConfig, stdout, stderr io.Writer) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	hupDone := make(chan struct{})
+	defer close(hupDone)
+	go func() {
+		for {
+			select {
+			case <-hups:
+				if rc.Pipeline == "" {
+					log.Warn("SIGHUP ignored: no pipeline file")
+					continue
+				}
+				src.reloadPipeline(rc.Pipeline, log)
+			case <-hupDone:
+				return
+			}
+		}
+	}()
 
 	select {
 	case <-col.Booted():

@@ -6,6 +6,7 @@ package admin
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -32,10 +33,32 @@ type Source interface {
 	Templates() any
 }
 
+// PipelineSource is implemented by sources whose pipeline can be read and
+// replaced through /api/v1/pipeline.
+type PipelineSource interface {
+	// Pipeline returns the version and file of the pipeline in force (nil
+	// for the built-in pass-through).
+	Pipeline() (version uint64, file []byte)
+	// SetPipeline compiles file and puts it in force, returning its
+	// version; a file that does not compile is an *InputError, and the
+	// pipeline in force stays.
+	SetPipeline(ctx context.Context, file []byte) (version uint64, err error)
+}
+
+// InputError marks an error caused by the request (HTTP 400).
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
 // Config configures the server.
 type Config struct {
 	// Addr is the listen address. Default: 127.0.0.1:8080.
 	Addr string
+	// Token guards mutations and views that may hold secrets (the
+	// pipeline file): requests carry "Authorization: Bearer <Token>". The
+	// default, empty, refuses them all.
+	Token string
 }
 
 // Server is the admin HTTP server.
@@ -99,6 +122,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	if string(ctx.Path()) == "/api/v1/pipeline" {
+		s.pipeline(ctx)
+		return
+	}
 	if !ctx.IsGet() && !ctx.IsHead() {
 		ctx.Response.Header.Set("Allow", "GET, HEAD")
 		ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
@@ -128,6 +155,62 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	default:
 		ctx.Error("not found\n", fasthttp.StatusNotFound)
 	}
+}
+
+// pipelineApplyWait bounds how long a PUT waits for the data plane to put
+// the new pipeline in force.
+const pipelineApplyWait = 10 * time.Second
+
+// pipeline serves GET and PUT /api/v1/pipeline; both need the token.
+func (s *Server) pipeline(ctx *fasthttp.RequestCtx) {
+	ps, ok := s.src.(PipelineSource)
+	if !ok {
+		ctx.Error("not found\n", fasthttp.StatusNotFound)
+		return
+	}
+	if !ctx.IsGet() && !ctx.IsPut() {
+		ctx.Response.Header.Set("Allow", "GET, PUT")
+		ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	if s.cfg.Token == "" {
+		ctx.Error("forbidden: no admin token is configured\n", fasthttp.StatusForbidden)
+		return
+	}
+	auth := ctx.Request.Header.Peek("Authorization")
+	want := "Bearer " + s.cfg.Token
+	if subtle.ConstantTimeCompare(auth, []byte(want)) != 1 {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sluice"`)
+		ctx.Error("unauthorized\n", fasthttp.StatusUnauthorized)
+		return
+	}
+	if ctx.IsGet() {
+		v, file := ps.Pipeline()
+		s.json(ctx, struct {
+			Version  uint64 `json:"version"`
+			Pipeline string `json:"pipeline"`
+		}{v, string(file)})
+		return
+	}
+	c, cancel := context.WithTimeout(context.Background(), pipelineApplyWait)
+	defer cancel()
+	v, err := ps.SetPipeline(c, append([]byte(nil), ctx.PostBody()...))
+	if err != nil {
+		var ie *InputError
+		code := fasthttp.StatusServiceUnavailable
+		if errors.As(err, &ie) {
+			code = fasthttp.StatusBadRequest
+		}
+		ctx.SetStatusCode(code)
+		s.json(ctx, struct {
+			Error string `json:"error"`
+		}{err.Error()})
+		return
+	}
+	s.log.Info("pipeline replaced through the admin API", "version", v, "remote", ctx.RemoteAddr().String())
+	s.json(ctx, struct {
+		Version uint64 `json:"version"`
+	}{v})
 }
 
 func (s *Server) json(ctx *fasthttp.RequestCtx, v any) {

@@ -1,13 +1,16 @@
 // Package mediator is the consumer side of the collector's rings: it turns
-// entries back into records and hands them to the outputs. For now records
-// pass unchanged; the pipeline of stages is a later addition.
+// entries back into records and runs them through the pipeline snapshot in
+// force, which feeds the outputs. A new snapshot replaces the old one
+// between two entries, so every record goes through exactly one.
 package mediator
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,16 +18,24 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/export"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
+	"github.com/sluice-flow/sluice/dataplane/pipeline"
 	"github.com/sluice-flow/sluice/dataplane/ratelog"
 	"github.com/sluice-flow/sluice/dataplane/ring"
 )
 
-// Mediator reads every ring from one goroutine (Run) and feeds the outputs.
+// Mediator reads every ring from one goroutine (Run) and feeds the
+// pipeline snapshot in force.
 type Mediator struct {
-	log     *slog.Logger
-	logs    ratelog.Limiter
-	rings   []*ringState
-	outputs []export.Output
+	log   *slog.Logger
+	logs  ratelog.Limiter
+	rings []*ringState
+	// cur is the snapshot Run drives; live mirrors it for other
+	// goroutines; next is one waiting to be adopted.
+	cur     *pipeline.Snapshot
+	live    atomic.Pointer[pipeline.Snapshot]
+	next    atomic.Pointer[pendingSnap]
+	applyMu sync.Mutex
+	version uint64
 
 	records    atomic.Uint64 // data records decoded
 	optRecords atomic.Uint64 // of which options records
@@ -71,13 +82,26 @@ func (r *resolver) Resolve(id uint16) *ipfix.Layout {
 	return r.rs.byKey[k]
 }
 
-// New returns a mediator over the rings; each ring must have no other
-// consumer.
+type pendingSnap struct {
+	s    *pipeline.Snapshot
+	done chan struct{}
+}
+
+// New returns a mediator that passes every record unchanged to outputs
+// (and closes them in Close); each ring must have no other consumer.
 func New(rings []*ring.Ring, outputs []export.Output, log *slog.Logger) *Mediator {
+	return NewPipeline(rings, pipeline.Passthrough(outputs), log)
+}
+
+// NewPipeline returns a mediator running snapshot first until Apply
+// replaces it.
+func NewPipeline(rings []*ring.Ring, first *pipeline.Snapshot, log *slog.Logger) *Mediator {
 	if log == nil {
 		log = slog.Default()
 	}
-	m := &Mediator{log: log, outputs: outputs, logs: ratelog.Limiter{Every: 10 * time.Second}}
+	m := &Mediator{log: log, logs: ratelog.Limiter{Every: 10 * time.Second}, cur: first, version: 1}
+	first.Version = 1
+	m.live.Store(first)
 	for _, r := range rings {
 		rs := &ringState{c: r.Consumer(), byFP: map[uint64]*ipfix.Layout{}, byKey: map[tplKey]*ipfix.Layout{}}
 		rs.byFP[ipfix.V5Layout().Fingerprint] = ipfix.V5Layout()
@@ -87,13 +111,58 @@ func New(rings []*ring.Ring, outputs []export.Output, log *slog.Logger) *Mediato
 	return m
 }
 
+// ErrNotApplied is returned by Apply when the mediator did not take the
+// snapshot in time (it is not running); it is still adopted when Run
+// resumes unless another Apply replaces it.
+var ErrNotApplied = errors.New("mediator: snapshot not applied in time")
+
+// Apply hands the mediator a new snapshot and waits until it runs: from
+// then on records go through it, and the old one has been retired (its
+// aggregates emitted, its outputs flushed, outputs only it used closed). It
+// returns the snapshot's version.
+func (m *Mediator) Apply(ctx context.Context, s *pipeline.Snapshot) (uint64, error) {
+	m.applyMu.Lock()
+	m.version++
+	s.Version = m.version
+	p := &pendingSnap{s: s, done: make(chan struct{})}
+	if old := m.next.Swap(p); old != nil {
+		old.s.Discard() // never ran
+	}
+	m.applyMu.Unlock()
+	select {
+	case <-p.done:
+		return s.Version, nil
+	case <-ctx.Done():
+		return s.Version, ErrNotApplied
+	}
+}
+
+// Current returns the snapshot in force (for the API and metrics).
+func (m *Mediator) Current() *pipeline.Snapshot { return m.live.Load() }
+
+// adopt switches to a pending snapshot, between two entries.
+func (m *Mediator) adopt() {
+	p := m.next.Load()
+	if p == nil || !m.next.CompareAndSwap(p, nil) {
+		return
+	}
+	old := m.cur
+	m.cur = p.s
+	m.live.Store(p.s)
+	old.Retire()
+	close(p.done)
+	m.log.Info("pipeline applied", "version", p.s.Version)
+}
+
 // Run consumes until ctx ends, then drains what the rings still hold (call
 // it after the collector has stopped for a lossless shutdown), flushes the
 // outputs and returns.
 func (m *Mediator) Run(ctx context.Context) {
 	idle := 0
 	for {
+		m.adopt()
 		n := m.poll(256)
+		m.cur.Tick(time.Now())
 		if n > 0 {
 			idle = 0
 			continue
@@ -102,6 +171,7 @@ func (m *Mediator) Run(ctx context.Context) {
 		case <-ctx.Done():
 			for m.poll(1<<20) > 0 {
 			}
+			m.cur.Tick(time.Now())
 			m.flush()
 			return
 		default:
@@ -116,22 +186,19 @@ func (m *Mediator) Run(ctx context.Context) {
 }
 
 func (m *Mediator) flush() {
-	for _, o := range m.outputs {
-		if err := o.Flush(); err != nil {
-			m.logs.Warn(m.log, "output failing; its records are counted as dropped", "output", o.Name(), "err", err)
-		}
+	if err := m.cur.Flush(); err != nil {
+		m.logs.Warn(m.log, "output failing; its records are counted as dropped", "err", err)
 	}
 }
 
-// Close flushes and closes the outputs.
+// Close retires the snapshot in force (emitting held aggregates) and
+// closes its outputs; call it after Run returned.
 func (m *Mediator) Close() error {
-	var first error
-	for _, o := range m.outputs {
-		if err := o.Close(); err != nil && first == nil {
-			first = err
-		}
+	if p := m.next.Swap(nil); p != nil {
+		p.s.Discard()
 	}
-	return first
+	m.cur.Retire()
+	return m.cur.WaitClosed()
 }
 
 // poll takes up to max entries from each ring and returns how many it took.
@@ -213,10 +280,9 @@ func (m *Mediator) data(rs *ringState, l *ipfix.Layout, key tplKey, body []byte)
 	rs.meta.Exporter, rs.meta.Msg, rs.meta.Resolve = h.Exporter, &rs.msg, &rs.scope
 	n := 0
 	it := ipfix.NewDataIter(l, body)
+	snap := m.cur
 	for it.Next(&rs.rec) {
-		for _, o := range m.outputs {
-			o.Record(&rs.meta, &rs.rec)
-		}
+		snap.Process(&rs.meta, &rs.rec)
 		n++
 	}
 	m.records.Add(uint64(n))
@@ -225,16 +291,21 @@ func (m *Mediator) data(rs *ringState, l *ipfix.Layout, key tplKey, body []byte)
 	}
 }
 
-// AppendMetrics appends the mediator's and the outputs' metrics.
+// AppendMetrics appends the mediator's, the pipelines' and the outputs'
+// metrics.
 func (m *Mediator) AppendMetrics(dst []byte) []byte {
+	snap := m.live.Load()
+	outputs := snap.Outputs()
 	dst = append(dst, "# HELP sluice_records_total Data records decoded (options records included).\n# TYPE sluice_records_total counter\nsluice_records_total "...)
 	dst = strconv.AppendUint(dst, m.records.Load(), 10)
 	dst = append(dst, "\n# HELP sluice_options_records_total Options data records decoded.\n# TYPE sluice_options_records_total counter\nsluice_options_records_total "...)
 	dst = strconv.AppendUint(dst, m.optRecords.Load(), 10)
 	dst = append(dst, "\n# HELP sluice_mediator_unknown_template_records_total Records whose template definition never reached the mediator.\n# TYPE sluice_mediator_unknown_template_records_total counter\nsluice_mediator_unknown_template_records_total "...)
 	dst = strconv.AppendUint(dst, m.unknownFP.Load(), 10)
-	dst = append(dst, "\n# HELP sluice_output_records_total Records per output and outcome.\n# TYPE sluice_output_records_total counter\n"...)
-	for _, o := range m.outputs {
+	dst = append(dst, '\n')
+	dst = snap.AppendMetrics(dst)
+	dst = append(dst, "# HELP sluice_output_records_total Records per output and outcome.\n# TYPE sluice_output_records_total counter\n"...)
+	for _, o := range outputs {
 		s := o.Stats()
 		for _, kv := range []struct {
 			k string
@@ -250,19 +321,19 @@ func (m *Mediator) AppendMetrics(dst []byte) []byte {
 		}
 	}
 	dst = append(dst, "# HELP sluice_output_queued_records Records waiting in an output's queue.\n# TYPE sluice_output_queued_records gauge\n"...)
-	for _, o := range m.outputs {
+	for _, o := range outputs {
 		if q, ok := o.(export.QueueStats); ok {
 			dst = appendOutputSample(dst, "sluice_output_queued_records", o.Name(), uint64(q.Queued()))
 		}
 	}
 	dst = append(dst, "# HELP sluice_output_reconnects_total Reconnections of an output.\n# TYPE sluice_output_reconnects_total counter\n"...)
-	for _, o := range m.outputs {
+	for _, o := range outputs {
 		if q, ok := o.(export.QueueStats); ok {
 			dst = appendOutputSample(dst, "sluice_output_reconnects_total", o.Name(), q.Reconnects())
 		}
 	}
 	dst = append(dst, "# HELP sluice_output_errors_total Write or connection errors of an output.\n# TYPE sluice_output_errors_total counter\n"...)
-	for _, o := range m.outputs {
+	for _, o := range outputs {
 		dst = appendOutputSample(dst, "sluice_output_errors_total", o.Name(), o.Stats().Errors)
 	}
 	return dst

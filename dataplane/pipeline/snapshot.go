@@ -22,8 +22,8 @@ type OutputSet struct {
 	open   map[string]*outRef
 	opener func(spec string) (export.Output, error)
 	closes sync.WaitGroup
-	// OnCloseError, if set, is told of outputs that failed to close.
-	OnCloseError func(name string, err error)
+	errMu  sync.Mutex
+	errs   []error
 }
 
 type outRef struct {
@@ -68,15 +68,47 @@ func (s *OutputSet) release(specs []string) {
 		s.closes.Add(1)
 		go func(o export.Output) {
 			defer s.closes.Done()
-			if err := o.Close(); err != nil && s.OnCloseError != nil {
-				s.OnCloseError(o.Name(), err)
+			if err := o.Close(); err != nil {
+				s.errMu.Lock()
+				s.errs = append(s.errs, fmt.Errorf("%s: %w", o.Name(), err))
+				s.errMu.Unlock()
 			}
 		}(r.o)
 	}
 }
 
-// Wait waits for outputs being closed.
-func (s *OutputSet) Wait() { s.closes.Wait() }
+// Wait waits for outputs being closed and returns the errors of closes
+// since the last call.
+func (s *OutputSet) Wait() error {
+	s.closes.Wait()
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	err := errors.Join(s.errs...)
+	s.errs = nil
+	return err
+}
+
+// Passthrough is the snapshot without a pipeline file: every record to
+// outputs unchanged. Retiring it closes them.
+func Passthrough(outputs []export.Output) *Snapshot {
+	set := NewOutputSet(nil)
+	s := &Snapshot{set: set}
+	p := &pipe{name: "default", fan: &fanout{}}
+	p.head = p.fan
+	for i, o := range outputs {
+		spec := "\x00" + strconv.Itoa(i) // a key no spec can be
+		set.open[spec] = &outRef{o: o, refs: 1}
+		s.specs = append(s.specs, spec)
+		p.fan.outs = append(p.fan.outs, o)
+		s.addOutput(o)
+	}
+	s.pipes = []*pipe{p}
+	return s
+}
+
+// WaitClosed waits until the outputs this snapshot's retirement closed are
+// closed, and returns their errors.
+func (s *Snapshot) WaitClosed() error { return s.set.Wait() }
 
 // Snapshot is a compiled pipeline configuration. The mediator goroutine
 // drives it (Process, Tick, Flush); the metrics may be read from any
