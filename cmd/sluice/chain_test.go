@@ -1,0 +1,547 @@
+package main
+
+// Sluice chained to Sluice: records go over TCP into sluice A, which runs a
+// pipeline and re-exports IPFIX over TCP to sluice B (one per pipeline),
+// which writes JSON lines. What B writes must be, record by record, what
+// the test computes independently from the input for each stage type. A
+// also writes each pipeline to an IPFIX file that libfixbuf's ipfixDump
+// must read without error.
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluice-flow/sluice/dataplane/anon"
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+)
+
+var (
+	chainBuildOnce sync.Once
+	chainBinary    string
+	chainBuildErr  error
+)
+
+// chainEnv builds the sluice binary once per test process.
+func chainEnv(t *testing.T) *e2eEnv {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chainBuildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sluice-chain-")
+		if err != nil {
+			chainBuildErr = err
+			return
+		}
+		chainBinary = filepath.Join(dir, "sluice")
+		goCmd, err := exec.LookPath("go")
+		if err != nil {
+			goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		cmd := exec.Command(goCmd, "build", "-o", chainBinary, "./cmd/sluice")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			chainBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if chainBuildErr != nil {
+		t.Fatal(chainBuildErr)
+	}
+	return &e2eEnv{root: root, dir: filepath.Dir(chainBinary), sluice: chainBinary}
+}
+
+// chainFlow is one input record.
+type chainFlow struct {
+	src, dst     netip.Addr
+	sport, dport uint16
+	proto        uint8
+	octets, pkts uint64
+	start, end   uint64 // ms
+}
+
+const (
+	chainDomain   = 7
+	chainSampling = 100 // announced in the options record
+	chainKeyHex   = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+)
+
+var (
+	chainV4 = []ipfix.FieldSpec{{ID: 8, Length: 4}, {ID: 12, Length: 4}, {ID: 7, Length: 2}, {ID: 11, Length: 2},
+		{ID: 4, Length: 1}, {ID: 1, Length: 8}, {ID: 2, Length: 8}, {ID: 152, Length: 8}, {ID: 153, Length: 8}}
+	chainV6 = []ipfix.FieldSpec{{ID: 27, Length: 16}, {ID: 28, Length: 16}, {ID: 7, Length: 2}, {ID: 11, Length: 2},
+		{ID: 4, Length: 1}, {ID: 1, Length: 8}, {ID: 2, Length: 8}, {ID: 152, Length: 8}, {ID: 153, Length: 8}}
+	// Options: scope samplerId, then samplingInterval.
+	chainOpts = []ipfix.FieldSpec{{ID: 48, Length: 1}, {ID: 34, Length: 4}}
+)
+
+func chainFlows(n int, seed uint64) []chainFlow {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	base := uint64(time.Now().Add(-time.Minute).UnixMilli())
+	ports := []uint16{80, 443, 53, 22, 8080}
+	protos := []uint8{6, 6, 17, 1}
+	out := make([]chainFlow, n)
+	for i := range out {
+		f := chainFlow{sport: uint16(1024 + rng.IntN(60000)), dport: ports[rng.IntN(len(ports))], proto: protos[rng.IntN(len(protos))],
+			octets: uint64(40 + rng.IntN(1_000_000)), pkts: uint64(1 + rng.IntN(1000))}
+		f.start = base + uint64(rng.IntN(30_000))
+		f.end = f.start + uint64(rng.IntN(20_000))
+		if i%5 == 4 {
+			f.src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(rng.IntN(4)), 14: byte(rng.IntN(256)), 15: byte(rng.IntN(256))})
+			f.dst = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, 0, 15: byte(rng.IntN(256))})
+		} else {
+			f.src = netip.AddrFrom4([4]byte{10, byte(rng.IntN(3)), byte(rng.IntN(256)), byte(rng.IntN(256))})
+			f.dst = netip.AddrFrom4([4]byte{192, 0, 2, byte(rng.IntN(256))})
+		}
+		out[i] = f
+	}
+	return out
+}
+
+// chainMessages encodes the flows: templates and the options record first,
+// then data messages of up to 20 records, one set per address family run.
+func chainMessages(flows []chainFlow) []byte {
+	var w ipfix.MessageWriter
+	w.DomainID = chainDomain
+	now := uint32(time.Now().Unix())
+	b := w.Begin(nil, now)
+	b = w.BeginSet(b, ipfix.TemplateSetID)
+	b = ipfix.AppendTemplateRecord(b, 256, chainV4)
+	b = ipfix.AppendTemplateRecord(b, 257, chainV6)
+	b = w.EndSet(b)
+	b = w.BeginSet(b, ipfix.OptionsTemplateSetID)
+	b = ipfix.AppendOptionsTemplateRecord(b, 258, 1, chainOpts)
+	b = w.EndSet(b)
+	b = w.BeginSet(b, 258)
+	b = append(b, 1)
+	b = binary.BigEndian.AppendUint32(b, chainSampling)
+	w.AddRecords(1)
+	b = w.EndSet(b)
+	b, _ = w.Finish(b)
+	for i := 0; i < len(flows); i += 20 {
+		b = w.Begin(b, now)
+		set := -1
+		for _, f := range flows[i:min(i+20, len(flows))] {
+			id := 256
+			if f.src.Is6() {
+				id = 257
+			}
+			if id != set {
+				if set >= 0 {
+					b = w.EndSet(b)
+				}
+				b = w.BeginSet(b, uint16(id))
+				set = id
+			}
+			b = ipfix.AppendAddr(b, f.src)
+			b = ipfix.AppendAddr(b, f.dst)
+			b = binary.BigEndian.AppendUint16(b, f.sport)
+			b = binary.BigEndian.AppendUint16(b, f.dport)
+			b = append(b, f.proto)
+			b = binary.BigEndian.AppendUint64(b, f.octets)
+			b = binary.BigEndian.AppendUint64(b, f.pkts)
+			b = binary.BigEndian.AppendUint64(b, f.start)
+			b = binary.BigEndian.AppendUint64(b, f.end)
+			w.AddRecords(1)
+		}
+		b = w.EndSet(b)
+		b, _ = w.Finish(b)
+	}
+	return b
+}
+
+// chainSink is a downstream sluice B writing JSON lines.
+type chainSink struct {
+	r    *e2eRun
+	port int
+	out  string
+}
+
+func startChainSink(t *testing.T, env *e2eEnv, name string) *chainSink {
+	r := env.newRun(t, name, false)
+	port, adminPort := e2eFreePorts(t)
+	r.admin = adminPort
+	s := &chainSink{r: r, port: port, out: filepath.Join(r.dir, "b.jsonl")}
+	p := r.start(name, env.sluice, "run", "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
+		"--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--output", "jsonl:"+s.out)
+	r.sluice = p
+	waitReady(t, r)
+	return s
+}
+
+func waitReady(t *testing.T, r *e2eRun) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && !r.sluice.exited() {
+		if code, _, err := r.get("/readyz"); err == nil && code == http.StatusOK {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready:\n%s", r.name, r.sluice.tail())
+}
+
+// records waits until sluice B has decoded want records (options
+// included), stops it and returns its JSON lines, decoded.
+func (s *chainSink) records(t *testing.T, want int) []map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	got := -1.0
+	for time.Now().Before(deadline) {
+		got, _ = s.r.metrics().sum("sluice_records_total")
+		if int(got) >= want {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // anything beyond want would show now
+	s.r.sluice.signal(syscall.SIGTERM)
+	if !s.r.sluice.wait(15 * time.Second) {
+		t.Fatalf("%s did not stop", s.r.name)
+	}
+	b, err := os.ReadFile(s.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, line := range e2eLines(b) {
+		var m map[string]any
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("%s: bad line %q: %v", s.r.name, line, err)
+		}
+		out = append(out, m)
+	}
+	if len(out) != want {
+		t.Errorf("%s: %d records arrived, want %d (metric said %v)", s.r.name, len(out), want, got)
+	}
+	return out
+}
+
+// chainData drops options records.
+func chainData(recs []map[string]any) (data []map[string]any, opts int) {
+	for _, m := range recs {
+		if m["options"] == true {
+			opts++
+			continue
+		}
+		data = append(data, m)
+	}
+	return data, opts
+}
+
+// canon renders the named fields of a record as one comparable string.
+func canon(m map[string]any, keys ...string) string {
+	var sb strings.Builder
+	for _, k := range keys {
+		v, ok := m[k]
+		if !ok {
+			v = "<absent>"
+		}
+		fmt.Fprintf(&sb, "%s=%v ", k, v)
+	}
+	return sb.String()
+}
+
+func flowCanon(f chainFlow, src, dst netip.Addr) string {
+	sk, dk := "sourceIPv4Address", "destinationIPv4Address"
+	if f.src.Is6() {
+		sk, dk = "sourceIPv6Address", "destinationIPv6Address"
+	}
+	return fmt.Sprintf("%s=%v %s=%v sourceTransportPort=%d destinationTransportPort=%d protocolIdentifier=%d octetDeltaCount=%d packetDeltaCount=%d ",
+		sk, src, dk, dst, f.sport, f.dport, f.proto, f.octets, f.pkts)
+}
+
+func recCanon(m map[string]any) string {
+	sk, dk := "sourceIPv4Address", "destinationIPv4Address"
+	if _, ok := m["sourceIPv6Address"]; ok {
+		sk, dk = "sourceIPv6Address", "destinationIPv6Address"
+	}
+	return canon(m, sk, dk, "sourceTransportPort", "destinationTransportPort", "protocolIdentifier", "octetDeltaCount", "packetDeltaCount")
+}
+
+func sameMultiset(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	sort.Strings(got)
+	sort.Strings(want)
+	if len(got) != len(want) {
+		t.Errorf("%s: %d records, want %d", what, len(got), len(want))
+	}
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			t.Errorf("%s: first difference at %d:\n got %s\nwant %s", what, i, got[i], want[i])
+			return
+		}
+	}
+}
+
+func TestChainStages(t *testing.T) {
+	e2eNeed(t, "/usr/bin/ipfixDump")
+	env := chainEnv(t)
+	flows := chainFlows(3000, 42)
+
+	type pipe struct {
+		name, stages string
+		sink         *chainSink
+	}
+	pipes := []*pipe{
+		{name: "select", stages: `
+      - select: protocolIdentifier == 6 and destinationTransportPort in [80, 443]`},
+		{name: "project", stages: `
+      - project: {keep: [sourceIPv4Address, destinationIPv4Address, octetDeltaCount]}
+      - rename: {octetDeltaCount: postOctetDeltaCount}
+      - set: {observationPointId: 42, interfaceName: edge1}`},
+		{name: "anonymise", stages: `
+      - anonymise: {method: cryptopan, key: ` + chainKeyHex + `}`},
+		{name: "enrich", stages: `
+      - enrich:
+          exporter: true
+          sampling: true
+          networks:
+            - file: NETS
+              address: [sourceIPv4Address, sourceIPv6Address]
+              columns: {asn: bgpSourceAsNumber}`},
+		{name: "sample", stages: `
+      - sample: {rate: 7}`},
+		{name: "aggregate", stages: `
+      - aggregate: {keys: [protocolIdentifier, destinationTransportPort], interval: 1h}`},
+	}
+	var wg sync.WaitGroup
+	for _, p := range pipes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.sink = startChainSink(t, env, "b-"+p.name)
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	a := env.newRun(t, "a", false)
+	nets := filepath.Join(a.dir, "nets.csv")
+	if err := os.WriteFile(nets, []byte("prefix,asn\n10.0.0.0/8,64500\n10.1.0.0/16,64501\n2001:db8::/32,64510\n2001:db8:0:1::/64,64511\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var yml strings.Builder
+	yml.WriteString("pipelines:\n")
+	for _, p := range pipes {
+		fmt.Fprintf(&yml, "  - name: %s\n    stages:%s\n    outputs: [\"ipfix+tcp://127.0.0.1:%d\", \"ipfix-file:%s\"]\n",
+			p.name, strings.ReplaceAll(p.stages, "NETS", nets), p.sink.port, filepath.Join(a.dir, p.name+".ipfix"))
+	}
+	pipeFile := filepath.Join(a.dir, "pipeline.yaml")
+	if err := os.WriteFile(pipeFile, []byte(yml.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port, adminPort := e2eFreePorts(t)
+	a.admin = adminPort
+	a.sluice = a.start("a", env.sluice, "run", "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port),
+		"--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--pipeline", pipeFile)
+	waitReady(t, a)
+
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(chainMessages(flows)); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if n, _ := a.metrics().sum("sluice_records_total"); int(n) >= len(flows)+1 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a.sluice.signal(syscall.SIGTERM) // emits the aggregates, flushes the outputs
+	if !a.sluice.wait(20 * time.Second) {
+		t.Fatalf("sluice A did not stop:\n%s", a.sluice.tail())
+	}
+	if t.Failed() {
+		return
+	}
+
+	byName := map[string]*pipe{}
+	for _, p := range pipes {
+		byName[p.name] = p
+	}
+	cp, err := anon.NewCryptoPAn([32]byte(mustHex(t, chainKeyHex)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// select
+	var want []string
+	for _, f := range flows {
+		if f.proto == 6 && (f.dport == 80 || f.dport == 443) {
+			want = append(want, flowCanon(f, f.src, f.dst))
+		}
+	}
+	recs, opts := chainData(byName["select"].sink.records(t, len(want)+1))
+	var got []string
+	for _, m := range recs {
+		got = append(got, recCanon(m))
+	}
+	sameMultiset(t, "select", got, want)
+	if opts != 1 {
+		t.Errorf("select: %d options records passed, want 1", opts)
+	}
+	chainIPFIXDump(t, filepath.Join(a.dir, "select.ipfix"), len(want)+1)
+
+	// project + rename + set
+	want = want[:0]
+	for _, f := range flows {
+		if f.src.Is4() {
+			want = append(want, fmt.Sprintf("sourceIPv4Address=%v destinationIPv4Address=%v postOctetDeltaCount=%d observationPointId=42 interfaceName=edge1 ", f.src, f.dst, f.octets))
+		} else {
+			want = append(want, fmt.Sprintf("sourceIPv4Address=<absent> destinationIPv4Address=<absent> postOctetDeltaCount=%d observationPointId=42 interfaceName=edge1 ", f.octets))
+		}
+	}
+	recs, _ = chainData(byName["project"].sink.records(t, len(flows)+1))
+	got = got[:0]
+	for _, m := range recs {
+		if len(m) != 5+5 && len(m) != 3+5 { // 5 header keys
+			t.Errorf("project: unexpected fields in %v", m)
+		}
+		got = append(got, canon(m, "sourceIPv4Address", "destinationIPv4Address", "postOctetDeltaCount", "observationPointId", "interfaceName"))
+	}
+	sameMultiset(t, "project", got, want)
+	chainIPFIXDump(t, filepath.Join(a.dir, "project.ipfix"), len(flows)+1)
+
+	// anonymise
+	want = want[:0]
+	for _, f := range flows {
+		want = append(want, flowCanon(f, cp.Anonymize(f.src), cp.Anonymize(f.dst)))
+	}
+	recs, _ = chainData(byName["anonymise"].sink.records(t, len(flows)+1))
+	got = got[:0]
+	for _, m := range recs {
+		got = append(got, recCanon(m))
+	}
+	sameMultiset(t, "anonymise", got, want)
+
+	// enrich
+	asn := func(a netip.Addr) int {
+		switch {
+		case netip.MustParsePrefix("10.1.0.0/16").Contains(a):
+			return 64501
+		case netip.MustParsePrefix("10.0.0.0/8").Contains(a):
+			return 64500
+		case netip.MustParsePrefix("2001:db8:0:1::/64").Contains(a):
+			return 64511
+		case netip.MustParsePrefix("2001:db8::/32").Contains(a):
+			return 64510
+		}
+		return 0
+	}
+	want = want[:0]
+	for _, f := range flows {
+		want = append(want, flowCanon(f, f.src, f.dst)+fmt.Sprintf("originalExporterIPv4Address=127.0.0.1 originalObservationDomainId=%d samplingInterval=%d bgpSourceAsNumber=%d ", chainDomain, chainSampling, asn(f.src)))
+	}
+	recs, _ = chainData(byName["enrich"].sink.records(t, len(flows)+1))
+	got = got[:0]
+	for _, m := range recs {
+		got = append(got, recCanon(m)+canon(m, "originalExporterIPv4Address", "originalObservationDomainId", "samplingInterval", "bgpSourceAsNumber"))
+	}
+	sameMultiset(t, "enrich", got, want)
+	chainIPFIXDump(t, filepath.Join(a.dir, "enrich.ipfix"), len(flows)+1)
+
+	// sample: the first data record, then every 7th, in arrival order.
+	want = want[:0]
+	for i, f := range flows {
+		if i%7 == 0 {
+			want = append(want, flowCanon(f, f.src, f.dst))
+		}
+	}
+	recs, _ = chainData(byName["sample"].sink.records(t, len(want)+1))
+	got = got[:0]
+	for _, m := range recs {
+		got = append(got, recCanon(m))
+	}
+	sameMultiset(t, "sample", got, want)
+
+	// aggregate, against a reference computed here.
+	type agg struct{ octets, pkts, flows, start, end uint64 }
+	ref := map[string]*agg{}
+	for _, f := range flows {
+		k := fmt.Sprintf("protocolIdentifier=%d destinationTransportPort=%d ", f.proto, f.dport)
+		a := ref[k]
+		if a == nil {
+			a = &agg{start: ^uint64(0)}
+			ref[k] = a
+		}
+		a.octets += f.octets
+		a.pkts += f.pkts
+		a.flows++
+		a.start = min(a.start, f.start)
+		a.end = max(a.end, f.end)
+	}
+	want = want[:0]
+	for k, a := range ref {
+		want = append(want, k+fmt.Sprintf("octetDeltaCount=%d packetDeltaCount=%d deltaFlowCount=%d flowStartMilliseconds=%s flowEndMilliseconds=%s ",
+			a.octets, a.pkts, a.flows, msRFC3339(a.start), msRFC3339(a.end)))
+	}
+	recs, _ = chainData(byName["aggregate"].sink.records(t, len(ref)+1))
+	got = got[:0]
+	for _, m := range recs {
+		got = append(got, canon(m, "protocolIdentifier", "destinationTransportPort", "octetDeltaCount", "packetDeltaCount", "deltaFlowCount", "flowStartMilliseconds", "flowEndMilliseconds"))
+	}
+	sameMultiset(t, "aggregate", got, want)
+	chainIPFIXDump(t, filepath.Join(a.dir, "aggregate.ipfix"), len(ref)+1)
+}
+
+func msRFC3339(ms uint64) string {
+	return time.UnixMilli(int64(ms)).UTC().Format(time.RFC3339Nano)
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	k, err := anon.ParseKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k[:]
+}
+
+// chainIPFIXDump has libfixbuf's ipfixDump read an IPFIX file: it must
+// succeed and count want data records.
+func chainIPFIXDump(t *testing.T, path string, want int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "/usr/bin/ipfixDump", "-s", "-i", path).CombinedOutput()
+	if err != nil {
+		t.Errorf("ipfixDump %s: %v\n%.2000s", path, err, out)
+		return
+	}
+	m := regexp.MustCompile(`(\d+) Data Records`).FindSubmatch(out)
+	n := -1
+	if m != nil {
+		n, _ = strconv.Atoi(string(m[1]))
+	}
+	if n != want {
+		t.Errorf("ipfixDump %s: %d data records, want %d\n%.3000s", path, n, want, out)
+	}
+}
