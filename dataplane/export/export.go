@@ -1,12 +1,12 @@
-// Package export holds the outputs records leave Sluice through. For now:
-// JSON lines to stdout or a file, and discard (for measurements).
+// Package export holds the outputs records leave Sluice through: JSON lines
+// to stdout, a file or a TCP receiver, IPFIX re-export over TCP, UDP or to
+// files, and discard (for measurements).
 package export
 
 import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync/atomic"
 
@@ -37,8 +37,13 @@ type Stats struct {
 	Errors  uint64
 }
 
+// outputForms lists the output specs, for error messages.
+const outputForms = "jsonl:-, jsonl:PATH, jsonl+tcp://HOST:PORT, discard, ipfix+tcp://HOST:PORT, ipfix+udp://HOST:PORT or ipfix-file:PATH"
+
 // Parse builds an output from its flag form: "jsonl:-" (stdout),
-// "jsonl:PATH" (a file, appended to), "discard", or IPFIX re-export:
+// "jsonl:PATH[?rotate_size=256MiB&rotate_every=1h]" (a file, appended to;
+// rotated only with the options), "jsonl+tcp://host:port[?queue=16MiB]"
+// (newline-delimited JSON over TCP), "discard", or IPFIX re-export:
 // "ipfix+tcp://host:port[?queue=16MiB]",
 // "ipfix+udp://host:port[?mtu=1428&template_interval=60s]" (without mtu,
 // datagrams carry up to 1400 octets), and
@@ -50,19 +55,21 @@ func Parse(spec string, stdout io.Writer) (Output, error) {
 	case spec == "jsonl:-":
 		return NewJSONL(spec, nopCloser{stdout}), nil
 	case strings.HasPrefix(spec, "jsonl:"):
-		path := strings.TrimPrefix(spec, "jsonl:")
-		if path == "" {
-			return nil, fmt.Errorf("export: %q: missing path", spec)
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		path, size, every, err := parseJSONLFileSpec(spec)
 		if err != nil {
-			return nil, fmt.Errorf("export: %w", err)
+			return nil, err
 		}
-		return NewJSONL(spec, f), nil
+		return NewJSONLFile(spec, path, size, every)
+	case strings.HasPrefix(spec, "jsonl+tcp://"):
+		addr, queue, err := parseJSONLTCPSpec(spec)
+		if err != nil {
+			return nil, err
+		}
+		return NewJSONLTCP(spec, addr, queue), nil
 	case isIPFIXSpec(spec):
 		return openIPFIX(spec)
 	}
-	return nil, fmt.Errorf("export: unknown output %q (want jsonl:-, jsonl:PATH, discard, ipfix+tcp://HOST:PORT, ipfix+udp://HOST:PORT or ipfix-file:PATH)", spec)
+	return nil, fmt.Errorf("export: unknown output %q (want %s)", spec, outputForms)
 }
 
 type nopCloser struct{ io.Writer }
@@ -78,11 +85,14 @@ func (d *Discard) Close() error                      { return nil }
 func (d *Discard) Name() string                      { return "discard" }
 func (d *Discard) Stats() Stats                      { return Stats{Sent: d.n.Load()} }
 
-// JSONL writes one JSON object per record through a buffer.
+// JSONL writes one JSON object per record through a buffer, to stdout or a
+// file (rotated when made by NewJSONLFile with limits). It is driven by one
+// goroutine (the mediator's); Stats is safe from any goroutine.
 type JSONL struct {
 	name string
 	w    *bufio.Writer
 	c    io.Closer
+	rot  *jsonlRotation // nil: no rotation
 	buf  []byte
 	// pending counts records buffered since the last successful flush:
 	// they are sent only once the flush succeeds.
@@ -98,17 +108,28 @@ func NewJSONL(name string, w io.WriteCloser) *JSONL {
 	return &JSONL{name: name, w: bufio.NewWriterSize(w, 256<<10), c: w, buf: make([]byte, 0, 4096)}
 }
 
-// Record implements Output. After a write error the output counts records
-// as dropped instead of retrying forever.
+// Record implements Output. After a write or rotation error the output
+// counts records as dropped instead of retrying forever.
 func (j *JSONL) Record(m *jsonl.Meta, r *ipfix.Record) {
 	if j.err != nil {
 		j.drop.Add(1)
 		return
 	}
 	j.buf = jsonl.AppendRecord(j.buf[:0], m, r)
+	if j.rot != nil && j.rot.due(len(j.buf)) {
+		if err := j.rotate(); err != nil {
+			j.fail(err)
+			j.drop.Add(1)
+			return
+		}
+	}
 	j.pending++
 	if _, err := j.w.Write(j.buf); err != nil {
 		j.fail(err)
+		return
+	}
+	if j.rot != nil {
+		j.rot.size += int64(len(j.buf))
 	}
 }
 
@@ -121,10 +142,17 @@ func (j *JSONL) fail(err error) {
 	j.pending = 0
 }
 
-// Flush implements Output.
+// Flush implements Output; it also rotates a file that is due while idle.
 func (j *JSONL) Flush() error {
 	if j.err != nil {
 		return j.err
+	}
+	if j.rot != nil && j.rot.aged() {
+		if err := j.rotate(); err != nil {
+			j.fail(err)
+			return err
+		}
+		return nil
 	}
 	if err := j.w.Flush(); err != nil {
 		j.fail(err)

@@ -29,15 +29,16 @@ func CheckSpec(spec string) error {
 	case spec == "discard", spec == "jsonl:-":
 		return nil
 	case strings.HasPrefix(spec, "jsonl:"):
-		if spec == "jsonl:" {
-			return fmt.Errorf("export: %q: missing path", spec)
-		}
-		return nil
+		_, _, _, err := parseJSONLFileSpec(spec)
+		return err
+	case strings.HasPrefix(spec, "jsonl+tcp://"):
+		_, _, err := parseJSONLTCPSpec(spec)
+		return err
 	case isIPFIXSpec(spec):
 		_, err := parseIPFIXSpec(spec)
 		return err
 	}
-	return fmt.Errorf("export: unknown output %q (want jsonl:-, jsonl:PATH, discard, ipfix+tcp://HOST:PORT, ipfix+udp://HOST:PORT or ipfix-file:PATH)", spec)
+	return fmt.Errorf("export: unknown output %q (want %s)", spec, outputForms)
 }
 
 func parseIPFIXSpec(spec string) (ipfixSpec, error) {
