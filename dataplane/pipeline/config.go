@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -197,7 +198,10 @@ func Parse(src []byte) (*Config, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	if err := dec.Decode(&doc); err != nil {
-		return nil, errAt(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		if errors.Is(err, io.EOF) {
+			return nil, errAt(0, "empty file") // no document at all
+		}
+		return nil, yamlError(err)
 	}
 	if len(doc.Content) == 0 {
 		return nil, errAt(0, "empty file")
@@ -238,6 +242,20 @@ func Parse(src []byte) (*Config, error) {
 		return nil, errAt(root.Line, "no pipelines")
 	}
 	return c, nil
+}
+
+// yamlError turns a YAML syntax error ("yaml: line 3: ...") into an
+// *Error carrying the line.
+func yamlError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, m, ok := strings.Cut(rest, ": "); ok {
+			if line, err := strconv.Atoi(n); err == nil && line > 0 {
+				return errAt(line, "%s", m)
+			}
+		}
+	}
+	return errAt(0, "%s", msg)
 }
 
 func parsePipeline(n *yaml.Node) (Pipeline, error) {
