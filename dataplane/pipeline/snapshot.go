@@ -173,8 +173,8 @@ func Compile(c *Config, set *OutputSet) (snap *Snapshot, err error) {
 		for _, name := range pc.Outputs {
 			spec, ok := c.Outputs[name]
 			if !ok {
-				if export.CheckSpec(name) != nil {
-					return nil, errAt(pc.Line, "pipeline %s: output %q is neither a name under outputs nor an output spec", p.name, name)
+				if err := export.CheckSpec(name); err != nil {
+					return nil, errAt(pc.Line, "pipeline %s: output %q is not a name under outputs; as an output spec: %v", p.name, name, err)
 				}
 				spec = name
 			}
