@@ -72,7 +72,7 @@ func (s *rewriteStage) record(m *jsonl.Meta, r *ipfix.Record) {
 }
 
 func newProject(line int, p *Project) (*rewriteStage, error) {
-	keep := p.Keep != nil
+	keep := len(p.Keep) > 0 // "keep: []" next to a drop list is no keep list
 	names := p.Keep
 	if !keep {
 		names = p.Drop
