@@ -3,8 +3,9 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin
 # Debian packages the tests drive: real exporters, an independent decoder,
-# the traffic replayer, network namespace tools and Redis (shared templates).
-TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server
+# the traffic replayer, network namespace tools, Redis (shared templates) and
+# libfixbuf's ipfixDump (a second independent decoder of re-exported IPFIX).
+TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools
 FUZZTIME ?= 20s
 # package:FuzzTarget pairs run by fuzz-smoke.
 FUZZ_TARGETS := \
@@ -19,7 +20,8 @@ FUZZ_TARGETS := \
 	./dataplane/template/redistier:FuzzDecodeValue \
 	./cmd/sluice:FuzzConfig \
 	./dataplane/anon:FuzzParseKey \
-	./dataplane/filter:FuzzParse
+	./dataplane/filter:FuzzParse \
+	./dataplane/pipeline:FuzzParse
 
 .PHONY: all build run test test-deps bench fuzz-smoke generate lint clean
 
@@ -45,7 +47,7 @@ test-deps:
 test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race ./dataplane/collector/... ./dataplane/ring/... ./dataplane/template/... ./dataplane/mediator/...
+	$(GO) test -count=1 -race ./dataplane/collector/... ./dataplane/ring/... ./dataplane/template/... ./dataplane/mediator/... ./dataplane/pipeline/... ./dataplane/export/...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime=1x ./...
 
 bench:

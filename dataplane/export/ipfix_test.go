@@ -531,7 +531,8 @@ func TestIPFIXFileRotation(t *testing.T) {
 		}
 		recs := decodeStream(t, b, true) // fresh decoder: each file decodes alone
 		got = append(got, recs...)
-		if _, err := os.Stat("/usr/bin/ipfixDump"); err == nil {
+		// make test installs libfixbuf-tools; in CI its absence fails.
+		if _, err := os.Stat("/usr/bin/ipfixDump"); err == nil || os.Getenv("CI") != "" {
 			checkIPFIXDump(t, f, len(recs))
 		}
 	}
