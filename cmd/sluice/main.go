@@ -15,6 +15,8 @@ commands:
   gen              send IPFIX or NetFlow v9 load to a collector
   decode FILE...   decode pcap/pcapng captures, IPFIX files and raw NetFlow
                    payloads to one JSON object per data record
+  check FILE...    compile pipeline files without running them (outputs are
+                   checked, not opened); errors name the line
 
 Run 'sluice <command> -h' for a command's flags.
 `
@@ -32,6 +34,8 @@ func main() {
 		err = runGen(os.Args[2:], os.Stdout, os.Stderr)
 	case "decode":
 		err = runDecode(os.Args[2:], os.Stdout, os.Stderr)
+	case "check":
+		err = runCheck(os.Args[2:], os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return
