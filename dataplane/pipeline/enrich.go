@@ -186,7 +186,10 @@ func (s *enrichStage) record(m *jsonl.Meta, r *ipfix.Record) {
 			s.addr = exp.As16()
 			s.dyn[dynExporter] = s.addr[:16]
 		} else {
-			a := exp.As4() // zero for an invalid address (aggregates)
+			var a [4]byte // zero for an invalid address (aggregates)
+			if exp.Is4() {
+				a = exp.As4()
+			}
 			copy(s.addr[:4], a[:])
 			s.dyn[dynExporter] = s.addr[:4]
 		}

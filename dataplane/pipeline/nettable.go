@@ -109,10 +109,10 @@ func readNetTable(r io.Reader, name string) (*netTable, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", name, err)
 		}
+		line, _ := cr.FieldPos(0) // panics after an error in the first field
 		if len(t.rows) >= MaxTablePrefixes {
 			return nil, fmt.Errorf("%s:%d: more than %d prefixes", name, line, MaxTablePrefixes)
 		}
