@@ -31,6 +31,7 @@ import (
 
 	"github.com/sluice-flow/sluice/dataplane/anon"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/pcap"
 )
 
 var (
@@ -294,14 +295,104 @@ func sameMultiset(t *testing.T, what string, got, want []string) {
 	}
 }
 
+// udpCapture receives the datagrams of an ipfix+udp output and writes
+// them into a pcap for tshark, as a capture on the wire would hold them.
+type udpCapture struct {
+	pc   net.PacketConn
+	path string
+	done chan error
+}
+
+func startUDPCapture(t *testing.T, dir, name string) *udpCapture {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, ok := pc.(*net.UDPConn); ok {
+		u.SetReadBuffer(8 << 20)
+	}
+	c := &udpCapture{pc: pc, path: filepath.Join(dir, name+".pcap"), done: make(chan error, 1)}
+	f, err := os.Create(c.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := pcap.NewWriter(f, pcap.LinkTypeEthernet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				c.done <- f.Close()
+				return
+			}
+			src := from.(*net.UDPAddr).AddrPort()
+			if err := w.WriteUDP(time.Now(), src, pc.LocalAddr().(*net.UDPAddr).AddrPort(), buf[:n]); err != nil {
+				f.Close()
+				c.done <- err
+				return
+			}
+		}
+	}()
+	return c
+}
+
+func (c *udpCapture) port() int { return c.pc.LocalAddr().(*net.UDPAddr).Port }
+
+// tshark closes the capture and has tshark decode it: no malformed packet
+// or expert warning (sequence numbers included), want flows. It returns
+// tshark's verbose output.
+func (c *udpCapture) tshark(t *testing.T, want int) string {
+	t.Helper()
+	c.pc.Close()
+	if err := <-c.done; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, "/usr/bin/tshark", "-r", c.path, "-d", fmt.Sprintf("udp.port==%d,cflow", c.port()), "-V").CombinedOutput()
+	out := string(b)
+	if err != nil {
+		t.Fatalf("tshark %s: %v\n%.2000s", c.path, err, out)
+	}
+	flows := 0
+	for _, line := range strings.Split(out, "\n") {
+		l := strings.TrimSpace(line)
+		if strings.HasPrefix(l, "Flow ") && !strings.Contains(l, ":") {
+			flows++
+		}
+		if strings.Contains(l, "Expert Info") || strings.Contains(l, "Malformed") {
+			t.Errorf("tshark %s: %s", filepath.Base(c.path), l)
+		}
+	}
+	if flows != want {
+		t.Errorf("tshark %s: %d flows, want %d", filepath.Base(c.path), flows, want)
+	}
+	return out
+}
+
+// tsharkLabelValues collects the values tshark prints for a field label.
+func tsharkLabelValues(out, label string) []string {
+	var vals []string
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), label+": "); ok {
+			vals = append(vals, v)
+		}
+	}
+	return vals
+}
+
 func TestChainStages(t *testing.T) {
-	e2eNeed(t, "/usr/bin/ipfixDump")
+	e2eNeed(t, "/usr/bin/ipfixDump", "/usr/bin/tshark")
 	env := chainEnv(t)
 	flows := chainFlows(3000, 42)
 
 	type pipe struct {
 		name, stages string
 		sink         *chainSink
+		udp          *udpCapture
 	}
 	pipes := []*pipe{
 		{name: "select", stages: `
@@ -339,6 +430,9 @@ func TestChainStages(t *testing.T) {
 	}
 
 	a := env.newRun(t, "a", false)
+	for _, p := range pipes {
+		p.udp = startUDPCapture(t, a.dir, p.name)
+	}
 	nets := filepath.Join(a.dir, "nets.csv")
 	if err := os.WriteFile(nets, []byte("prefix,asn\n10.0.0.0/8,64500\n10.1.0.0/16,64501\n2001:db8::/32,64510\n2001:db8:0:1::/64,64511\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -346,8 +440,8 @@ func TestChainStages(t *testing.T) {
 	var yml strings.Builder
 	yml.WriteString("pipelines:\n")
 	for _, p := range pipes {
-		fmt.Fprintf(&yml, "  - name: %s\n    stages:%s\n    outputs: [\"ipfix+tcp://127.0.0.1:%d\", \"ipfix-file:%s\"]\n",
-			p.name, strings.ReplaceAll(p.stages, "NETS", nets), p.sink.port, filepath.Join(a.dir, p.name+".ipfix"))
+		fmt.Fprintf(&yml, "  - name: %s\n    stages:%s\n    outputs: [\"ipfix+tcp://127.0.0.1:%d\", \"ipfix-file:%s\", \"ipfix+udp://127.0.0.1:%d\"]\n",
+			p.name, strings.ReplaceAll(p.stages, "NETS", nets), p.sink.port, filepath.Join(a.dir, p.name+".ipfix"), p.udp.port())
 	}
 	pipeFile := filepath.Join(a.dir, "pipeline.yaml")
 	if err := os.WriteFile(pipeFile, []byte(yml.String()), 0o644); err != nil {
@@ -409,6 +503,7 @@ func TestChainStages(t *testing.T) {
 		t.Errorf("select: %d options records passed, want 1", opts)
 	}
 	chainIPFIXDump(t, filepath.Join(a.dir, "select.ipfix"), len(want)+1)
+	byName["select"].udp.tshark(t, len(want)+1)
 
 	// project + rename + set
 	want = want[:0]
@@ -429,6 +524,7 @@ func TestChainStages(t *testing.T) {
 	}
 	sameMultiset(t, "project", got, want)
 	chainIPFIXDump(t, filepath.Join(a.dir, "project.ipfix"), len(flows)+1)
+	byName["project"].udp.tshark(t, len(flows)+1)
 
 	// anonymise
 	want = want[:0]
@@ -441,6 +537,13 @@ func TestChainStages(t *testing.T) {
 		got = append(got, recCanon(m))
 	}
 	sameMultiset(t, "anonymise", got, want)
+	// tshark sees the anonymised source addresses, not the original ones.
+	out := byName["anonymise"].udp.tshark(t, len(flows)+1)
+	want = want[:0]
+	for _, f := range flows {
+		want = append(want, cp.Anonymize(f.src).String())
+	}
+	sameMultiset(t, "anonymise (tshark)", tsharkLabelValues(out, "SrcAddr"), want)
 
 	// enrich
 	asn := func(a netip.Addr) int {
@@ -467,6 +570,7 @@ func TestChainStages(t *testing.T) {
 	}
 	sameMultiset(t, "enrich", got, want)
 	chainIPFIXDump(t, filepath.Join(a.dir, "enrich.ipfix"), len(flows)+1)
+	byName["enrich"].udp.tshark(t, len(flows)+1)
 
 	// sample: the first data record, then every 7th, in arrival order.
 	want = want[:0]
@@ -481,6 +585,7 @@ func TestChainStages(t *testing.T) {
 		got = append(got, recCanon(m))
 	}
 	sameMultiset(t, "sample", got, want)
+	byName["sample"].udp.tshark(t, len(want)+1)
 
 	// aggregate, against a reference computed here.
 	type agg struct{ octets, pkts, flows, start, end uint64 }
@@ -510,6 +615,7 @@ func TestChainStages(t *testing.T) {
 	}
 	sameMultiset(t, "aggregate", got, want)
 	chainIPFIXDump(t, filepath.Join(a.dir, "aggregate.ipfix"), len(ref)+1)
+	byName["aggregate"].udp.tshark(t, len(ref)+1)
 }
 
 func msRFC3339(ms uint64) string {
