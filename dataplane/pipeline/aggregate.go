@@ -307,6 +307,9 @@ func (s *aggStage) record(m *jsonl.Meta, r *ipfix.Record) {
 	}
 	if p.end >= 0 {
 		end = timeMs(m, r, p.end)
+		if p.start < 0 {
+			start = end // not the processing time: it would follow the end
+		}
 	} else if p.start >= 0 {
 		end = start
 	}

@@ -1,0 +1,129 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The aggregate table's backward-shift delete keeps every remaining key
+// findable: random inserts and removes on a small, crowded table checked
+// against a map.
+func TestAggTableRemove(t *testing.T) {
+	for _, maxKeys := range []int{1, 2, 5, 10, 21} {
+		s, err := newAggregate(1, &Aggregate{Keys: []string{"sourceTransportPort"}, MaxKeys: maxKeys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(uint64(maxKeys), 7))
+		key := func(k uint16) []byte {
+			b := make([]byte, s.keyW)
+			binary.LittleEndian.PutUint32(b, 1)
+			binary.BigEndian.PutUint16(b[4:], k)
+			return b
+		}
+		hash := func(b []byte) uint64 { return maphash.Bytes(s.seed, b) | 1 }
+		model := map[uint16]bool{}
+		const universe = 64
+		for op := range 20000 {
+			k := uint16(rng.IntN(universe))
+			b := key(k)
+			o, found := s.find(hash(b), b)
+			if found != model[k] {
+				t.Fatalf("max %d op %d: key %d found %v, want %v", maxKeys, op, k, found, model[k])
+			}
+			switch {
+			case !found && len(model) < maxKeys:
+				s.insert(o, hash(b), b)
+				model[k] = true
+			case found && rng.IntN(3) > 0:
+				s.remove(uint64(o / s.stride))
+				delete(model, k)
+			}
+			if s.count != len(model) {
+				t.Fatalf("count %d, want %d", s.count, len(model))
+			}
+			used := 0
+			for i := uint64(0); i <= s.mask; i++ {
+				if binary.LittleEndian.Uint64(s.arena[int(i)*s.stride:]) != 0 {
+					used++
+				}
+			}
+			if used != len(model) {
+				t.Fatalf("%d slots used for %d keys", used, len(model))
+			}
+			for k := range model {
+				if _, ok := s.find(hash(key(k)), key(k)); !ok {
+					t.Fatalf("max %d op %d: key %d lost", maxKeys, op, k)
+				}
+			}
+		}
+	}
+}
+
+// The trie against a slow reference: the longest listed prefix that holds
+// the address, the later row for a prefix listed twice.
+func TestNetTableLongestPrefix(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	randAddr := func(v6 bool) netip.Addr {
+		if v6 {
+			var b [16]byte
+			binary.BigEndian.PutUint64(b[:], rng.Uint64()&0xffff_f000_0000_0000|0x2001_0000_0000_0000)
+			binary.BigEndian.PutUint64(b[8:], rng.Uint64())
+			return netip.AddrFrom16(b)
+		}
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], rng.Uint32()&0xff0f_ffff|0x0a00_0000)
+		return netip.AddrFrom4(b)
+	}
+	var prefixes []netip.Prefix
+	var csv strings.Builder
+	csv.WriteString("prefix,row\n")
+	for i := range 3000 {
+		v6 := i%2 == 1
+		bitsMax := 32
+		if v6 {
+			bitsMax = 128
+		}
+		p := netip.PrefixFrom(randAddr(v6), rng.IntN(bitsMax+1))
+		if i%50 == 0 && len(prefixes) > 0 {
+			p = prefixes[rng.IntN(len(prefixes))] // listed again
+		}
+		prefixes = append(prefixes, p.Masked())
+		csv.WriteString(p.String() + "," + strconv.Itoa(i) + "\n")
+	}
+	tab, err := readNetTable(strings.NewReader(csv.String()), "gen.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range 20000 {
+		a := randAddr(n%2 == 1)
+		if n%3 == 0 {
+			p := prefixes[rng.IntN(len(prefixes))]
+			a = p.Addr() // the start of a prefix
+			if p.Addr().Is4() != (n%2 == 0) {
+				continue
+			}
+		}
+		want, wantBits := -1, -1
+		for i, p := range prefixes {
+			if p.Contains(a) && p.Bits() >= wantBits {
+				want, wantBits = i, p.Bits()
+			}
+		}
+		got := tab.lookup(a.AsSlice())
+		if want < 0 {
+			if got != -1 {
+				t.Fatalf("%v: row %d, want none", a, got)
+			}
+			continue
+		}
+		if got < 0 || tab.rows[got][0] != strconv.Itoa(want) {
+			t.Fatalf("%v: row %d, want %d (%v)", a, got, want, prefixes[want])
+		}
+	}
+}
