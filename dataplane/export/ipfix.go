@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/jsonl"
 )
 
 // QueueStats is implemented by outputs with a send queue and a connection
@@ -41,7 +43,19 @@ type encDomain struct {
 	w ipfix.MessageWriter
 	// announced maps template IDs to what was last sent in-stream.
 	announced map[uint16]announced
+	// owner is the exporter whose template holds each ID; moved holds
+	// templates given another ID because theirs was another exporter's.
+	owner map[uint16]netip.Addr
+	moved map[movedKey]*exportTemplate
 }
+
+type movedKey struct {
+	exporter netip.Addr
+	id       uint16
+}
+
+// maxMoved bounds the templates given another ID per domain.
+const maxMoved = 4096
 
 type announced struct {
 	fp    uint64
@@ -71,6 +85,7 @@ type ipfixEncoder struct {
 	open       bool
 	setID      uint16 // template ID of the open data set, 0 if none
 	lastLayout *ipfix.Layout
+	lastSrc    netip.Addr
 	records    int
 	// forget makes the next message re-announce every template (after the
 	// sink dropped messages that may have carried templates). Set from any
@@ -118,15 +133,28 @@ func (e *ipfixEncoder) template(l *ipfix.Layout) *exportTemplate {
 	return t
 }
 
+// record adds r with the domain and exporter of m.
+func (e *ipfixEncoder) record(m *jsonl.Meta, r *ipfix.Record) bool {
+	var domain uint32
+	var src netip.Addr
+	if m != nil {
+		src = m.Exporter.Addr()
+		if m.Msg != nil {
+			domain = m.Msg.DomainID
+		}
+	}
+	return e.add(domain, src, r)
+}
+
 // add appends one record; it reports false when the record was dropped for
 // not fitting in a message.
-func (e *ipfixEncoder) add(domain uint32, r *ipfix.Record) bool {
+func (e *ipfixEncoder) add(domain uint32, src netip.Addr, r *ipfix.Record) bool {
 	raw := r.Raw()
 	if e.open && domain != e.domain {
 		e.finish()
 	}
-	if !e.open || r.Layout != e.lastLayout || e.ds.w.Len(e.buf)+len(raw) > e.maxLen {
-		return e.addSlow(domain, r.Layout, raw)
+	if !e.open || r.Layout != e.lastLayout || src != e.lastSrc || e.ds.w.Len(e.buf)+len(raw) > e.maxLen {
+		return e.addSlow(domain, src, r.Layout, raw)
 	}
 	e.buf = append(e.buf, raw...)
 	e.ds.w.AddRecords(1)
@@ -134,11 +162,11 @@ func (e *ipfixEncoder) add(domain uint32, r *ipfix.Record) bool {
 	return true
 }
 
-func (e *ipfixEncoder) addSlow(domain uint32, l *ipfix.Layout, raw []byte) bool {
-	t := e.template(l)
+func (e *ipfixEncoder) addSlow(domain uint32, src netip.Addr, l *ipfix.Layout, raw []byte) bool {
 	if !e.open {
 		e.begin(domain)
 	}
+	t := e.domainTemplate(e.template(l), src)
 	for attempt := 0; ; attempt++ {
 		a, ok := e.ds.announced[t.id]
 		announce := !ok || a.fp != t.fp || a.stale
@@ -181,7 +209,7 @@ func (e *ipfixEncoder) addSlow(domain uint32, l *ipfix.Layout, raw []byte) bool 
 			e.buf = append(e.buf, raw...)
 			e.ds.w.AddRecords(1)
 			e.records++
-			e.lastLayout = l
+			e.lastLayout, e.lastSrc = l, src
 			return true
 		}
 		if attempt > 0 || e.ds.w.Len(e.buf) == ipfix.HeaderLenIPFIX {
@@ -194,7 +222,55 @@ func (e *ipfixEncoder) addSlow(domain uint32, l *ipfix.Layout, raw []byte) bool 
 		}
 		e.finish()
 		e.begin(domain)
+		t = e.domainTemplate(e.template(l), src)
 	}
+}
+
+// domainTemplate returns t, or a copy under another ID when t's ID already
+// belongs to another exporter's template in the open domain: a mediator
+// merges exporters that use the same IDs for different templates, and
+// both must stay in force. An exporter that changes its own template
+// redefines it in place.
+func (e *ipfixEncoder) domainTemplate(t *exportTemplate, src netip.Addr) *exportTemplate {
+	ds := e.ds
+	a, ok := ds.announced[t.id]
+	if !ok {
+		ds.owner[t.id] = src
+		return t
+	}
+	if (a.fp == t.fp && a.setID == t.setID) || ds.owner[t.id] == src {
+		return t
+	}
+	k := movedKey{src, t.id}
+	if m := ds.moved[k]; m != nil {
+		if m.fp != t.fp || m.setID != t.setID {
+			// The exporter redefined it: redefine the moved one.
+			m = &exportTemplate{id: m.id, setID: t.setID, fp: t.fp, rec: withID(t.rec, m.id)}
+			ds.moved[k] = m
+		}
+		return m
+	}
+	if len(ds.moved) >= maxMoved {
+		return t // redefine in place
+	}
+	for id := uint32(ipfix.MinDataSetID); id <= 0xFFFF; id++ {
+		if _, used := ds.owner[uint16(id)]; used {
+			continue
+		}
+		m := &exportTemplate{id: uint16(id), setID: t.setID, fp: t.fp, rec: withID(t.rec, uint16(id))}
+		ds.moved[k] = m
+		ds.owner[m.id] = src
+		return m
+	}
+	return t
+}
+
+// withID copies a template record with another template ID (its first two
+// octets).
+func withID(rec []byte, id uint16) []byte {
+	r := append([]byte(nil), rec...)
+	binary.BigEndian.PutUint16(r, id)
+	return r
 }
 
 func (e *ipfixEncoder) begin(domain uint32) {
@@ -208,7 +284,8 @@ func (e *ipfixEncoder) begin(domain uint32) {
 	}
 	ds := e.domains[domain]
 	if ds == nil {
-		ds = &encDomain{w: ipfix.MessageWriter{DomainID: domain}, announced: make(map[uint16]announced)}
+		ds = &encDomain{w: ipfix.MessageWriter{DomainID: domain}, announced: make(map[uint16]announced),
+			owner: make(map[uint16]netip.Addr), moved: make(map[movedKey]*exportTemplate)}
 		e.domains[domain] = ds
 	}
 	e.ds, e.domain = ds, domain

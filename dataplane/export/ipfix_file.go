@@ -147,11 +147,7 @@ func (x *IPFIXFile) rotate() error {
 
 // Record implements Output.
 func (x *IPFIXFile) Record(m *jsonl.Meta, r *ipfix.Record) {
-	var domain uint32
-	if m != nil && m.Msg != nil {
-		domain = m.Msg.DomainID
-	}
-	x.enc.add(domain, r)
+	x.enc.record(m, r)
 }
 
 // Flush implements Output; it also rotates a file that is due while idle.

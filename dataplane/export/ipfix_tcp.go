@@ -141,11 +141,7 @@ func (t *IPFIXTCP) push() {
 
 // Record implements Output.
 func (t *IPFIXTCP) Record(m *jsonl.Meta, r *ipfix.Record) {
-	var domain uint32
-	if m != nil && m.Msg != nil {
-		domain = m.Msg.DomainID
-	}
-	t.enc.add(domain, r)
+	t.enc.record(m, r)
 }
 
 // Flush implements Output: the open message is closed and queued when the

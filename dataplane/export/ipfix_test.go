@@ -657,7 +657,7 @@ func TestIPFIXEncoderAllocs(t *testing.T) {
 	enc := newIPFIXEncoder(maxTCPMessage, func(msg []byte, n int) { total += n })
 	run := func() {
 		for i, r := range recs {
-			enc.add(metas[i].Msg.DomainID, r)
+			enc.record(metas[i], r)
 		}
 		enc.finish()
 	}
@@ -688,7 +688,7 @@ func BenchmarkIPFIXEncoder(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		enc.add(domain, &rs[i%len(rs)])
+		enc.add(domain, netip.Addr{}, &rs[i%len(rs)])
 	}
 }
 

@@ -104,11 +104,7 @@ func (u *IPFIXUDP) write(b []byte) error {
 
 // Record implements Output.
 func (u *IPFIXUDP) Record(m *jsonl.Meta, r *ipfix.Record) {
-	var domain uint32
-	if m != nil && m.Msg != nil {
-		domain = m.Msg.DomainID
-	}
-	u.enc.add(domain, r)
+	u.enc.record(m, r)
 }
 
 // Flush implements Output: sends the open message, and the templates when
