@@ -96,7 +96,7 @@ func emitted(t *testing.T, recs []captured) ([]flowKey, []flowAgg) {
 const aggKeys3 = "keys: [sourceIPv4Address, destinationIPv4Address, protocolIdentifier]"
 
 func TestAggregateReference(t *testing.T) {
-	s, out := stages(t, "aggregate: {"+aggKeys3+", observation_domain: 42}")
+	s, out := stages(t, "aggregate: {"+aggKeys3+", observation_domain: 42, max_keys: 5000}")
 	l := mkLayout(t, 300, flowLayoutSpecs...)
 	gen := newFlowGen(1, 3000)
 	ref := map[flowKey]*flowAgg{}
@@ -147,7 +147,7 @@ func TestAggregateReference(t *testing.T) {
 // Records without some keys aggregate under the keys they have, in
 // another template.
 func TestAggregateShapes(t *testing.T) {
-	s, out := stages(t, "aggregate: {"+aggKeys3+", template_id: 5000}")
+	s, out := stages(t, "aggregate: {"+aggKeys3+", template_id: 5000, max_keys: 5000}")
 	full := mkLayout(t, 300, spec(idSrc4, 4), spec(idDst4, 4), spec(idProto, 1), spec(idOctets, 8))
 	noDst := mkLayout(t, 301, spec(idProto, 1), spec(idOctets, 4), spec(idSrc4, 4))
 	none := mkLayout(t, 302, spec(idOctets, 8), spec(idPackets, 8))
@@ -192,7 +192,7 @@ func TestAggregateShapes(t *testing.T) {
 // Counters and keys of reduced size: 4-octet counters sum past 2^32, a
 // 2-octet AS number is the same key as a 4-octet one.
 func TestAggregateReducedSize(t *testing.T) {
-	s, out := stages(t, "aggregate: {keys: [bgpSourceAsNumber], values: [octetDeltaCount, packetDeltaCount, ingressInterface, maximumTTL, minimumTTL]}")
+	s, out := stages(t, "aggregate: {keys: [bgpSourceAsNumber], values: [octetDeltaCount, packetDeltaCount, ingressInterface, maximumTTL, minimumTTL], max_keys: 5000}")
 	l4 := mkLayout(t, 300, spec(idSrcAS, 4), spec(idOctets, 4), spec(idPackets, 2), spec(idIngress, 4), spec(53, 1), spec(52, 1))
 	l2 := mkLayout(t, 301, spec(idSrcAS, 2), spec(idOctets, 4), spec(idPackets, 1), spec(idIngress, 4))
 	m := mkMeta("192.0.2.1:4739", 1)
@@ -232,7 +232,7 @@ func TestAggregateReducedSize(t *testing.T) {
 // A record's own deltaFlowCount counts its flows; a minimum no record
 // carried is 0.
 func TestAggregateDeltaFlowCount(t *testing.T) {
-	s, out := stages(t, "aggregate: {keys: [protocolIdentifier], values: [octetDeltaCount, minimumTTL]}")
+	s, out := stages(t, "aggregate: {keys: [protocolIdentifier], values: [octetDeltaCount, minimumTTL], max_keys: 5000}")
 	l := mkLayout(t, 300, spec(idProto, 1), spec(idOctets, 8), spec(idDeltaFlows, 4))
 	m := mkMeta("192.0.2.1:4739", 1)
 	s.Process(m, mkRecord(t, l, encode(t, l, 6, 1, 5)))
@@ -295,7 +295,7 @@ func TestAggregateEviction(t *testing.T) {
 }
 
 func TestAggregateIdleTimeout(t *testing.T) {
-	s, out := stages(t, "aggregate: {keys: [sourceTransportPort], idle_timeout: 10s}")
+	s, out := stages(t, "aggregate: {keys: [sourceTransportPort], idle_timeout: 10s, max_keys: 5000}")
 	l := mkLayout(t, 300, spec(idSrcPort, 2), spec(idOctets, 8))
 	m := mkMeta("192.0.2.1:4739", 1)
 	t0 := time.Unix(1_000_000, 0)
@@ -349,8 +349,8 @@ func TestAggregateIdleTimeout(t *testing.T) {
 // The active timeout emits an aggregate that keeps being updated.
 func TestAggregateActiveTimeout(t *testing.T) {
 	for _, stage := range []string{
-		"aggregate: {keys: [sourceTransportPort]}", // default 60 s
-		"aggregate: {keys: [sourceTransportPort], active_timeout: 60s, idle_timeout: 1h}",
+		"aggregate: {keys: [sourceTransportPort], max_keys: 5000}", // default 60 s
+		"aggregate: {keys: [sourceTransportPort], active_timeout: 60s, idle_timeout: 1h, max_keys: 5000}",
 	} {
 		s, out := stages(t, stage)
 		l := mkLayout(t, 300, spec(idSrcPort, 2), spec(idOctets, 8))
@@ -370,7 +370,7 @@ func TestAggregateActiveTimeout(t *testing.T) {
 }
 
 func TestAggregateInterval(t *testing.T) {
-	s, out := stages(t, "aggregate: {keys: [sourceTransportPort], interval: 1m}")
+	s, out := stages(t, "aggregate: {keys: [sourceTransportPort], interval: 1m, max_keys: 5000}")
 	l := mkLayout(t, 300, spec(idSrcPort, 2), spec(idOctets, 8))
 	m := mkMeta("192.0.2.1:4739", 1)
 	t0 := time.Unix(60*30_000, 0) // on a minute
@@ -452,7 +452,7 @@ func TestAggregateExpireCrowded(t *testing.T) {
 
 // A record with an end time but no start time spans just its end.
 func TestAggregateEndOnly(t *testing.T) {
-	s, out := stages(t, "aggregate: {keys: [protocolIdentifier]}")
+	s, out := stages(t, "aggregate: {keys: [protocolIdentifier], max_keys: 5000}")
 	l := mkLayout(t, 300, spec(idProto, 1), spec(idEndMs, 8))
 	end := time.Unix(1_000_000, 0)
 	s.Tick(end.Add(time.Hour))
@@ -465,7 +465,7 @@ func TestAggregateEndOnly(t *testing.T) {
 
 // An aggregate feeds a later one; Retire flushes them in chain order.
 func TestAggregateChained(t *testing.T) {
-	s, out := stages(t, "aggregate: {"+aggKeys3+"}", "aggregate: {keys: [protocolIdentifier]}")
+	s, out := stages(t, "aggregate: {"+aggKeys3+", max_keys: 5000}", "aggregate: {keys: [protocolIdentifier], max_keys: 5000}")
 	l := mkLayout(t, 300, flowLayoutSpecs...)
 	gen := newFlowGen(3, 500)
 	m := mkMeta("192.0.2.1:4739", 1)
@@ -495,8 +495,13 @@ func TestAggregateChained(t *testing.T) {
 
 func TestAggregateMetrics(t *testing.T) {
 	s, _ := stages(t, "aggregate: {keys: [protocolIdentifier], max_keys: 1000}")
-	if b := metric(t, s, `sluice_aggregate_table_bytes{pipeline="p",stage="1:aggregate"}`); b == 0 {
-		t.Error("no table bytes")
+	small := metric(t, s, `sluice_aggregate_table_bytes{pipeline="p",stage="1:aggregate"}`)
+	if small < 1000*(24+8+3*8) {
+		t.Errorf("%d table bytes for 1000 keys", small)
+	}
+	def, _ := stages(t, "aggregate: {keys: [protocolIdentifier]}")
+	if b := metric(t, def, `sluice_aggregate_table_bytes{pipeline="p",stage="1:aggregate"}`); b < 1<<20*(24+8+3*8) {
+		t.Errorf("%d table bytes by default", b)
 	}
 	for _, name := range []string{"sluice_pipeline_version", `sluice_aggregate_dropped_total{pipeline="p",stage="1:aggregate"}`} {
 		metric(t, s, name)

@@ -46,7 +46,7 @@ func TestEnrichExporter(t *testing.T) {
 
 // A record without an exporter (an aggregate) gets the zero address.
 func TestEnrichExporterAfterAggregate(t *testing.T) {
-	s, out := stages(t, "aggregate: {keys: [protocolIdentifier], observation_domain: 12}", "enrich: {exporter: true}")
+	s, out := stages(t, "aggregate: {keys: [protocolIdentifier], observation_domain: 12, max_keys: 10}", "enrich: {exporter: true}")
 	l := mkLayout(t, 300, spec(idProto, 1), spec(idOctets, 8))
 	s.Process(mkMeta("192.0.2.1:4739", 1), mkRecord(t, l, encode(t, l, 6, 100)))
 	s.Retire()

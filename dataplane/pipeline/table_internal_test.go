@@ -83,7 +83,7 @@ func TestNetTableLongestPrefix(t *testing.T) {
 	var prefixes []netip.Prefix
 	var csv strings.Builder
 	csv.WriteString("prefix,row\n")
-	for i := range 3000 {
+	for i := range 1000 {
 		v6 := i%2 == 1
 		bitsMax := 32
 		if v6 {
@@ -100,7 +100,7 @@ func TestNetTableLongestPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for n := range 20000 {
+	for n := range 10000 {
 		a := randAddr(n%2 == 1)
 		if n%3 == 0 {
 			p := prefixes[rng.IntN(len(prefixes))]
