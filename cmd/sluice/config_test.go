@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +77,24 @@ func TestEmptyConfigKeepsDefaults(t *testing.T) {
 	}
 	if rc.Admin != "127.0.0.1:8080" || len(rc.Outputs) != 1 || rc.Outputs[0] != "jsonl:-" {
 		t.Fatalf("defaults changed: %+v", rc)
+	}
+}
+
+func TestConfigPipelineAndToken(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("  t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rc := defaultRunConfig()
+	name := filepath.Join(dir, "sluice.yaml")
+	if err := applyConfig(name, []byte("pipeline: p.yaml\nadmin_token_file: token\n"), &rc); err != nil {
+		t.Fatal(err)
+	}
+	if rc.Pipeline != filepath.Join(dir, "p.yaml") || rc.AdminToken != "t0ken" {
+		t.Fatalf("pipeline %q token %q: want the file's directory and the trimmed token", rc.Pipeline, rc.AdminToken)
+	}
+	rc = defaultRunConfig()
+	if err := applyConfig(name, []byte("admin_token_file: missing\n"), &rc); err == nil || !strings.Contains(err.Error(), "admin_token_file") {
+		t.Fatalf("missing token file: %v", err)
 	}
 }
