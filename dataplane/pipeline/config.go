@@ -206,6 +206,13 @@ func Parse(src []byte) (*Config, error) {
 	if len(doc.Content) == 0 {
 		return nil, errAt(0, "empty file")
 	}
+	// A second document would be ignored: refuse it.
+	var more yaml.Node
+	if err := dec.Decode(&more); err == nil {
+		return nil, errAt(more.Line, "more than one YAML document")
+	} else if !errors.Is(err, io.EOF) {
+		return nil, yamlError(err)
+	}
 	root := doc.Content[0]
 	c := &Config{}
 	err := eachKey(root, func(k string, v *yaml.Node) error {

@@ -201,6 +201,9 @@ func TestParseErrors(t *testing.T) {
 	f("pipelines:\n  - discard\n", 2, "want a map")
 	f("pipelines:\n  - outputs: [discard]\n\tstages: []\n", 3, "found character that cannot start any token")
 	f("pipelines:\n  - outputs: [discard\n", 1, "did not find expected")
+	f("pipelines:\n  - outputs: [discard]\n---\npipelines:\n  - outputs: [discard]\n", 3, "more than one YAML document")
+	f("pipelines:\n  - outputs: [discard]\n---\n", 3, "more than one YAML document")
+	f("pipelines:\n  - outputs: [discard]\n---\n: : [\n", 3, "")
 
 	f(head+"      - filter: x == 1\n", 4, `unknown stage "filter"`)
 	f(head+"      - select: a == 1\n        project: {keep: [a]}\n", 4, "a map with one key")
