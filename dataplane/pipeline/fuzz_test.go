@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -44,7 +45,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		tame(c)
-		s, err := pipeline.Compile(c, pipeline.NewOutputSet(func(string) (export.Output, error) { return &export.Discard{}, nil }))
+		s, err := pipeline.Compile(c, pipeline.NewOutputSet(openFuzzOutput))
 		if err != nil {
 			var pe *pipeline.Error
 			if !errors.As(err, &pe) {
@@ -59,11 +60,27 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// openFuzzOutput returns a discard for "discard", else JSON lines to
+// nowhere: encoding reads every field of what the stages made.
+func openFuzzOutput(spec string) (export.Output, error) {
+	if spec == "discard" {
+		return &export.Discard{}, nil
+	}
+	return export.NewJSONL(spec, nopCloser{io.Discard}), nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
 // tame keeps a fuzzed configuration from reading arbitrary files (a
 // device would never end) and from allocating aggregate tables of
-// gigabytes: files are the test fixtures, tables small.
+// gigabytes: files are the test fixtures, tables small. Every pipeline
+// also gets a JSON lines output.
 func tame(c *pipeline.Config) {
 	for i := range c.Pipelines {
+		// Also encode every record as JSON lines.
+		c.Pipelines[i].Outputs = append(c.Pipelines[i].Outputs, "jsonl:-")
 		for j := range c.Pipelines[i].Stages {
 			st := &c.Pipelines[i].Stages[j]
 			if a := st.Anonymise; a != nil && a.KeyFile != "" {

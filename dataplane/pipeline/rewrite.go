@@ -176,8 +176,16 @@ func (w *rewrite) apply(dst []byte, r *ipfix.Record, dyn [][]byte) []byte {
 	return dst
 }
 
-// view makes r a view of one record of layout l in b.
+// maxRecordLen is the longest record one IPFIX message carries; field
+// positions in a Record are 16-bit.
+const maxRecordLen = ipfix.MaxMessageLen - ipfix.HeaderLenIPFIX - ipfix.SetHeaderLen
+
+// view makes r a view of one record of layout l in b. A record too long
+// for a message (values added by set or enrich) is refused.
 func view(l *ipfix.Layout, b []byte, r *ipfix.Record) bool {
+	if len(b) > maxRecordLen {
+		return false
+	}
 	it := ipfix.NewDataIter(l, b)
 	return it.Next(r)
 }

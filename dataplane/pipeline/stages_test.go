@@ -589,3 +589,22 @@ func TestChain(t *testing.T) {
 		}
 	}
 }
+
+// Values that make a record longer than an IPFIX message can carry drop
+// it (field positions are 16-bit).
+func TestSetTooLong(t *testing.T) {
+	a, b := strings.Repeat("a", 40000), strings.Repeat("b", 30000)
+	s, out := stages(t, "set: {applicationDescription: "+a+", interfaceDescription: "+b+"}")
+	l := mkLayout(t, 300, spec(idIfName, ipfix.VarLen), spec(idOctets, 8))
+	m := mkMeta("192.0.2.1:4739", 1)
+	s.Process(m, mkRecord(t, l, encode(t, l, "eth0", 1)))
+	if len(out.recs) != 0 || stageMetric(t, s, "1:set", "errors") != 1 {
+		t.Errorf("%d records", len(out.recs))
+	}
+	// Just below the bound passes.
+	s, out = stages(t, "set: {applicationDescription: "+a+", interfaceDescription: "+b[:25000]+"}")
+	s.Process(m, mkRecord(t, l, encode(t, l, "eth0", 1)))
+	if len(out.recs) != 1 || out.recs[0].Fields["applicationDescription"] != a || out.recs[0].Fields["interfaceDescription"] != b[:25000] {
+		t.Errorf("%d records", len(out.recs))
+	}
+}
