@@ -1,6 +1,8 @@
 package pipeline_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -223,4 +225,53 @@ func TestSnapshotMetricsConcurrent(t *testing.T) {
 		t.Errorf("emitted %d", n)
 	}
 	s.Retire()
+}
+
+type bufCloser struct{ *bytes.Buffer }
+
+func (bufCloser) Close() error { return nil }
+
+// End to end: stages into JSON lines.
+func TestJSONLEnd(t *testing.T) {
+	var buf bytes.Buffer
+	c, err := pipeline.Parse([]byte("pipelines:\n  - outputs: [\"jsonl:-\"]\n    stages:\n" +
+		"      - select: protocolIdentifier == 17\n" +
+		"      - set: {vlanId: 9, interfaceName: uplink}\n" +
+		"      - anonymise: {method: truncate, ipv4_prefix: 16}\n" +
+		"      - enrich: {exporter: true}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pipeline.Compile(c, pipeline.NewOutputSet(func(spec string) (export.Output, error) {
+		return export.NewJSONL(spec, bufCloser{&buf}), nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := mkLayout(t, 300, spec(idSrc4, 4), spec(idProto, 1), spec(idOctets, 8))
+	m := mkMeta("192.0.2.1:4739", 3)
+	s.Process(m, mkRecord(t, l, encode(t, l, addr("10.20.30.40"), 17, 1000)))
+	s.Process(m, mkRecord(t, l, encode(t, l, addr("10.20.30.41"), 6, 1000)))
+	s.Retire()
+	if err := s.WaitClosed(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("%d lines: %s", len(lines), buf.String())
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"exporter": "192.0.2.1:4739", "observation_domain": 3.0, "template_id": 300.0,
+		"sourceIPv4Address": "10.20.0.0", "protocolIdentifier": 17.0, "octetDeltaCount": 1000.0,
+		"vlanId": 9.0, "interfaceName": "uplink", "originalExporterIPv4Address": "192.0.2.1", "originalObservationDomainId": 3.0,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
 }
