@@ -34,6 +34,7 @@ const (
 	aggScanEvery                 = time.Second
 	aggEvictSample               = 8
 	slotHead                     = 24 // hash, first update, last update
+	initialAggSlots              = 1024
 	aggFnSum, aggFnMin, aggFnMax = 0, 1, 2
 )
 
@@ -54,11 +55,13 @@ type aggStage struct {
 	stride int
 	mask   uint64 // slots - 1
 	arena  []byte
-	count  int
-	seed   maphash.Seed
-	key    []byte
-	plans  planCache[aggPlan]
-	shapes map[uint32]*ipfix.Layout
+	// maxSlots is the table's size at MaxKeys.
+	maxSlots uint64
+	count    int
+	seed     maphash.Seed
+	key      []byte
+	plans    planCache[aggPlan]
+	shapes   map[uint32]*ipfix.Layout
 	// now is the processing time (ms), set by tick.
 	now, lastScan, window int64
 	rnd                   uint64
@@ -181,7 +184,10 @@ func newAggregate(line int, a *Aggregate) (*aggStage, error) {
 		s.vals = append(s.vals, aggVal{ie: ie, fn: fn, width: 8})
 	}
 	s.stride = slotHead + s.keyW + 8*len(s.vals)
-	slots := uint64(1) << bits.Len64(uint64(s.cfg.MaxKeys)*3/2) // load factor at most 2/3
+	// The table starts small and doubles up to maxSlots, which keeps
+	// the load factor at most 2/3 at MaxKeys.
+	s.maxSlots = uint64(1) << bits.Len64(uint64(s.cfg.MaxKeys)*3/2)
+	slots := min(s.maxSlots, initialAggSlots)
 	s.mask = slots - 1
 	s.arena = make([]byte, int(slots)*s.stride)
 	s.key = make([]byte, s.keyW)
@@ -191,9 +197,30 @@ func newAggregate(line int, a *Aggregate) (*aggStage, error) {
 	return s, nil
 }
 
-// BytesPerKey reports the table's memory per aggregate it can hold.
+// BytesPerKey reports the table's memory per aggregate when it holds
+// MaxKeys (the table is then at its largest).
 func (s *aggStage) BytesPerKey() float64 {
-	return float64(len(s.arena)) / float64(s.cfg.MaxKeys)
+	return float64(s.maxSlots) * float64(s.stride) / float64(s.cfg.MaxKeys)
+}
+
+// grow doubles the table and places every aggregate again.
+func (s *aggStage) grow() {
+	old, oldSlots := s.arena, s.mask+1
+	slots := oldSlots * 2
+	s.arena = make([]byte, int(slots)*s.stride)
+	s.mask = slots - 1
+	for i := range oldSlots {
+		o := int(i) * s.stride
+		h := binary.LittleEndian.Uint64(old[o:])
+		if h == 0 {
+			continue
+		}
+		j := h & s.mask
+		for binary.LittleEndian.Uint64(s.arena[int(j)*s.stride:]) != 0 {
+			j = (j + 1) & s.mask
+		}
+		copy(s.arena[int(j)*s.stride:], old[o:o+s.stride])
+	}
 }
 
 func (s *aggStage) plan(l *ipfix.Layout) *aggPlan {
@@ -276,8 +303,12 @@ func (s *aggStage) record(m *jsonl.Meta, r *ipfix.Record) {
 	h := maphash.Bytes(s.seed, key) | 1
 	o, found := s.find(h, key)
 	if !found {
-		if s.count >= s.cfg.MaxKeys {
+		switch {
+		case s.count >= s.cfg.MaxKeys:
 			s.evict()
+			o, _ = s.find(h, key)
+		case uint64(s.count+1)*3 > (s.mask+1)*2 && s.mask+1 < s.maxSlots:
+			s.grow()
 			o, _ = s.find(h, key)
 		}
 		s.insert(o, h, key)

@@ -499,9 +499,10 @@ func TestAggregateMetrics(t *testing.T) {
 	if small < 1000*(24+8+3*8) {
 		t.Errorf("%d table bytes for 1000 keys", small)
 	}
+	// The default bound does not cost its memory up front: the table grows.
 	def, _ := stages(t, "aggregate: {keys: [protocolIdentifier]}")
-	if b := metric(t, def, `sluice_aggregate_table_bytes{pipeline="p",stage="1:aggregate"}`); b < 1<<20*(24+8+3*8) {
-		t.Errorf("%d table bytes by default", b)
+	if b := metric(t, def, `sluice_aggregate_table_bytes{pipeline="p",stage="1:aggregate"}`); b > 1<<20 {
+		t.Errorf("%d table bytes by default before any record", b)
 	}
 	for _, name := range []string{"sluice_pipeline_version", `sluice_aggregate_dropped_total{pipeline="p",stage="1:aggregate"}`} {
 		metric(t, s, name)

@@ -153,7 +153,8 @@ type Aggregate struct {
 	ActiveTimeout, IdleTimeout time.Duration
 	// MaxKeys bounds the aggregates held; at the bound, the least
 	// recently updated of a few sampled aggregates is emitted early
-	// (counted as evicted). Default 1048576.
+	// (counted as evicted). Default 1048576, at most MaxAggregateKeys.
+	// The table grows with the keys held, up to the bound.
 	MaxKeys int
 	// TemplateID is the first template ID of the aggregates' templates
 	// (one per set of keys present). Default 4096.
@@ -181,6 +182,10 @@ func errAt(line int, format string, args ...any) error {
 
 // MaxFileSize bounds a pipeline file.
 const MaxFileSize = 1 << 20
+
+// MaxAggregateKeys bounds an aggregate stage's max_keys (its table then
+// takes about 150 bytes per key for a 5-tuple key).
+const MaxAggregateKeys = 1 << 24
 
 // Default is the pipeline used when none is configured: every record to
 // outputs unchanged.
@@ -478,7 +483,7 @@ func parseAggregate(n *yaml.Node) (*Aggregate, error) {
 			a.IdleTimeout, err = durVal(v)
 		case "max_keys":
 			var u uint64
-			u, err = uintVal(v, 1, 1<<26)
+			u, err = uintVal(v, 1, MaxAggregateKeys)
 			a.MaxKeys = int(u)
 		case "template_id":
 			var u uint64

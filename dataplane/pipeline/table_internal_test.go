@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/jsonl"
 )
 
 // The aggregate table's backward-shift delete keeps every remaining key
@@ -63,6 +66,59 @@ func TestAggTableRemove(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestAggTableGrow: the table starts small, doubles as keys come, keeps
+// every key findable across the moves, and stops growing at its bound.
+func TestAggTableGrow(t *testing.T) {
+	const maxKeys = 20000
+	s, err := newAggregate(1, &Aggregate{Keys: []string{"sourceTransportPort", "destinationTransportPort"}, MaxKeys: maxKeys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.mask + 1; got != initialAggSlots {
+		t.Fatalf("starts with %d slots, want %d", got, initialAggSlots)
+	}
+	l := mustLayout(t, []ipfix.FieldSpec{{ID: 7, Length: 2}, {ID: 11, Length: 2}, {ID: 1, Length: 8}})
+	var out nullSink
+	s.next = &out
+	var r ipfix.Record
+	for k := range maxKeys {
+		b := binary.BigEndian.AppendUint16(nil, uint16(k))
+		b = binary.BigEndian.AppendUint16(b, uint16(k>>16))
+		b = binary.BigEndian.AppendUint64(b, uint64(k))
+		it := ipfix.NewDataIter(l, b)
+		it.Next(&r)
+		s.record(nil, &r)
+		if uint64(s.count)*3 > (s.mask+1)*2 {
+			t.Fatalf("%d keys in %d slots: over 2/3", s.count, s.mask+1)
+		}
+	}
+	if s.count != maxKeys || s.mask+1 != s.maxSlots || s.evicted != 0 || out.n != 0 {
+		t.Fatalf("count %d slots %d (max %d) evicted %d emitted %d", s.count, s.mask+1, s.maxSlots, s.evicted, out.n)
+	}
+	for k := range maxKeys {
+		key := make([]byte, s.keyW)
+		binary.LittleEndian.PutUint32(key, 3)
+		binary.BigEndian.PutUint16(key[4:], uint16(k))
+		binary.BigEndian.PutUint16(key[6:], uint16(k>>16))
+		if _, ok := s.find(maphash.Bytes(s.seed, key)|1, key); !ok {
+			t.Fatalf("key %d lost by growing", k)
+		}
+	}
+}
+
+type nullSink struct{ n int }
+
+func (s *nullSink) record(*jsonl.Meta, *ipfix.Record) { s.n++ }
+
+func mustLayout(t *testing.T, specs []ipfix.FieldSpec) *ipfix.Layout {
+	t.Helper()
+	l, err := buildLayout(256, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 // The trie against a slow reference: the longest listed prefix that holds
