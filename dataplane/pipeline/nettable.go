@@ -78,12 +78,37 @@ func (t *netTable) lookup(addr []byte) int {
 // loadNetTable reads a CSV table: "prefix,<column>..." then rows. A later
 // row for the same prefix replaces an earlier one.
 func loadNetTable(path string) (*netTable, error) {
-	f, err := os.Open(path)
+	f, err := openBounded(path, MaxTableFileSize)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	return readNetTable(f, path)
+}
+
+// MaxTableFileSize bounds a CIDR table file.
+const MaxTableFileSize = 512 << 20
+
+// openBounded opens a regular file of at most max bytes: a pipeline must
+// not hang reading a device or a FIFO, nor exhaust memory.
+func openBounded(path string, max int64) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+	case !st.Mode().IsRegular():
+		err = fmt.Errorf("%s: not a regular file", path)
+	case st.Size() > max:
+		err = fmt.Errorf("%s: %d bytes, more than %d", path, st.Size(), max)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func readNetTable(r io.Reader, name string) (*netTable, error) {

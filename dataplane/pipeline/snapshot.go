@@ -161,6 +161,9 @@ func Compile(c *Config, set *OutputSet) (snap *Snapshot, err error) {
 		if p.name == "" {
 			p.name = "pipeline" + strconv.Itoa(i+1)
 		}
+		if !validName(p.name) {
+			return nil, errAt(pc.Line, "pipeline name %q: use letters, digits, '_', '-' and '.' (at most 64)", p.name)
+		}
 		if names[p.name] {
 			return nil, errAt(pc.Line, "pipeline name %q used twice", p.name)
 		}
@@ -212,6 +215,19 @@ func Compile(c *Config, set *OutputSet) (snap *Snapshot, err error) {
 		s.pipes = append(s.pipes, p)
 	}
 	return s, nil
+}
+
+// validName keeps pipeline names safe as metric label values.
+func validName(n string) bool {
+	if n == "" || len(n) > 64 {
+		return false
+	}
+	for _, c := range n {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Snapshot) addOutput(o export.Output) {

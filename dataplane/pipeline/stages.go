@@ -3,7 +3,7 @@ package pipeline
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
+	"io"
 
 	"github.com/sluice-flow/sluice/dataplane/anon"
 	"github.com/sluice-flow/sluice/dataplane/filter"
@@ -280,7 +280,12 @@ func newAnonymise(line int, a *Anonymise) (*anonStage, error) {
 	if a.Method == "cryptopan" {
 		keyText := a.Key
 		if a.KeyFile != "" {
-			b, err := os.ReadFile(a.KeyFile)
+			f, err := openBounded(a.KeyFile, 4096)
+			if err != nil {
+				return nil, errAt(line, "anonymise: key_file: %v", err)
+			}
+			b, err := io.ReadAll(f)
+			f.Close()
 			if err != nil {
 				return nil, errAt(line, "anonymise: key_file: %v", err)
 			}
