@@ -46,7 +46,8 @@ var (
 // aggStage is RFC 7015 aggregation over an open-addressing table with a
 // bound on keys. Each slot is one stride of the arena: hash (0: empty),
 // first and last update (ms), the key (presence mask then key values at
-// canonical widths), then the values as uint64.
+// canonical widths), then the values as uint64. Records go into the table
+// aggBatch at a time, and at every tick before anything else.
 type aggStage struct {
 	cfg    Aggregate
 	keys   []aggKey
@@ -59,7 +60,6 @@ type aggStage struct {
 	maxSlots uint64
 	count    int
 	seed     maphash.Seed
-	key      []byte
 	plans    planCache[aggPlan]
 	shapes   map[uint32]*ipfix.Layout
 	// now is the processing time (ms), set by tick.
@@ -74,7 +74,19 @@ type aggStage struct {
 	evicted, expired      uint64
 	shapeErrs             uint64
 	pub                   aggPub
+	// Records taken but not yet in the table (see drain): the hash, key
+	// and value inputs of each, copied out of the record.
+	pend     int
+	pendH    [aggBatch]uint64
+	pendKeys []byte
+	pendVals []uint64
+	pendHas  []bool
+	touched  uint64
 }
+
+// aggBatch is how many records the stage takes before looking their slots
+// up together.
+const aggBatch = 32
 
 type aggKey struct {
 	ie    ipfix.InfoElement
@@ -190,7 +202,9 @@ func newAggregate(line int, a *Aggregate) (*aggStage, error) {
 	slots := min(s.maxSlots, initialAggSlots)
 	s.mask = slots - 1
 	s.arena = make([]byte, int(slots)*s.stride)
-	s.key = make([]byte, s.keyW)
+	s.pendKeys = make([]byte, aggBatch*s.keyW)
+	s.pendVals = make([]uint64, aggBatch*len(s.vals))
+	s.pendHas = make([]bool, aggBatch*len(s.vals))
 	s.msg = ipfix.Message{Version: ipfix.VersionIPFIX, DomainID: s.cfg.ObservationDomain}
 	s.meta.Msg = &s.msg
 	s.now = time.Now().UnixMilli()
@@ -286,7 +300,7 @@ func (s *aggStage) record(m *jsonl.Meta, r *ipfix.Record) {
 		s.n.errs++
 		return
 	}
-	key := s.key
+	key := s.pendKeys[s.pend*s.keyW : (s.pend+1)*s.keyW]
 	clear(key)
 	binary.LittleEndian.PutUint32(key, p.mask)
 	for _, k := range p.keys {
@@ -300,23 +314,11 @@ func (s *aggStage) record(m *jsonl.Meta, r *ipfix.Record) {
 			putUint(dst, uint64(r.Int(k.field)))
 		}
 	}
-	h := maphash.Bytes(s.seed, key) | 1
-	o, found := s.find(h, key)
-	if !found {
-		switch {
-		case s.count >= s.cfg.MaxKeys:
-			s.evict()
-			o, _ = s.find(h, key)
-		case uint64(s.count+1)*3 > (s.mask+1)*2 && s.mask+1 < s.maxSlots:
-			s.grow()
-			o, _ = s.find(h, key)
-		}
-		s.insert(o, h, key)
-	}
-	slot := s.arena[o : o+s.stride]
-	binary.LittleEndian.PutUint64(slot[16:], uint64(s.now))
-	vals := slot[slotHead+s.keyW:]
+	s.pendH[s.pend] = maphash.Bytes(s.seed, key) | 1
+	nv := len(s.vals)
+	vals, has := s.pendVals[s.pend*nv:(s.pend+1)*nv], s.pendHas[s.pend*nv:(s.pend+1)*nv]
 	for i, j := range p.vals {
+		has[i] = j >= 0
 		if j < 0 {
 			continue
 		}
@@ -329,7 +331,7 @@ func (s *aggStage) record(m *jsonl.Meta, r *ipfix.Record) {
 		} else {
 			v = r.Uint(j)
 		}
-		accumulate(vals[8*i:], s.vals[i].fn, v)
+		vals[i] = v
 	}
 	n := len(p.vals)
 	start, end := s.now, s.now
@@ -344,14 +346,56 @@ func (s *aggStage) record(m *jsonl.Meta, r *ipfix.Record) {
 	} else if p.start >= 0 {
 		end = start
 	}
-	accumulate(vals[8*n:], aggFnMin, uint64(start))
-	accumulate(vals[8*n+8:], aggFnMax, uint64(end))
 	flows := uint64(1)
 	if p.flows >= 0 {
 		flows = r.Uint(p.flows)
 	}
-	accumulate(vals[8*n+16:], aggFnSum, flows)
+	vals[n], vals[n+1], vals[n+2] = uint64(start), uint64(end), flows
+	has[n], has[n+1], has[n+2] = true, true, true
+	s.pend++
 	s.n.out++ // absorbed; emitted records are counted in emitted
+	if s.pend == aggBatch {
+		s.drain()
+	}
+}
+
+// drain puts the records taken since the last drain into the table, in
+// the order they came. Their slots are read first, all together: the
+// table is far larger than the caches, and independent loads wait for
+// memory at the same time instead of one after the other.
+func (s *aggStage) drain() {
+	t := s.touched
+	for _, h := range s.pendH[:s.pend] {
+		o := int(h&s.mask) * s.stride
+		t += binary.LittleEndian.Uint64(s.arena[o:]) + uint64(s.arena[o+s.stride-1])
+	}
+	s.touched = t
+	nv := len(s.vals)
+	for b := range s.pend {
+		h, key := s.pendH[b], s.pendKeys[b*s.keyW:(b+1)*s.keyW]
+		o, found := s.find(h, key)
+		if !found {
+			switch {
+			case s.count >= s.cfg.MaxKeys:
+				s.evict()
+				o, _ = s.find(h, key)
+			case uint64(s.count+1)*3 > (s.mask+1)*2 && s.mask+1 < s.maxSlots:
+				s.grow()
+				o, _ = s.find(h, key)
+			}
+			s.insert(o, h, key)
+		}
+		slot := s.arena[o : o+s.stride]
+		binary.LittleEndian.PutUint64(slot[16:], uint64(s.now))
+		vals := slot[slotHead+s.keyW:]
+		in, has := s.pendVals[b*nv:(b+1)*nv], s.pendHas[b*nv:(b+1)*nv]
+		for i, v := range in {
+			if has[i] {
+				accumulate(vals[8*i:], s.vals[i].fn, v)
+			}
+		}
+	}
+	s.pend = 0
 }
 
 func accumulate(b []byte, fn int, v uint64) {
@@ -507,6 +551,7 @@ func (s *aggStage) emit(o int) {
 // tick advances processing time: it closes the interval and emits what
 // timed out. flush emits everything.
 func (s *aggStage) tick(now time.Time, flush bool) {
+	s.drain() // at the time the records came
 	s.now = now.UnixMilli()
 	if flush {
 		s.emitAll()
