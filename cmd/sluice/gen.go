@@ -36,6 +36,7 @@ type genConfig struct {
 	allowRemote   bool
 	batch         int
 	gso           bool
+	keys          int // distinct flow keys in all; 0 = 16 messages' worth per exporter
 }
 
 // Template kinds the generator can send.
@@ -105,6 +106,7 @@ func runGen(args []string, stdout, stderr io.Writer) error {
 	allowRemote := fs.Bool("allow-remote", false, "allow a destination outside loopback")
 	batch := fs.Int("batch", 64, "messages per sendmmsg call")
 	gso := fs.Bool("gso", true, "use UDP GSO when every message has the same size")
+	keys := fs.Int("keys", 0, "distinct 5-tuples the data records cycle through, split among the exporters (0 = each exporter cycles through 16 messages' worth)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: sluice gen [flags]\n\nSends IPFIX or NetFlow v9 load and prints one JSON line with what it sent.\n\n")
 		fs.PrintDefaults()
@@ -114,7 +116,7 @@ func runGen(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := genConfig{tcp: *tcp, version: uint16(*version), duration: *duration, count: *count,
 		exporters: *exporters, records: *records, tplInterval: *tplInterval, dataFirst: *dataFirst,
-		distinctAddrs: *distinct, allowRemote: *allowRemote, batch: *batch, gso: *gso}
+		distinctAddrs: *distinct, allowRemote: *allowRemote, batch: *batch, gso: *gso, keys: *keys}
 	var err error
 	if cfg.rate, cfg.ratePackets, err = parseRate(*rate); err != nil {
 		return err
@@ -146,6 +148,13 @@ func runGen(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("gen: --batch must be 1..1024")
 	case cfg.duration == 0 && cfg.count == 0:
 		return fmt.Errorf("gen: give --duration or --count")
+	case cfg.keys < 0 || cfg.keys > maxGenKeys:
+		return fmt.Errorf("gen: --keys must be 0..%d", maxGenKeys)
+	case cfg.keys > 0 && cfg.keys < cfg.exporters:
+		return fmt.Errorf("gen: --keys must be at least --exporters")
+	case cfg.keys > 0 && cfg.exporters > 255:
+		// The exporter is one octet of the source address.
+		return fmt.Errorf("gen: --keys needs --exporters 255 or fewer")
 	}
 	g, err := newGenerator(cfg)
 	if err != nil {
@@ -296,7 +305,21 @@ func (g *generator) newExporter(i int) (*genExporter, error) {
 const (
 	genTemplateBase = 256
 	genOptionsID    = 400
+	// maxGenKeys bounds --keys: the prepared messages take about 50 octets
+	// per key. An exporter's keys would stay distinct up to 122,880,000:
+	// the source address holds the key modulo 2^16, the source port modulo
+	// 60000.
+	maxGenKeys = 1 << 24
 )
+
+// exporterKeys is how many of cfg.keys exporter i (0-based) cycles through.
+func (cfg *genConfig) exporterKeys(i int) int {
+	n := cfg.keys / cfg.exporters
+	if i < cfg.keys%cfg.exporters {
+		n++
+	}
+	return n
+}
 
 // buildMessages prepares an exporter's template message and a cycle of data
 // messages; sequence numbers and export times are patched at send time.
@@ -342,7 +365,14 @@ func (g *generator) buildMessages(e *genExporter) {
 		w.AddRecords(1)
 		e.opt, _ = w.Finish(b)
 	}
-	const cycle = 16
+	// Record n of the cycle gets the n-th 5-tuple of its exporter. With
+	// --keys, n wraps at the exporter's share of the keys, and the cycle is
+	// as long as it takes to send each of them.
+	cycle, keys := 16, 0
+	if cfg.keys > 0 {
+		keys = cfg.exporterKeys(int(e.domain) - 1)
+		cycle = (keys + cfg.records - 1) / cfg.records
+	}
 	start := time.Now().UnixMilli()
 	for i := range cycle * len(dataKinds) {
 		kind := dataKinds[i%len(dataKinds)]
@@ -350,7 +380,11 @@ func (g *generator) buildMessages(e *genExporter) {
 		b := w.Begin(nil, now)
 		b = w.BeginSet(b, id)
 		for r := range cfg.records {
-			b = appendGenRecord(b, kind, int(e.domain), i*cfg.records+r, start)
+			n := i*cfg.records + r
+			if keys > 0 {
+				n %= keys
+			}
+			b = appendGenRecord(b, kind, int(e.domain), n, start)
 		}
 		b = w.EndSet(b)
 		w.AddRecords(cfg.records)
