@@ -74,7 +74,7 @@ clean:
 
 # Throughput measurements (README.md, "Performance"). Runner flags go in
 # PERF_ARGS, e.g. make perf PERF_ARGS='--step 10s --outputs discard'.
-.PHONY: perf perf-ceiling perf-compare
+.PHONY: perf perf-ceiling perf-compare perf-pipeline
 perf:
 	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/run.sh
 
@@ -83,3 +83,6 @@ perf-ceiling:
 
 perf-compare:
 	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-compare$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/compare.sh
+
+perf-pipeline:
+	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-pipeline$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/pipeline.sh

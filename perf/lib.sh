@@ -1,5 +1,6 @@
-# Shared by perf/run.sh, perf/ceiling.sh and perf/compare.sh: build what the
-# runs need into bin/ and install gnuplot for the plots. Sourced, not run.
+# Shared by perf/run.sh, perf/ceiling.sh, perf/compare.sh and perf/pipeline.sh:
+# build what the runs need into bin/ and install gnuplot for the plots.
+# Sourced, not run.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

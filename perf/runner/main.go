@@ -1,7 +1,8 @@
 //go:build linux
 
 // Command runner drives Sluice's throughput measurements (perf/run.sh,
-// perf/ceiling.sh, perf/compare.sh call it; see README.md "Performance").
+// perf/ceiling.sh, perf/compare.sh, perf/pipeline.sh call it; see
+// README.md "Performance").
 //
 // Each step starts a fresh receiver (sluice run, goflow2 or the recvmmsg
 // sink) on a free loopback port, warms it up, runs `sluice gen` at one rate
@@ -15,6 +16,8 @@
 //	runner run     [flags]   sluice with each --outputs entry
 //	runner ceiling [flags]   the recvmmsg sink, then sluice, small messages
 //	runner compare [flags]   sluice and goflow2 at the same rates
+//	runner pipeline [flags]  sluice with pipeline files (stages, IPFIX over
+//	                         TCP to a receiver in the runner, aggregation)
 //	runner report  [flags]   rewrite RESULTS.md and the plots from results/*.json
 //
 // Results go to perf/results/MODE.json, a section of perf/RESULTS.md and a
@@ -43,6 +46,9 @@ type config struct {
 	sluiceArgs, goflow2Args        []string
 	sinkArgs, genArgs              []string
 	outputs                        []string
+	pipelines                      []*pipelineSpec
+	keys                           int
+	prefillRate                    float64
 	records, exporters             int
 	step, drainTimeout, settle     time.Duration
 	genBurst, profileTime          time.Duration
@@ -85,7 +91,7 @@ type Result struct {
 
 func main() {
 	if len(os.Args) < 2 || strings.HasPrefix(os.Args[1], "-") {
-		fmt.Fprintln(os.Stderr, "usage: runner run|ceiling|compare|report [flags]  (runner MODE -h for the flags)")
+		fmt.Fprintln(os.Stderr, "usage: runner run|ceiling|compare|pipeline|report [flags]  (runner MODE -h for the flags)")
 		os.Exit(2)
 	}
 	cfg, err := parseFlags(os.Args[1], os.Args[2:])
@@ -103,10 +109,11 @@ func main() {
 }
 
 var modeHelp = map[string]string{
-	"run":     "Measures sluice run with each --outputs entry: a ladder of rates and a bisection\nfor the highest zero-loss rate, a profiled step at that rate, a step at twice it.",
-	"ceiling": "Measures the recvmmsg sink (perf/sink), then sluice run --output discard, with\nsmall messages: what loopback delivers at all, and Sluice's share of it.",
-	"compare": "Measures sluice run --output discard, then goflow2 (-format bin -transport file\ninto /dev/null), at the same rates.",
-	"report":  "Rewrites the sections of RESULTS.md and the plots from the results/*.json files.",
+	"run":      "Measures sluice run with each --outputs entry: a ladder of rates and a bisection\nfor the highest zero-loss rate, a profiled step at that rate, a step at twice it.",
+	"ceiling":  "Measures the recvmmsg sink (perf/sink), then sluice run --output discard, with\nsmall messages: what loopback delivers at all, and Sluice's share of it.",
+	"compare":  "Measures sluice run --output discard, then goflow2 (-format bin -transport file\ninto /dev/null), at the same rates.",
+	"pipeline": "Measures sluice run --pipeline FILE for each --pipelines entry: a ladder and a\nbisection for the highest input rate without loss on either side (input as in\nrun; outputs: nothing dropped, queued or unsent, and a TCP receiver in the\nrunner counted every record sent to it). Pipelines that aggregate get --keys\ndistinct 5-tuples, sent once before each step to fill the table, and report\nmemory per key.",
+	"report":   "Rewrites the sections of RESULTS.md and the plots from the results/*.json files.",
 }
 
 type listFlag []string
@@ -135,9 +142,9 @@ func parseRateFlag(s string) (float64, error) {
 func parseFlags(mode string, args []string) (config, error) {
 	c := config{mode: mode}
 	switch mode {
-	case "run", "ceiling", "compare", "report":
+	case "run", "ceiling", "compare", "pipeline", "report":
 	default:
-		return c, fmt.Errorf("unknown mode %q: run, ceiling, compare or report", mode)
+		return c, fmt.Errorf("unknown mode %q: run, ceiling, compare, pipeline or report", mode)
 	}
 	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
 	fs.Usage = func() {
@@ -149,12 +156,15 @@ func parseFlags(mode string, args []string) (config, error) {
 	fs.StringVar(&c.sink, "sink", "bin/perf-sink", "recvmmsg sink binary (ceiling)")
 	fs.StringVar(&c.goflow2, "goflow2", "bin/goflow2", "goflow2 binary (compare)")
 	fs.StringVar(&c.goflow2Query, "goflow2-listen-query", "", "query appended to goflow2's -listen URL, e.g. count=2 (default: goflow2's own defaults)")
-	var sluiceArgs, goflow2Args, sinkArgs, genArgs, outputs listFlag
+	var sluiceArgs, goflow2Args, sinkArgs, genArgs, outputs, pipelines listFlag
 	fs.Var(&sluiceArgs, "sluice-args", "extra sluice run arguments (space-separated; repeatable)")
 	fs.Var(&goflow2Args, "goflow2-args", "extra goflow2 arguments")
 	fs.Var(&sinkArgs, "sink-args", "extra sink arguments")
 	fs.Var(&genArgs, "gen-args", "extra sluice gen arguments, e.g. \"--templates ipv6\"")
 	fs.Var(&outputs, "outputs", "sluice outputs to measure, space-separated (run; default \"discard jsonl:/dev/null\")")
+	fs.Var(&pipelines, "pipelines", "pipelines to measure, space-separated: built-in names or YAML files where RECEIVER stands for the runner's TCP receiver (pipeline; default \"select-project-tcp aggregate-1m\")")
+	fs.IntVar(&c.keys, "keys", 1000000, "distinct 5-tuples the generator sends to pipelines that aggregate (sluice gen --keys; 0: the generator's default)")
+	prefillRate := fs.String("prefill-rate", "1M", "records/s at which the aggregate table is filled before each step")
 	defRecords, defStart, defPast := 30, "1M", 1
 	switch mode {
 	case "ceiling":
@@ -178,7 +188,7 @@ func parseFlags(mode string, args []string) (config, error) {
 	fs.Float64Var(&c.lossTolerance, "loss-tolerance", 0, "loss fraction still counted as zero loss")
 	fs.Float64Var(&c.genShortfall, "gen-shortfall", 0.95, "a step offering less than this fraction of its rate is generator-limited")
 	fs.DurationVar(&c.profileTime, "profile-time", 5*time.Second, "length of the CPU profile (the profiled step runs that long plus 1 s, at least --step)")
-	fs.BoolVar(&c.profile, "profile", mode == "run" || mode == "ceiling", "capture CPU and allocation profiles of sluice at its best rate")
+	fs.BoolVar(&c.profile, "profile", mode == "run" || mode == "ceiling" || mode == "pipeline", "capture CPU and allocation profiles of sluice at its best rate")
 	fs.BoolVar(&c.overload, "overload", mode != "ceiling", "finish with a step at twice the best rate (memory and loss accounting under overload)")
 	fs.StringVar(&c.resultsDir, "results", "perf/results", "directory for MODE.json, MODE.gp and profiles/ (receiver logs go to a temporary directory, named at the start)")
 	fs.StringVar(&c.resultsMD, "results-md", "perf/RESULTS.md", "Markdown file whose MODE section is rewritten")
@@ -196,6 +206,23 @@ func parseFlags(mode string, args []string) (config, error) {
 	}
 	if c.max, err = parseRateFlag(*maxRate); err != nil {
 		return c, err
+	}
+	if c.prefillRate, err = parseRateFlag(*prefillRate); err != nil {
+		return c, err
+	}
+	if mode == "pipeline" {
+		if len(pipelines) == 0 {
+			for _, b := range builtinPipelines {
+				pipelines = append(pipelines, b.Name)
+			}
+		}
+		for _, name := range pipelines {
+			ps, err := lookupPipeline(name)
+			if err != nil {
+				return c, err
+			}
+			c.pipelines = append(c.pipelines, ps)
+		}
 	}
 	c.sluiceArgs, c.goflow2Args, c.sinkArgs, c.genArgs = sluiceArgs, goflow2Args, sinkArgs, genArgs
 	c.outputs = outputs
@@ -215,6 +242,8 @@ func parseFlags(mode string, args []string) (config, error) {
 		return c, fmt.Errorf("--factor must be above 1")
 	case c.step < 500*time.Millisecond:
 		return c, fmt.Errorf("--step must be at least 500ms")
+	case c.keys < 0:
+		return c, fmt.Errorf("--keys must be at least 0")
 	}
 	return c, nil
 }
@@ -250,6 +279,15 @@ func run(cfg config) error {
 			"step_seconds": cfg.step.Seconds(), "start_rps": cfg.start, "factor": cfg.factor, "bisect": cfg.bisect,
 			"sluice_args": strings.Join(cfg.sluiceArgs, " "), "gen_args": strings.Join(cfg.genArgs, " "),
 			"goflow2_listen_query": cfg.goflow2Query, "gen_burst": cfg.genBurst.String(), "loss_tolerance": cfg.lossTolerance}}
+	if cfg.mode == "pipeline" {
+		res.Config["keys"] = cfg.keys
+		res.Config["prefill_rps"] = cfg.prefillRate
+		files := map[string]string{}
+		for _, ps := range cfg.pipelines {
+			files[ps.Name] = ps.Text
+		}
+		res.Config["pipelines"] = files
+	}
 	r.logf("perf %s: %s, %d CPUs, kernel %s, %s; load average %.2f; receiver logs in %s (removed if all goes well)",
 		cfg.mode, res.Machine.CPUModel, res.Machine.CPUs, res.Machine.Kernel, res.Machine.GoVersion, res.LoadAvgStart, r.logDir)
 	if res.LoadAvgStart > 0.5 {
@@ -276,6 +314,15 @@ func run(cfg config) error {
 	case "compare":
 		res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: "discard"}, sc))
 		res.Series = append(res.Series, r.search(Target{Kind: kindGoflow2, Output: "-format bin -transport file → /dev/null"}, sc))
+	case "pipeline":
+		for _, ps := range cfg.pipelines {
+			c := sc
+			c.profile = cfg.profile
+			c.profileName = "pipeline-" + sanitize(ps.Name)
+			se := r.search(Target{Kind: kindSluice, Output: ps.Name, Pipeline: ps}, c)
+			se.TargetRPS = ps.TargetRPS
+			res.Series = append(res.Series, se)
+		}
 	}
 	res.Seconds = time.Since(r.started).Seconds()
 	var n int

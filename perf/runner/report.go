@@ -14,15 +14,16 @@ import (
 )
 
 var modeTitles = map[string]string{
-	"run":     "Sluice alone (`perf/run.sh`, `make perf`)",
-	"ceiling": "Loopback ceiling (`perf/ceiling.sh`, `make perf-ceiling`)",
-	"compare": "Sluice and goflow2 (`perf/compare.sh`, `make perf-compare`)",
+	"run":      "Sluice alone (`perf/run.sh`, `make perf`)",
+	"ceiling":  "Loopback ceiling (`perf/ceiling.sh`, `make perf-ceiling`)",
+	"compare":  "Sluice and goflow2 (`perf/compare.sh`, `make perf-compare`)",
+	"pipeline": "Pipelines (`perf/pipeline.sh`, `make perf-pipeline`)",
 }
 
 // reportAll rewrites the sections of RESULTS.md and the plots of every
 // mode that has a results file.
 func (r *runner) reportAll() error {
-	for _, mode := range []string{"run", "ceiling", "compare"} {
+	for _, mode := range []string{"run", "ceiling", "compare", "pipeline"} {
 		b, err := os.ReadFile(filepath.Join(r.cfg.resultsDir, mode+".json"))
 		if err != nil {
 			continue
@@ -95,8 +96,34 @@ func summaryLines(res *Result) []string {
 		if len(res.Series) == 2 && res.Series[1].BestRPS > 0 {
 			out = append(out, fmt.Sprintf("  zero-loss rate ratio sluice/goflow2: %.1f", res.Series[0].BestRPS/res.Series[1].BestRPS))
 		}
+	case "pipeline":
+		for _, se := range res.Series {
+			line := fmt.Sprintf("  %s: target %s rec/s: %s", se.Output, fmtRateOr(se.TargetRPS, "none"), targetVerdict(se))
+			if b := bestStep(se); b != nil && b.Pipe != nil {
+				line += fmt.Sprintf("; output %s rec/s at the best rate", fmtRate(b.Pipe.OutputRPS))
+				if b.Pipe.Aggregate {
+					line += fmt.Sprintf("; %.0f keys held, %.0f B/key (RSS growth), %.0f B/key (table)", b.Pipe.Keys, b.Pipe.BytesPerKeyRSS, b.Pipe.BytesPerKeyTable)
+				}
+			}
+			out = append(out, line)
+		}
 	}
 	return out
+}
+
+// targetVerdict says whether a series reached its target rate.
+func targetVerdict(se *Series) string {
+	switch {
+	case se.TargetRPS == 0:
+		return "-"
+	case se.BestRPS >= se.TargetRPS:
+		return "met"
+	case se.BestGenLimited:
+		return "not shown (the generator could not offer more)"
+	case se.LowestLossRPS == 0:
+		return "not reached (no step lost: raise --max)"
+	}
+	return "not met"
 }
 
 // maxDecodedPPS is the most data messages per second a series decoded.
@@ -132,6 +159,9 @@ func (r *runner) renderSection(res *Result, plot string) string {
 	w("\n")
 	cfg := res.Config
 	w("- Load: `sluice gen`, %v records per message (5-tuple template, 46-byte records), %v exporters, %v s per step", cfg["records_per_message"], cfg["exporters"], cfg["step_seconds"])
+	if res.Mode == "pipeline" {
+		w(", `--keys %v` distinct 5-tuples for pipelines that aggregate (sent once at %s records/s before each step)", cfg["keys"], fmtRate(toFloat(cfg["prefill_rps"])))
+	}
 	if a, _ := cfg["gen_args"].(string); a != "" {
 		w(", gen args `%s`", a)
 	}
@@ -199,6 +229,8 @@ func (r *runner) renderSection(res *Result, plot string) string {
 			}
 			w("\n")
 		}
+	case "pipeline":
+		r.renderPipelineSummary(w, res)
 	}
 	if plot != "" {
 		w("![decoded vs offered](%s)\n\n", plot)
@@ -213,6 +245,10 @@ func (r *runner) renderSection(res *Result, plot string) string {
 		w("### %s\n\n", se.Target)
 		if se.Aborted != "" {
 			w("Stopped early: %s.\n\n", se.Aborted)
+		}
+		if res.Mode == "pipeline" {
+			r.renderPipelineSteps(w, se)
+			continue
 		}
 		w("| phase | asked rec/s | offered rec/s | offered pkt/s | %s | lost (sent − decoded) | seq lost | socket drops (pkts) | app drops | CPU s / M rec | peak RSS MB | drain s | others (cores) | result |\n",
 			map[bool]string{true: "received pkt/s", false: "decoded rec/s"}[se.Kind == kindSink])
@@ -261,24 +297,12 @@ func (r *runner) renderSection(res *Result, plot string) string {
 				}
 				w(".\n\n")
 			}
-			if len(s.Profiles) > 0 {
-				w("Profiles of the `%s` step (%s rec/s):", s.Phase, fmtRate(s.OfferedRPS))
-				for _, k := range []string{"cpu", "allocs", "heap"} {
-					if p, ok := s.Profiles[k]; ok {
-						w(" [%s](%s)", k, r.relPath(p))
-						if t, ok := s.Profiles[k+"_top"]; ok {
-							w(" ([top](%s))", r.relPath(t))
-						}
-					}
-				}
-				w("\n\n")
-				if t, ok := s.Profiles["cpu_top"]; ok {
-					if top := readTop(t, 18); top != "" {
-						w("<details><summary>CPU profile, top functions</summary>\n\n```text\n%s\n```\n</details>\n\n", top)
-					}
-				}
-			}
+			r.renderStepProfiles(w, s)
 		}
+	}
+	if res.Mode == "pipeline" {
+		w("%s", pipelineColumns)
+		return b.String()
 	}
 	w("Columns: *asked* is the generator's target, *offered* what it sent (its own count over its own run time), *decoded* what the receiver had counted when the generator stopped, over the generator process's wall time (what it decoded later is in the loss figures, not the rate). *lost* is the generator's count minus the receiver's; *seq lost* is what Sluice's sequence-number accounting saw missing; *socket drops* are the kernel's drops on the receiver's sockets (/proc/net/udp); *app drops* are drops the receiver counted itself. *CPU* is the receiver's user+system time (/proc/PID/stat) per million decoded records; *peak RSS* is VmHWM; *drain* is how long after the generator stopped the receiver was still counting; *others* is CPU used by other processes on the machine during the step (/proc/stat minus the receiver, generator and runner). Generator-limited: the generator offered less than 95%% of the asked rate.\n")
 	for _, se := range res.Series {
@@ -288,6 +312,29 @@ func (r *runner) renderSection(res *Result, plot string) string {
 		}
 	}
 	return b.String()
+}
+
+// renderStepProfiles links a step's profiles and shows the CPU profile's
+// top functions.
+func (r *runner) renderStepProfiles(w func(string, ...any), s *Step) {
+	if len(s.Profiles) == 0 {
+		return
+	}
+	w("Profiles of the `%s` step (%s rec/s):", s.Phase, fmtRate(s.OfferedRPS))
+	for _, k := range []string{"cpu", "allocs", "heap"} {
+		if p, ok := s.Profiles[k]; ok {
+			w(" [%s](%s)", k, r.relPath(p))
+			if t, ok := s.Profiles[k+"_top"]; ok {
+				w(" ([top](%s))", r.relPath(t))
+			}
+		}
+	}
+	w("\n\n")
+	if t, ok := s.Profiles["cpu_top"]; ok {
+		if top := readTop(t, 18); top != "" {
+			w("<details><summary>CPU profile, top functions</summary>\n\n```text\n%s\n```\n</details>\n\n", top)
+		}
+	}
 }
 
 func askedText(v float64) string {

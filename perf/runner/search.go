@@ -28,6 +28,8 @@ type Series struct {
 	MaxRPS  float64 `json:"max_decoded_rps"`
 	MaxPPS  float64 `json:"max_received_pps"`
 	Aborted string  `json:"aborted,omitempty"`
+	// TargetRPS is the goal for BestRPS, if the target has one.
+	TargetRPS float64 `json:"target_rps,omitempty"`
 }
 
 type searchCfg struct {
@@ -162,7 +164,18 @@ func stepLine(s *Step) string {
 	if s.SeqLost >= 0 {
 		seq = fmt.Sprintf(" seq-lost %.0f,", s.SeqLost)
 	}
-	return fmt.Sprintf("offered %s rec/s (%s pkt/s), %s; lost %.0f,%s sock-drops %.0f; cpu %.3f s/M rec, rss %.0f MB, drain %.2f s, others %.2f cores: %s",
-		fmtRate(s.OfferedRPS), fmtRate(s.OfferedPPS), what, s.LostRecords, seq, s.SocketDrops,
+	pipe := ""
+	if p := s.Pipe; p != nil {
+		pipe = fmt.Sprintf("; output %s rec/s, out-lost %.0f (dropped %.0f, queued %.0f, unsent %.0f", fmtRate(p.OutputRPS), p.OutLost, p.OutDropped, p.OutQueued, p.OutUnaccounted)
+		if p.Receiver {
+			pipe += fmt.Sprintf(", receiver missing %.0f, seq %.0f", p.RecvMissing, p.RecvSeqLost)
+		}
+		pipe += ")"
+		if p.Aggregate {
+			pipe += fmt.Sprintf("; keys %.0f, %.0f B/key (RSS), %.0f B/key (table)", p.Keys, p.BytesPerKeyRSS, p.BytesPerKeyTable)
+		}
+	}
+	return fmt.Sprintf("offered %s rec/s (%s pkt/s), %s; lost %.0f,%s sock-drops %.0f%s; cpu %.3f s/M rec, rss %.0f MB, drain %.2f s, others %.2f cores: %s",
+		fmtRate(s.OfferedRPS), fmtRate(s.OfferedPPS), what, s.LostRecords, seq, s.SocketDrops, pipe,
 		s.CPUPerMillion, s.PeakRSS/1e6, s.DrainSeconds, s.OtherCores, verdict)
 }

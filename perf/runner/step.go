@@ -82,6 +82,9 @@ type Step struct {
 	ZeroLoss   bool `json:"zero_loss"`
 	GenLimited bool `json:"generator_limited"`
 
+	// Pipe: the output side of a pipeline step (pipeline mode).
+	Pipe *PipeStep `json:"pipeline,omitempty"`
+
 	Profiles map[string]string `json:"profiles,omitempty"`
 	Error    string            `json:"error,omitempty"`
 }
@@ -106,6 +109,17 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 	}()
 	if err := r.warmUp(p); err != nil {
 		return nil, err
+	}
+	if t.Pipeline != nil {
+		s.Pipe = &PipeStep{Pipeline: t.Pipeline.Name, Receiver: p.recv != nil, Aggregate: t.Pipeline.aggregate}
+		if t.Pipeline.aggregate {
+			s.Pipe.RSSBase, _ = procStatusBytes(p.pid(), "VmRSS")
+			if r.cfg.keys > 0 {
+				if err := r.prefill(p, s.Pipe); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	base, err := p.scrape()
 	if err != nil {
@@ -139,7 +153,7 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 	}
 
 	genStart := time.Now()
-	gen, genCPU, err := r.runGen(p.udpPort, rate, dur, 0, false, r.progress(p))
+	gen, genCPU, err := r.runGen(p.udpPort, rate, dur, 0, false, r.keysArgs(t), r.progress(p))
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +172,9 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 		if t.Kind == kindSink {
 			return c.Packets-base.Packets >= float64(gen.Messages+gen.TemplateMessages)
 		}
+		if t.Pipeline != nil && !c.Pipe.outputsSettled(p.recv != nil) {
+			return false
+		}
 		return c.Decoded-base.Decoded+(c.BeforeTpl-base.BeforeTpl)*float64(r.cfg.records) >= float64(gen.Records)
 	}
 	last := atEnd
@@ -169,7 +186,7 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: reading metrics: %w", t, err)
 		}
-		if c.Decoded != last.Decoded || c.Packets != last.Packets || c.BeforeTpl != last.BeforeTpl {
+		if c.Decoded != last.Decoded || c.Packets != last.Packets || c.BeforeTpl != last.BeforeTpl || c.Pipe.moved(last.Pipe) {
 			lastChange = now
 		}
 		last = c
@@ -192,6 +209,9 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 	}
 	endCPU, _ := procCPU(p.pid())
 	s.PeakRSS, _ = procStatusBytes(p.pid(), "VmHWM")
+	if s.Pipe != nil && s.Pipe.Aggregate {
+		s.Pipe.RSSEnd, _ = procStatusBytes(p.pid(), "VmRSS")
+	}
 	s.SocketDrops = udpSocketDrops(p.udpPort) - baseDrops
 	endMachine, endSelf := readCPUTimes(), selfCPU()
 	wall := time.Since(startWall).Seconds()
@@ -230,6 +250,11 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 	}
 	// Rates while the generator ran: what was counted by its end, over the
 	// wall time of its process (a little longer than its own run time).
+	// Pipeline steps take the generator's own send time: preparing a
+	// million distinct records takes it a tenth of a second at the start.
+	if t.Pipeline != nil && gen.Seconds > 0 {
+		sendWindow = min(sendWindow, gen.Seconds)
+	}
 	if sendWindow > 0 {
 		decodedAtEnd := atEnd.Decoded - base.Decoded
 		s.ReceivedPPS = (atEnd.Packets - base.Packets) / sendWindow
@@ -258,6 +283,10 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 		s.LossFraction = math.Max(0, lost) / float64(gen.Records)
 	}
 	s.ZeroLoss = gen.Records > 0 && s.LossFraction <= r.cfg.lossTolerance
+	if s.Pipe != nil {
+		finishPipeStep(s.Pipe, base.Pipe, atEnd.Pipe, last.Pipe, sendWindow)
+		s.ZeroLoss = s.ZeroLoss && s.Pipe.outputOK()
+	}
 	s.GenLimited = rate > 0 && s.OfferedRPS < r.cfg.genShortfall*rate
 	return s, nil
 }
@@ -271,7 +300,7 @@ func (r *runner) warmUp(p *proc) error {
 	if err != nil {
 		return err
 	}
-	gen, _, err := r.runGen(p.udpPort, 0, 0, 16, true, nil)
+	gen, _, err := r.runGen(p.udpPort, 0, 0, 16, true, nil, nil)
 	if err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
@@ -281,8 +310,11 @@ func (r *runner) warmUp(p *proc) error {
 		if err != nil {
 			return err
 		}
+		// A pipeline's outputs must have sent the warm-up's records too
+		// (and the receiver counted them), or they would count in the step.
+		settled := p.t.Pipeline == nil || c.Pipe.outputsSettled(p.recv != nil)
 		if p.t.Kind == kindSink && c.Packets-before.Packets >= float64(gen.Messages+gen.TemplateMessages) ||
-			p.t.Kind != kindSink && c.Decoded-before.Decoded+(c.BeforeTpl-before.BeforeTpl)*float64(r.cfg.records) >= float64(gen.Records) {
+			p.t.Kind != kindSink && settled && c.Decoded-before.Decoded+(c.BeforeTpl-before.BeforeTpl)*float64(r.cfg.records) >= float64(gen.Records) {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -292,8 +324,9 @@ func (r *runner) warmUp(p *proc) error {
 }
 
 // runGen runs `sluice gen` once and returns its summary and CPU seconds.
-// count > 0 sends that many data messages instead of running for dur.
-func (r *runner) runGen(port int, rate float64, dur time.Duration, count int, warm bool, tick func(time.Duration)) (*genSummary, float64, error) {
+// count > 0 sends that many data messages instead of running for dur;
+// extra are more generator arguments (not for the warm-up).
+func (r *runner) runGen(port int, rate float64, dur time.Duration, count int, warm bool, extra []string, tick func(time.Duration)) (*genSummary, float64, error) {
 	args := []string{"gen", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--records", strconv.Itoa(r.cfg.records), "--rate", strconv.FormatFloat(rate, 'f', 0, 64)}
 	if warm {
@@ -301,7 +334,11 @@ func (r *runner) runGen(port int, rate float64, dur time.Duration, count int, wa
 	} else {
 		args = append(args, "--exporters", strconv.Itoa(r.cfg.exporters), "--duration", dur.String(),
 			"--batch", strconv.Itoa(r.genBatch(rate)))
+		if count > 0 {
+			args = append(args, "--count", strconv.Itoa(count))
+		}
 		args = append(args, r.cfg.genArgs...)
+		args = append(args, extra...)
 	}
 	timeout := dur + 20*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

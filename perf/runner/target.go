@@ -24,11 +24,17 @@ const (
 type Target struct {
 	Kind   string `json:"kind"`
 	Output string `json:"output"` // sluice output spec; a description for the others
+	// Pipeline, if set, runs sluice with this pipeline file instead of
+	// --output (Output then names the pipeline).
+	Pipeline *pipelineSpec `json:"-"`
 }
 
 func (t Target) String() string {
 	switch t.Kind {
 	case kindSluice:
+		if t.Pipeline != nil {
+			return "sluice pipeline " + t.Pipeline.Name
+		}
 		return "sluice " + t.Output
 	case kindGoflow2:
 		return "goflow2 " + t.Output
@@ -47,7 +53,8 @@ type counts struct {
 	// BeforeTpl: data messages dropped because their template was not
 	// known yet (goflow2; Sluice holds such data instead).
 	BeforeTpl float64
-	RingBytes float64 // sluice: configured ring capacity, all loops
+	RingBytes float64    // sluice: configured ring capacity, all loops
+	Pipe      pipeCounts // sluice with a pipeline file
 }
 
 // proc is a started receiver.
@@ -62,6 +69,7 @@ type proc struct {
 	pprof    string // base URL of net/http/pprof, or ""
 	logPath  string
 	logFile  *os.File
+	recv     *tcpReceiver // pipeline mode: where ipfix+tcp outputs send
 }
 
 func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
@@ -81,7 +89,16 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 	case kindSluice:
 		bin = r.cfg.sluice
 		args = []string{"run", "--listen", fmt.Sprintf("udp://127.0.0.1:%d", udp),
-			"--admin", fmt.Sprintf("127.0.0.1:%d", adm), "--output", t.Output, "--log-level", "warn"}
+			"--admin", fmt.Sprintf("127.0.0.1:%d", adm), "--log-level", "warn"}
+		if t.Pipeline != nil {
+			path, err := r.writePipeline(p)
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, "--pipeline", path)
+		} else {
+			args = append(args, "--output", t.Output)
+		}
 		args = append(args, r.cfg.sluiceArgs...)
 		p.metrics, p.ready = "/metrics", "/readyz"
 		if profile {
@@ -137,6 +154,7 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 	}
 	if err := p.cmd.Start(); err != nil {
 		p.logFile.Close()
+		p.closeReceiver()
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
 	r.setCurrent(p)
@@ -149,6 +167,7 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 	for {
 		select {
 		case <-p.done:
+			p.closeReceiver()
 			return nil, fmt.Errorf("%s exited at start (%s); log %s:\n%s", t, p.cmd.ProcessState, p.logPath, tail(p.logPath, 10))
 		default:
 		}
@@ -166,7 +185,8 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-// stop sends SIGTERM and waits up to 10 s, then kills.
+// stop sends SIGTERM and waits up to 10 s, then kills; then it closes the
+// receiver, which the outputs may use until sluice has exited.
 func (p *proc) stop() {
 	if p == nil || p.cmd.Process == nil {
 		return
@@ -179,6 +199,34 @@ func (p *proc) stop() {
 		<-p.done
 	}
 	p.logFile.Close()
+	p.closeReceiver()
+}
+
+func (p *proc) closeReceiver() {
+	if p.recv != nil {
+		p.recv.Close()
+		p.recv = nil
+	}
+}
+
+// writePipeline starts the step's TCP receiver if the pipeline file names
+// it, and writes the file with its address into the log directory.
+func (r *runner) writePipeline(p *proc) (string, error) {
+	ps := p.t.Pipeline
+	addr := ""
+	if ps.receiver {
+		recv, err := startReceiver()
+		if err != nil {
+			return "", fmt.Errorf("receiver: %w", err)
+		}
+		p.recv, addr = recv, recv.Addr()
+	}
+	path := filepath.Join(r.logDir, fmt.Sprintf("%03d-%s.yaml", r.logSeq+1, sanitize(ps.Name)))
+	if err := os.WriteFile(path, []byte(ps.file(addr)), 0o644); err != nil {
+		p.closeReceiver()
+		return "", err
+	}
+	return path, nil
 }
 
 // scrape reads the receiver's counters.
@@ -201,6 +249,16 @@ func (p *proc) scrape() (counts, error) {
 		c.DropUnits = m.sum("sluice_dropped_sets_total")
 		c.Malformed = m.sum("sluice_malformed_total")
 		c.RingBytes = m.sum("sluice_ring_capacity_bytes")
+		if ps := p.t.Pipeline; ps != nil {
+			addr := ""
+			if p.recv != nil {
+				addr = p.recv.Addr()
+			}
+			c.Pipe = scrapePipeline(m, ps, addr)
+			if p.recv != nil {
+				c.Pipe.Recv = p.recv.counts()
+			}
+		}
 	case kindGoflow2:
 		// goflow2 counts the records of each data set it produced flow
 		// messages for (metrics/producer.go, PromProducerWrapper).
