@@ -160,7 +160,7 @@ func (r *runner) renderSection(res *Result, plot string) string {
 	cfg := res.Config
 	w("- Load: `sluice gen`, %v records per message (5-tuple template, 46-byte records), %v exporters, %v s per step", cfg["records_per_message"], cfg["exporters"], cfg["step_seconds"])
 	if res.Mode == "pipeline" {
-		w(", `--keys %v` distinct 5-tuples for pipelines that aggregate (sent once at %s records/s before each step)", cfg["keys"], fmtRate(toFloat(cfg["prefill_rps"])))
+		w(", `--keys %.0f` distinct 5-tuples for pipelines that aggregate (sent once at %s records/s before each step)", toFloat(cfg["keys"]), fmtRate(toFloat(cfg["prefill_rps"])))
 	}
 	if a, _ := cfg["gen_args"].(string); a != "" {
 		w(", gen args `%s`", a)
@@ -171,7 +171,11 @@ func (r *runner) renderSection(res *Result, plot string) string {
 	if a, _ := cfg["goflow2_listen_query"].(string); a != "" && res.Mode == "compare" {
 		w(", goflow2 `-listen ...?%s`", a)
 	}
-	w("; a fresh receiver process per step; generator and receiver share the machine's CPUs.\n\n")
+	if res.Mode == "pipeline" {
+		w("; a fresh sluice process (and TCP receiver) per step; generator, sluice and receiver share the machine's CPUs.\n\n")
+	} else {
+		w("; a fresh receiver process per step; generator and receiver share the machine's CPUs.\n\n")
+	}
 
 	switch res.Mode {
 	case "run":

@@ -21,7 +21,7 @@ func (r *runner) renderPipelineSummary(w func(string, ...any), res *Result) {
 			perKey = fmt.Sprintf("%.0f B / %.0f B", best.Pipe.BytesPerKeyRSS, best.Pipe.BytesPerKeyTable)
 		}
 		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", se.Output, fmtRateOr(se.TargetRPS, "-"), bestText(se),
-			ifStep(best, func(s *Step) string { return fmtRate(s.Pipe.OutputRPS) }),
+			ifStep(best, outputText),
 			fmtRateOr(se.LowestLossRPS, "none"),
 			ifStep(best, func(s *Step) string { return fmt.Sprintf("%.3f", s.CPUPerMillion) }),
 			ifStep(best, func(s *Step) string { return fmt.Sprintf("%.0f MB", s.PeakRSS/1e6) }),
@@ -80,7 +80,7 @@ func (r *runner) renderPipelineSteps(w func(string, ...any), se *Series) {
 			keys = fmtCount(p.Keys)
 		}
 		w("| %s | %s | %s | %s | %s | %.0f | %.0f | %.0f | %s | %.0f | %.0f / %.0f | %s | %s | %.3f | %.0f | %.2f | %.2f | %s |\n",
-			s.Phase, askedText(s.TargetRPS), fmtRate(s.OfferedRPS), fmtRate(s.DecodedRPS), fmtRate(p.OutputRPS),
+			s.Phase, askedText(s.TargetRPS), fmtRate(s.OfferedRPS), fmtRate(s.DecodedRPS), outputText(s),
 			s.LostRecords, s.SeqLost, s.SocketDrops, appDrops(s), p.OutDropped, p.OutQueued, p.OutUnaccounted, recv, keys,
 			s.CPUPerMillion, s.PeakRSS/1e6, s.DrainSeconds, s.OtherCores, res)
 	}
@@ -101,6 +101,15 @@ func (r *runner) renderPipelineSteps(w func(string, ...any), se *Series) {
 }
 
 const pipelineColumns = "Columns: *asked* is the generator's target, *offered* what it sent (its own count over its own send time); *decoded* and *output* are what sluice had decoded and what its outputs had sent (`sluice_records_total`, `sluice_output_records_total{outcome=\"sent\"}`) when the generator stopped, over the generator's send time. *lost*, *seq lost*, *socket drops* and *app drops* are the input side as in `make perf`. *out dropped* is what the outputs dropped; *queued* what was still in their queues at the end of the step and *unsent* what the pipelines had handed to outputs but was neither sent nor dropped by then; *receiver missing* is what the outputs reported sent to the runner's receiver minus the records it counted, *seq gap* the records missing by the IPFIX sequence numbers it saw. *keys* is `sluice_aggregate_keys` at the end of the step. *CPU* is sluice's user+system time per million decoded records; *peak RSS* is VmHWM; *others* is CPU used by other processes during the step. Generator-limited: the generator offered less than 95% of the asked rate.\n"
+
+// outputText is a step's output rate; an aggregate that emitted nothing
+// says so.
+func outputText(s *Step) string {
+	if s.Pipe.Aggregate && s.Pipe.OutExpected == 0 {
+		return "0 (nothing emitted)"
+	}
+	return fmtRate(s.Pipe.OutputRPS)
+}
 
 // fmtCount writes a count with thousands separators.
 func fmtCount(v float64) string {
