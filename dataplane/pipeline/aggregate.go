@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"math"
 	"math/bits"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -16,25 +17,28 @@ import (
 
 // Elements the aggregate stage reads or adds (IANA IDs).
 const (
-	ieDeltaFlowCount             = 3
-	ieFlowEndSysUpTime           = 21
-	ieFlowStartSysUpTime         = 22
-	ieFlowStartSeconds           = 150
-	ieFlowEndSeconds             = 151
-	ieFlowStartMilliseconds      = 152
-	ieFlowEndMilliseconds        = 153
-	ieFlowStartMicroseconds      = 154
-	ieFlowEndMicroseconds        = 155
-	ieFlowStartNanoseconds       = 156
-	ieFlowEndNanoseconds         = 157
-	maxAggShapes                 = 64
-	defaultMaxKeys               = 1 << 20
-	defaultAggTemplateID         = 4096
-	defaultActiveTimeout         = 60 * time.Second
-	aggScanEvery                 = time.Second
-	aggEvictSample               = 8
-	slotHead                     = 24 // hash, first update, last update
-	initialAggSlots              = 1024
+	ieDeltaFlowCount        = 3
+	ieFlowEndSysUpTime      = 21
+	ieFlowStartSysUpTime    = 22
+	ieFlowStartSeconds      = 150
+	ieFlowEndSeconds        = 151
+	ieFlowStartMilliseconds = 152
+	ieFlowEndMilliseconds   = 153
+	ieFlowStartMicroseconds = 154
+	ieFlowEndMicroseconds   = 155
+	ieFlowStartNanoseconds  = 156
+	ieFlowEndNanoseconds    = 157
+	maxAggShapes            = 64
+	defaultMaxKeys          = 1 << 20
+	defaultAggTemplateID    = 4096
+	defaultActiveTimeout    = 60 * time.Second
+	aggScanEvery            = time.Second
+	aggEvictSample          = 8
+	slotHead                = 24 // hash, first update, last update
+	initialAggSlots         = 1024
+	// freeOldTableBytes: tables this large go back to the OS when the
+	// table doubles.
+	freeOldTableBytes            = 32 << 20
 	aggFnSum, aggFnMin, aggFnMax = 0, 1, 2
 )
 
@@ -234,6 +238,12 @@ func (s *aggStage) grow() {
 			j = (j + 1) & s.mask
 		}
 		copy(s.arena[int(j)*s.stride:], old[o:o+s.stride])
+	}
+	if len(old) >= freeOldTableBytes {
+		// The old table is garbage, but with nothing else allocating the
+		// next collection is far off and RSS would keep both: return it.
+		old = nil
+		debug.FreeOSMemory()
 	}
 }
 

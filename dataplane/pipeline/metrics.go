@@ -40,7 +40,7 @@ func (s *Snapshot) AppendMetrics(dst []byte) []byte {
 	}
 	dst = append(dst, "# HELP sluice_aggregate_keys Aggregates held.\n# TYPE sluice_aggregate_keys gauge\n"...)
 	dst = s.appendAgg(dst, "sluice_aggregate_keys", func(a *aggStage) uint64 { return a.pub.keys.Load() })
-	dst = append(dst, "# HELP sluice_aggregate_table_bytes Memory of the aggregate table (fixed at its bound).\n# TYPE sluice_aggregate_table_bytes gauge\n"...)
+	dst = append(dst, "# HELP sluice_aggregate_table_bytes Memory of the aggregate table (it doubles as keys come, up to its bound).\n# TYPE sluice_aggregate_table_bytes gauge\n"...)
 	dst = s.appendAgg(dst, "sluice_aggregate_table_bytes", func(a *aggStage) uint64 { return a.pub.bytes.Load() })
 	dst = append(dst, "# HELP sluice_aggregate_emitted_total Aggregates emitted at the end of an interval or a timeout.\n# TYPE sluice_aggregate_emitted_total counter\n"...)
 	dst = s.appendAgg(dst, "sluice_aggregate_emitted_total", func(a *aggStage) uint64 { return a.pub.expired.Load() })
