@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -174,6 +175,7 @@ type chainSink struct {
 	r    *e2eRun
 	port int
 	out  string
+	got  int // records written, after records()
 }
 
 func startChainSink(t *testing.T, env *e2eEnv, name string) *chainSink {
@@ -235,6 +237,7 @@ func (s *chainSink) records(t *testing.T, want int) []map[string]any {
 	if len(out) != want {
 		t.Errorf("%s: %d records arrived, want %d (metric said %v)", s.r.name, len(out), want, got)
 	}
+	s.got = len(out)
 	return out
 }
 
@@ -350,12 +353,21 @@ func (c *udpCapture) tshark(t *testing.T, want int) string {
 	if err := <-c.done; err != nil {
 		t.Fatal(err)
 	}
+	return tsharkFlows(t, c.path, "udp", c.port(), want)
+}
+
+// tsharkFlows has tshark decode the IPFIX on one port of a capture: no
+// malformed packet or expert warning (sequence numbers included), want
+// flows. It returns tshark's verbose output.
+func tsharkFlows(t *testing.T, path, transport string, port, want int) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := exec.CommandContext(ctx, "/usr/bin/tshark", "-r", c.path, "-d", fmt.Sprintf("udp.port==%d,cflow", c.port()), "-V").CombinedOutput()
+	b, err := exec.CommandContext(ctx, "/usr/bin/tshark", "-r", path, "-d", fmt.Sprintf("%s.port==%d,cflow", transport, port),
+		"-Y", fmt.Sprintf("%s.dstport==%d", transport, port), "-V").CombinedOutput()
 	out := string(b)
 	if err != nil {
-		t.Fatalf("tshark %s: %v\n%.2000s", c.path, err, out)
+		t.Fatalf("tshark %s: %v\n%.2000s", path, err, out)
 	}
 	flows := 0
 	for _, line := range strings.Split(out, "\n") {
@@ -363,14 +375,85 @@ func (c *udpCapture) tshark(t *testing.T, want int) string {
 		if strings.HasPrefix(l, "Flow ") && !strings.Contains(l, ":") {
 			flows++
 		}
-		if strings.Contains(l, "Expert Info") || strings.Contains(l, "Malformed") {
-			t.Errorf("tshark %s: %s", filepath.Base(c.path), l)
+		if (strings.Contains(l, "Expert Info") && !tcpChatter(l)) || strings.Contains(l, "Malformed") {
+			t.Errorf("tshark %s port %d: %s", filepath.Base(path), port, l)
 		}
 	}
 	if flows != want {
-		t.Errorf("tshark %s: %d flows, want %d", filepath.Base(c.path), flows, want)
+		t.Errorf("tshark %s %s port %d: %d flows, want %d", filepath.Base(path), transport, port, flows, want)
 	}
 	return out
+}
+
+// tcpChatter tells TCP's own notes on a connection's life (tshark reports
+// opening and closing as expert information) from problems.
+func tcpChatter(l string) bool {
+	for _, n := range []string{"Connection establish request (SYN)", "Connection establish acknowledge (SYN+ACK)",
+		"Connection finish (FIN)", "This frame initiates the connection closing", "This frame undergoes the connection closing"} {
+		if strings.Contains(l, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// tcpStreamSaver keeps the bytes of every TCP connection it accepts: an
+// IPFIX stream over TCP, which ipfixDump reads as a file.
+type tcpStreamSaver struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	data []byte
+	wg   sync.WaitGroup
+}
+
+func startTCPStreamSaver(t *testing.T) *tcpStreamSaver {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &tcpStreamSaver{ln: ln}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				s.mu.Lock()
+				s.data = append(s.data, b...)
+				s.mu.Unlock()
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return s
+}
+
+func (s *tcpStreamSaver) port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// save waits for the connections to end (the sender closed them) and
+// writes what came to path.
+func (s *tcpStreamSaver) save(t *testing.T, path string) {
+	t.Helper()
+	s.ln.Close()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("TCP stream did not end")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := os.WriteFile(path, s.data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // tsharkLabelValues collects the values tshark prints for a field label.
@@ -385,7 +468,7 @@ func tsharkLabelValues(out, label string) []string {
 }
 
 func TestChainStages(t *testing.T) {
-	e2eNeed(t, "/usr/bin/ipfixDump", "/usr/bin/tshark")
+	e2eNeed(t, "/usr/bin/ipfixDump", "/usr/bin/tshark", "/usr/bin/dumpcap")
 	env := chainEnv(t)
 	flows := chainFlows(3000, 42)
 
@@ -393,6 +476,7 @@ func TestChainStages(t *testing.T) {
 		name, stages string
 		sink         *chainSink
 		udp          *udpCapture
+		stream       *tcpStreamSaver
 	}
 	pipes := []*pipe{
 		{name: "select", stages: `
@@ -430,9 +514,21 @@ func TestChainStages(t *testing.T) {
 	}
 
 	a := env.newRun(t, "a", false)
+	var filter []string
 	for _, p := range pipes {
 		p.udp = startUDPCapture(t, a.dir, p.name)
+		p.stream = startTCPStreamSaver(t)
+		filter = append(filter, fmt.Sprintf("tcp port %d", p.sink.port))
 	}
+	// The TCP re-export to each sluice B, as tshark sees it on the wire.
+	capPath := filepath.Join(a.dir, "tcp.pcap")
+	capture := a.start("dumpcap", "dumpcap", "-i", "lo", "-f", strings.Join(filter, " or "), "-P", "-w", capPath)
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(capture.output(), "File:"); time.Sleep(50 * time.Millisecond) {
+		if capture.exited() || time.Now().After(deadline) {
+			e2eUnavailable(t, "dumpcap did not start capturing on lo: %s", capture.tail())
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
 	nets := filepath.Join(a.dir, "nets.csv")
 	if err := os.WriteFile(nets, []byte("prefix,asn\n10.0.0.0/8,64500\n10.1.0.0/16,64501\n2001:db8::/32,64510\n2001:db8:0:1::/64,64511\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -440,8 +536,8 @@ func TestChainStages(t *testing.T) {
 	var yml strings.Builder
 	yml.WriteString("pipelines:\n")
 	for _, p := range pipes {
-		fmt.Fprintf(&yml, "  - name: %s\n    stages:%s\n    outputs: [\"ipfix+tcp://127.0.0.1:%d\", \"ipfix-file:%s\", \"ipfix+udp://127.0.0.1:%d\"]\n",
-			p.name, strings.ReplaceAll(p.stages, "NETS", nets), p.sink.port, filepath.Join(a.dir, p.name+".ipfix"), p.udp.port())
+		fmt.Fprintf(&yml, "  - name: %s\n    stages:%s\n    outputs: [\"ipfix+tcp://127.0.0.1:%d\", \"ipfix-file:%s\", \"ipfix+udp://127.0.0.1:%d\", \"ipfix+tcp://127.0.0.1:%d\"]\n",
+			p.name, strings.ReplaceAll(p.stages, "NETS", nets), p.sink.port, filepath.Join(a.dir, p.name+".ipfix"), p.udp.port(), p.stream.port())
 	}
 	pipeFile := filepath.Join(a.dir, "pipeline.yaml")
 	if err := os.WriteFile(pipeFile, []byte(yml.String()), 0o644); err != nil {
@@ -475,6 +571,9 @@ func TestChainStages(t *testing.T) {
 	}
 	if t.Failed() {
 		return
+	}
+	for _, p := range pipes {
+		p.stream.save(t, filepath.Join(a.dir, p.name+".tcp.ipfix"))
 	}
 
 	byName := map[string]*pipe{}
@@ -616,6 +715,18 @@ func TestChainStages(t *testing.T) {
 	sameMultiset(t, "aggregate", got, want)
 	chainIPFIXDump(t, filepath.Join(a.dir, "aggregate.ipfix"), len(ref)+1)
 	byName["aggregate"].udp.tshark(t, len(ref)+1)
+
+	// The TCP re-export: the stream read as a file by ipfixDump, and the
+	// capture of the connection to each sluice B decoded by tshark, carry
+	// as many records as sluice B decoded.
+	capture.signal(syscall.SIGTERM)
+	if !capture.wait(15 * time.Second) {
+		t.Fatalf("dumpcap did not stop")
+	}
+	for _, p := range pipes {
+		chainIPFIXDump(t, filepath.Join(a.dir, p.name+".tcp.ipfix"), p.sink.got)
+		tsharkFlows(t, capPath, "tcp", p.sink.port, p.sink.got)
+	}
 }
 
 func msRFC3339(ms uint64) string {
