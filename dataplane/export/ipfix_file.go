@@ -63,17 +63,26 @@ func NewIPFIXFile(name, path string, rotateSize int64, rotateEvery time.Duration
 	return x, nil
 }
 
-func (x *IPFIXFile) open() error {
-	f, err := os.OpenFile(x.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+// openAppend opens path for appending and returns its size.
+func openAppend(path string) (*os.File, int64, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("export: %w", err)
+		return nil, 0, fmt.Errorf("export: %w", err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("export: %w", err)
+		return nil, 0, fmt.Errorf("export: %w", err)
 	}
-	x.f, x.size, x.opened, x.hasData = f, st.Size(), x.now(), st.Size() > 0
+	return f, st.Size(), nil
+}
+
+func (x *IPFIXFile) open() error {
+	f, size, err := openAppend(x.path)
+	if err != nil {
+		return err
+	}
+	x.f, x.size, x.opened, x.hasData = f, size, x.now(), size > 0
 	if x.w == nil {
 		x.w = bufio.NewWriterSize(f, 256<<10)
 	} else {

@@ -219,20 +219,24 @@ func equalRecs(t *testing.T, got, want []rec) {
 	}
 }
 
-// tcpReceiver accepts connections and keeps each connection's bytes.
+// tcpReceiver accepts connections and keeps each connection's bytes. With
+// stallAt > 0 it stops reading a connection after that many octets.
 type tcpReceiver struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns [][]byte
-	open  []net.Conn
-	wg    sync.WaitGroup
+	ln      net.Listener
+	stallAt int
+	mu      sync.Mutex
+	conns   [][]byte
+	open    []net.Conn
+	wg      sync.WaitGroup
 }
 
-func newTCPReceiver(t testing.TB, addr string) *tcpReceiver {
+func newTCPReceiver(t testing.TB, addr string) *tcpReceiver { return newTCPReceiverStall(t, addr, 0) }
+
+func newTCPReceiverStall(t testing.TB, addr string, stallAt int) *tcpReceiver {
 	t.Helper()
 	var ln net.Listener
 	var err error
-	for range 50 {
+	for range 50 { // the port may still be held after a restart
 		if ln, err = net.Listen("tcp", addr); err == nil {
 			break
 		}
@@ -241,7 +245,7 @@ func newTCPReceiver(t testing.TB, addr string) *tcpReceiver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &tcpReceiver{ln: ln}
+	r := &tcpReceiver{ln: ln, stallAt: stallAt}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -259,8 +263,9 @@ func newTCPReceiver(t testing.TB, addr string) *tcpReceiver {
 			go func() {
 				defer r.wg.Done()
 				buf := make([]byte, 64<<10)
-				for {
+				for read := 0; r.stallAt == 0 || read < r.stallAt; {
 					n, err := c.Read(buf)
+					read += n
 					r.mu.Lock()
 					r.conns[i] = append(r.conns[i], buf[:n]...)
 					r.mu.Unlock()
@@ -275,14 +280,41 @@ func newTCPReceiver(t testing.TB, addr string) *tcpReceiver {
 }
 
 // kill closes the listener and every connection.
-func (r *tcpReceiver) kill() {
+func (r *tcpReceiver) kill() { r.close(false) }
+
+// reset closes the listener and resets (RST) every connection.
+func (r *tcpReceiver) reset() { r.close(true) }
+
+func (r *tcpReceiver) close(reset bool) {
 	r.ln.Close()
 	r.mu.Lock()
 	for _, c := range r.open {
+		if reset {
+			c.(*net.TCPConn).SetLinger(0)
+		}
 		c.Close()
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
+}
+
+// received returns a copy of each connection's bytes.
+func (r *tcpReceiver) received() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([][]byte, len(r.conns))
+	for i, b := range r.conns {
+		out[i] = bytes.Clone(b)
+	}
+	return out
+}
+
+func (r *tcpReceiver) total() int {
+	n := 0
+	for _, b := range r.received() {
+		n += len(b)
+	}
+	return n
 }
 
 func (r *tcpReceiver) records(t testing.TB) []rec { return r.recordsSeq(t, true) }

@@ -46,9 +46,9 @@ func parseJSONLFileSpec(spec string) (path string, rotateSize int64, rotateEvery
 // output.
 func NewJSONLFile(name, path string, rotateSize int64, rotateEvery time.Duration) (*JSONL, error) {
 	if rotateSize <= 0 && rotateEvery <= 0 {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		f, _, err := openAppend(path)
 		if err != nil {
-			return nil, fmt.Errorf("export: %w", err)
+			return nil, err
 		}
 		return NewJSONL(name, f), nil
 	}
@@ -76,16 +76,11 @@ type jsonlRotation struct {
 }
 
 func (r *jsonlRotation) open() error {
-	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, size, err := openAppend(r.path)
 	if err != nil {
-		return fmt.Errorf("export: %w", err)
+		return err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("export: %w", err)
-	}
-	r.f, r.size = f, st.Size()
+	r.f, r.size = f, size
 	r.start()
 	return nil
 }

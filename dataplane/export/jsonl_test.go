@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -282,98 +281,6 @@ func TestJSONLRotatedName(t *testing.T) {
 	}
 }
 
-// lineReceiver is a TCP receiver keeping each connection's bytes. With
-// stallAt > 0 it stops reading a connection after that many octets.
-type lineReceiver struct {
-	ln      net.Listener
-	stallAt int
-	mu      sync.Mutex
-	conns   [][]byte
-	open    []net.Conn
-	wg      sync.WaitGroup
-}
-
-func newLineReceiver(t testing.TB, addr string, stallAt int) *lineReceiver {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	for range 50 { // the port may still be held after a restart
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &lineReceiver{ln: ln, stallAt: stallAt}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r.mu.Lock()
-			i := len(r.conns)
-			r.conns = append(r.conns, nil)
-			r.open = append(r.open, c)
-			r.mu.Unlock()
-			r.wg.Add(1)
-			go func() {
-				defer r.wg.Done()
-				buf := make([]byte, 64<<10)
-				for read := 0; r.stallAt == 0 || read < r.stallAt; {
-					n, err := c.Read(buf)
-					read += n
-					r.mu.Lock()
-					r.conns[i] = append(r.conns[i], buf[:n]...)
-					r.mu.Unlock()
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return r
-}
-
-// kill closes the listener and every connection; with reset, connections
-// are reset (RST) rather than closed.
-func (r *lineReceiver) kill(reset bool) {
-	r.ln.Close()
-	r.mu.Lock()
-	for _, c := range r.open {
-		if reset {
-			c.(*net.TCPConn).SetLinger(0)
-		}
-		c.Close()
-	}
-	r.mu.Unlock()
-	r.wg.Wait()
-}
-
-// received returns a copy of each connection's bytes.
-func (r *lineReceiver) received() [][]byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([][]byte, len(r.conns))
-	for i, b := range r.conns {
-		out[i] = bytes.Clone(b)
-	}
-	return out
-}
-
-func (r *lineReceiver) total() int {
-	n := 0
-	for _, b := range r.received() {
-		n += len(b)
-	}
-	return n
-}
-
 // freeAddr returns a local TCP address nobody listens on.
 func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -387,7 +294,7 @@ func freeAddr(t testing.TB) string {
 
 func TestJSONLTCPDelivery(t *testing.T) {
 	t.Parallel()
-	rcv := newLineReceiver(t, "127.0.0.1:0", 0)
+	rcv := newTCPReceiverStall(t, "127.0.0.1:0", 0)
 	o, err := Parse("jsonl+tcp://"+rcv.ln.Addr().String(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -406,7 +313,7 @@ func TestJSONLTCPDelivery(t *testing.T) {
 	}
 	all := bytes.Join(want, nil)
 	waitFor(t, "delivery", 5*time.Second, func() bool { return rcv.total() >= len(all) })
-	rcv.kill(false)
+	rcv.kill()
 	got := rcv.received()
 	if len(got) != 1 || !bytes.Equal(got[0], all) {
 		t.Fatalf("%d connections; received %d octets, want %d byte for byte", len(got), rcv.total(), len(all))
@@ -434,7 +341,7 @@ func TestJSONLTCPReceiverLate(t *testing.T) {
 	if st := o.Stats(); q.Queued() == 0 || st.Sent != 0 || st.Dropped != 0 {
 		t.Fatalf("queued %d, stats %+v", q.Queued(), st)
 	}
-	rcv := newLineReceiver(t, addr, 0)
+	rcv := newTCPReceiverStall(t, addr, 0)
 	all := bytes.Join(want, nil)
 	waitFor(t, "delivery", 10*time.Second, func() bool { o.Flush(); return rcv.total() == len(all) })
 	if st := o.Stats(); st.Sent != uint64(len(want)) || st.Dropped != 0 || q.Queued() != 0 {
@@ -448,13 +355,13 @@ func TestJSONLTCPReceiverLate(t *testing.T) {
 	}
 
 	// Restart: the next connection counts as a reconnect.
-	rcv.kill(false)
+	rcv.kill()
 	tcp := o.(*JSONLTCP)
 	waitFor(t, "disconnect", 5*time.Second, func() bool { return !tcp.connected.Load() })
 	want2 := feedLines(t, o, msgs[200:])
 	o.Flush()
-	rcv2 := newLineReceiver(t, addr, 0)
-	defer rcv2.kill(false)
+	rcv2 := newTCPReceiverStall(t, addr, 0)
+	defer rcv2.kill()
 	all2 := bytes.Join(want2, nil)
 	waitFor(t, "delivery", 10*time.Second, func() bool { o.Flush(); return rcv2.total() == len(all2) })
 	if got := rcv2.received(); len(got) != 1 || !bytes.Equal(got[0], all2) {
@@ -471,7 +378,7 @@ func TestJSONLTCPReceiverLate(t *testing.T) {
 // every line received is whole.
 func TestJSONLTCPReceiverKilled(t *testing.T) {
 	t.Parallel()
-	rcv := newLineReceiver(t, "127.0.0.1:0", 1<<20)
+	rcv := newTCPReceiverStall(t, "127.0.0.1:0", 1<<20)
 	addr := rcv.ln.Addr().String()
 	o, err := Parse("jsonl+tcp://"+addr+"?queue=512KiB", nil)
 	if err != nil {
@@ -495,7 +402,7 @@ func TestJSONLTCPReceiverKilled(t *testing.T) {
 		after := o.Stats()
 		stuck = after.Sent == before.Sent && after.Dropped > before.Dropped
 	}
-	rcv.kill(true) // the blocked write fails part way through a line
+	rcv.reset() // the blocked write fails part way through a line
 	waitFor(t, "disconnect", 5*time.Second, func() bool { return !tcp.connected.Load() })
 	sentBefore := o.Stats().Sent
 
@@ -507,7 +414,7 @@ func TestJSONLTCPReceiverKilled(t *testing.T) {
 	if q := tcp.Queued(); q == 0 {
 		t.Fatal("nothing queued while down")
 	}
-	rcv2 := newLineReceiver(t, addr, 0)
+	rcv2 := newTCPReceiverStall(t, addr, 0)
 	waitFor(t, "drain", 15*time.Second, func() bool {
 		o.Flush()
 		st := o.Stats()
@@ -535,7 +442,7 @@ func TestJSONLTCPReceiverKilled(t *testing.T) {
 		}
 		return len(after) >= sentAfter
 	})
-	rcv2.kill(false)
+	rcv2.kill()
 	var got [][]byte
 	first := rcv.received()
 	for i, b := range first {
