@@ -1004,34 +1004,40 @@ func TestIPFIXFileRotateEvery(t *testing.T) {
 	}
 }
 
-func TestIPFIXTCPCloseWhileDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nobody listens
-	o, err := Parse("ipfix+tcp://"+addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(800 * time.Millisecond) // backoff grows
-	fed := feed(t, o, genIPFIX(false, 10, 10))
-	o.Flush()
-	start := time.Now()
-	o.Close()
-	if d := time.Since(start); d > tcpCloseGrace+2*time.Second {
-		t.Fatalf("Close took %v", d)
-	}
-	if st := o.Stats(); st.Dropped != uint64(len(fed)) || st.Sent != 0 {
-		t.Fatalf("stats %+v, fed %d", st, len(fed))
-	}
-	// With nothing queued, Close does not wait for the backoff.
-	o, _ = Parse("ipfix+tcp://"+addr, nil)
-	time.Sleep(800 * time.Millisecond)
-	start = time.Now()
-	o.Close()
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("idle Close took %v", d)
+// TestTCPCloseWhileDown: Close of a TCP output whose peer is down returns
+// within its grace, counting what was queued as dropped; a record after
+// Close is dropped too; with nothing queued Close does not wait.
+func TestTCPCloseWhileDown(t *testing.T) {
+	for _, scheme := range []string{"ipfix+tcp://", "jsonl+tcp://"} {
+		t.Run(scheme, func(t *testing.T) {
+			t.Parallel()
+			addr := freeAddr(t)
+			o, err := Parse(scheme+addr, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(800 * time.Millisecond) // backoff grows
+			fed := len(feed(t, o, genIPFIX(false, 10, 10)))
+			o.Flush()
+			start := time.Now()
+			o.Close()
+			if d := time.Since(start); d > tcpCloseGrace+2*time.Second {
+				t.Fatalf("Close took %v", d)
+			}
+			if st := o.Stats(); st.Dropped != uint64(fed) || st.Sent != 0 {
+				t.Fatalf("stats %+v, fed %d", st, fed)
+			}
+			o.Record(&jsonl.Meta{}, nil) // after Close: dropped, not queued
+			if st := o.Stats(); st.Dropped != uint64(fed)+1 {
+				t.Fatalf("after Close: %+v", st)
+			}
+			o, _ = Parse(scheme+addr, nil)
+			time.Sleep(800 * time.Millisecond)
+			start = time.Now()
+			o.Close()
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("idle Close took %v", d)
+			}
+		})
 	}
 }

@@ -478,38 +478,6 @@ func TestJSONLTCPReceiverKilled(t *testing.T) {
 	t.Logf("fed %d sent %d dropped %d errors %d received %d", len(fed), st.Sent, st.Dropped, st.Errors, len(got))
 }
 
-func TestJSONLTCPCloseWhileDown(t *testing.T) {
-	t.Parallel()
-	addr := freeAddr(t)
-	o, err := Parse("jsonl+tcp://"+addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(800 * time.Millisecond) // backoff grows
-	fed := feedLines(t, o, genIPFIX(false, 100, 40))
-	o.Flush()
-	start := time.Now()
-	o.Close()
-	if d := time.Since(start); d > tcpCloseGrace+2*time.Second {
-		t.Fatalf("Close took %v", d)
-	}
-	if st := o.Stats(); st.Dropped != uint64(len(fed)) || st.Sent != 0 {
-		t.Fatalf("stats %+v, fed %d", st, len(fed))
-	}
-	o.Record(&jsonl.Meta{}, nil) // after Close: dropped, not queued
-	if st := o.Stats(); st.Dropped != uint64(len(fed))+1 {
-		t.Fatalf("after Close: %+v", st)
-	}
-	// With nothing queued, Close does not wait for the backoff.
-	o, _ = Parse("jsonl+tcp://"+addr, nil)
-	time.Sleep(800 * time.Millisecond)
-	start = time.Now()
-	o.Close()
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("idle Close took %v", d)
-	}
-}
-
 func TestJSONLParse(t *testing.T) {
 	for _, bad := range []string{
 		"jsonl:", "jsonl:?rotate_size=1MiB", "jsonl:-?rotate_size=1MiB", "jsonl:/tmp/x?rotate_size=0",
