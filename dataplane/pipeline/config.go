@@ -33,9 +33,9 @@ type Pipeline struct {
 	// Outputs are names from Config.Outputs or output specs; at least one.
 	Outputs []string
 	// DropOptions drops options records (sampling, interface tables)
-	// instead of passing them to the outputs unchanged. Options records
-	// never go through the stages, but enrich stages read their sampling
-	// rates.
+	// instead of passing them to the outputs. Options records skip the
+	// stages except anonymise (their addresses are rewritten too); enrich
+	// stages read their sampling rates.
 	DropOptions bool
 	// Line is where the pipeline starts in its file (0 if not from one).
 	Line int

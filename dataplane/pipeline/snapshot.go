@@ -94,7 +94,7 @@ func Passthrough(outputs []export.Output) *Snapshot {
 	set := NewOutputSet(nil)
 	s := &Snapshot{set: set}
 	p := &pipe{name: "default", fan: &fanout{}}
-	p.head = p.fan
+	p.head, p.optHead = p.fan, p.fan
 	for i, o := range outputs {
 		spec := "\x00" + strconv.Itoa(i) // a key no spec can be
 		set.open[spec] = &outRef{o: o, refs: 1}
@@ -131,6 +131,7 @@ type pipe struct {
 	head      sink
 	fan       *fanout
 	dropOpts  bool
+	optHead   sink // the pipeline's anonymise stages, then fan
 	observers []*enrichStage
 	aggs      []*aggStage
 	stages    []stageInfo
@@ -212,6 +213,20 @@ func Compile(c *Config, set *OutputSet) (snap *Snapshot, err error) {
 		}
 		p.stages = built
 		p.head = next
+		// Options records skip the stages, except anonymise: addresses
+		// in them (exporters, interfaces) must not leave either.
+		var opt sink = p.fan
+		for j := len(pc.Stages) - 1; j >= 0; j-- {
+			if a := pc.Stages[j].Anonymise; a != nil {
+				st, err := newAnonymise(pc.Stages[j].Line, a)
+				if err != nil {
+					return nil, err
+				}
+				st.next = opt
+				opt = st
+			}
+		}
+		p.optHead = opt
 		s.pipes = append(s.pipes, p)
 	}
 	return s, nil
@@ -312,8 +327,8 @@ func buildStage(sc *Stage, next sink) (sink, stageInfo, error) {
 }
 
 // Process runs one record through every pipeline. Options records skip
-// the stages (enrich stages read their sampling rates) and go to the
-// outputs unless the pipeline drops them.
+// the stages but anonymise (enrich stages read their sampling rates) and
+// go to the outputs unless the pipeline drops them.
 func (s *Snapshot) Process(m *jsonl.Meta, r *ipfix.Record) {
 	l := r.Layout
 	opts := l.Options && l.ScopeCount > 0
@@ -326,7 +341,7 @@ func (s *Snapshot) Process(m *jsonl.Meta, r *ipfix.Record) {
 			e.observeOptions(m, r)
 		}
 		if !p.dropOpts {
-			p.fan.record(m, r)
+			p.optHead.record(m, r)
 		}
 	}
 }
