@@ -85,6 +85,7 @@ func (r *resolver) Resolve(id uint16) *ipfix.Layout {
 type pendingSnap struct {
 	s    *pipeline.Snapshot
 	done chan struct{}
+	err  error // set before done closes: ErrSuperseded
 }
 
 // New returns a mediator that passes every record unchanged to outputs
@@ -116,6 +117,10 @@ func NewPipeline(rings []*ring.Ring, first *pipeline.Snapshot, log *slog.Logger)
 // resumes unless another Apply replaces it.
 var ErrNotApplied = errors.New("mediator: snapshot not applied in time")
 
+// ErrSuperseded is returned by Apply when a later Apply replaced the
+// snapshot before the mediator took it.
+var ErrSuperseded = errors.New("mediator: snapshot replaced by a newer one before it ran")
+
 // Apply hands the mediator a new snapshot and waits until it runs: from
 // then on records go through it, and the old one has been retired (its
 // aggregates emitted, its outputs flushed, outputs only it used closed). It
@@ -127,11 +132,13 @@ func (m *Mediator) Apply(ctx context.Context, s *pipeline.Snapshot) (uint64, err
 	p := &pendingSnap{s: s, done: make(chan struct{})}
 	if old := m.next.Swap(p); old != nil {
 		old.s.Discard() // never ran
+		old.err = ErrSuperseded
+		close(old.done)
 	}
 	m.applyMu.Unlock()
 	select {
 	case <-p.done:
-		return s.Version, nil
+		return s.Version, p.err
 	case <-ctx.Done():
 		return s.Version, ErrNotApplied
 	}
@@ -196,6 +203,8 @@ func (m *Mediator) flush() {
 func (m *Mediator) Close() error {
 	if p := m.next.Swap(nil); p != nil {
 		p.s.Discard()
+		p.err = ErrNotApplied
+		close(p.done)
 	}
 	m.cur.Retire()
 	return m.cur.WaitClosed()
