@@ -131,11 +131,26 @@ func TestChainHotReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRecords(t, a, total+1)
-	code, body, err := a.get("/api/v1/pipeline")
+	code, _, err := a.get("/api/v1/pipeline")
 	if err != nil || code != http.StatusUnauthorized {
 		t.Errorf("GET pipeline without token: %d %v", code, err)
 	}
-	_ = body
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/api/v1/pipeline", a.admin), nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	if resp, err := a.client.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		var cur struct {
+			Version  uint64 `json:"version"`
+			Pipeline string `json:"pipeline"`
+		}
+		err := json.NewDecoder(resp.Body).Decode(&cur)
+		resp.Body.Close()
+		// Version 1 at start, then 11 replacements (the failed PUT made none).
+		if err != nil || cur.Version != 12 || cur.Pipeline != pipe(12) {
+			t.Errorf("GET pipeline: %v version %d\n%s", err, cur.Version, cur.Pipeline)
+		}
+	}
 	a.sluice.signal(syscall.SIGTERM)
 	if !a.sluice.wait(20 * time.Second) {
 		t.Fatalf("sluice A did not stop")

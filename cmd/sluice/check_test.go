@@ -61,3 +61,15 @@ func TestREADMEPipeline(t *testing.T) {
 		t.Fatalf("README example does not compile: %s", out.String())
 	}
 }
+
+// The pipeline shown for --output alone compiles to the same outputs.
+func TestDefaultPipelineFile(t *testing.T) {
+	outs := []string{"jsonl:-", `jsonl:/tmp/a "b".jsonl`, "discard"}
+	c, err := pipeline.Parse(defaultPipelineFile(outs))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, defaultPipelineFile(outs))
+	}
+	if len(c.Pipelines) != 1 || strings.Join(c.Pipelines[0].Outputs, "|") != strings.Join(outs, "|") {
+		t.Fatalf("parsed %+v", c.Pipelines)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,6 +199,19 @@ func compilePipeline(file []byte, outs *pipeline.OutputSet) (*pipeline.Snapshot,
 	return snap, nil
 }
 
+// defaultPipelineFile is the pipeline file equal to --output alone, so GET
+// /api/v1/pipeline shows a file that can be edited and put back.
+func defaultPipelineFile(outputs []string) []byte {
+	b := []byte("pipelines:\n  - name: default\n    outputs: [")
+	for i, o := range outputs {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = strconv.AppendQuote(b, o)
+	}
+	return append(b, "]\n"...)
+}
+
 // reloadPipeline re-reads the pipeline file (SIGHUP).
 func (s *source) reloadPipeline(path string, log *slog.Logger) {
 	file, err := os.ReadFile(path)
@@ -277,6 +291,8 @@ func serve(rc runConfig, stdout, stderr io.Writer) error {
 		}
 	} else if first, err = pipeline.Compile(pipeline.Default(rc.Outputs), outs); err != nil {
 		return err
+	} else {
+		first.Source = defaultPipelineFile(rc.Outputs)
 	}
 	med := mediator.NewPipeline(col.Rings(), first, log)
 	src := &source{col: col, med: med, outs: outs}
