@@ -517,22 +517,11 @@ func isName(s string) bool {
 // knownName reports whether name can name a field: a registered element, a
 // repeated field key (name_N), or an unregistered element's name.
 func knownName(name string) bool {
-	if ipfix.LookupName(name) != nil {
+	if _, ok := ipfix.ElementByName(name); ok {
 		return true
 	}
-	if i := strings.LastIndexByte(name, '_'); i > 0 && isDigits(name[i+1:]) && name[i+1] != '0' {
-		if knownName(name[:i]) {
-			return true
-		}
-	}
-	if rest, ok := strings.CutPrefix(name, "_ipfix_"); ok {
-		return isDigits(rest) && len(rest) <= 5
-	}
-	if rest, ok := strings.CutPrefix(name, "e"); ok {
-		pen, id, ok := strings.Cut(rest, "id")
-		return ok && isDigits(pen) && isDigits(id) && len(pen) <= 10 && len(id) <= 5
-	}
-	return false
+	i := strings.LastIndexByte(name, '_')
+	return i > 0 && isDigits(name[i+1:]) && name[i+1] != '0' && knownName(name[:i])
 }
 
 func isDigits(s string) bool {

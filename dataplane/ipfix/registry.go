@@ -2,7 +2,10 @@ package ipfix
 
 //go:generate go run ./internal/iegen -in ../../../shared/data/iana/ipfix.xml -out ies_iana.go
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // ianaIndex maps an IANA element ID to 1 + its position in ianaIEs (0 means
 // unregistered). One index serves both ianaIEs and reverseIEs, which share
@@ -81,6 +84,30 @@ func UnknownName(pen uint32, id uint16) string {
 		return "_ipfix_" + strconv.FormatUint(uint64(id), 10)
 	}
 	return "e" + strconv.FormatUint(uint64(pen), 10) + "id" + strconv.FormatUint(uint64(id), 10)
+}
+
+// ElementByName resolves a name as LookupName does, and also the names
+// UnknownName gives unregistered elements (_ipfix_<id>, e<pen>id<id>),
+// which resolve through ElementFor.
+func ElementByName(name string) (InfoElement, bool) {
+	if ie := LookupName(name); ie != nil {
+		return *ie, true
+	}
+	if rest, ok := strings.CutPrefix(name, "_ipfix_"); ok {
+		if id, err := strconv.ParseUint(rest, 10, 15); err == nil {
+			return ElementFor(0, uint16(id)), true
+		}
+	}
+	if rest, ok := strings.CutPrefix(name, "e"); ok {
+		if p, i, ok := strings.Cut(rest, "id"); ok {
+			pen, err1 := strconv.ParseUint(p, 10, 32)
+			id, err2 := strconv.ParseUint(i, 10, 15)
+			if err1 == nil && err2 == nil && pen != 0 {
+				return ElementFor(uint32(pen), uint16(id)), true
+			}
+		}
+	}
+	return InfoElement{}, false
 }
 
 // ElementFor returns the registered element for (pen, id), or a synthesized

@@ -231,3 +231,27 @@ func TestRegistryGeneratedUpToDate(t *testing.T) {
 		t.Errorf("ies_iana.go is stale; run: go run ./internal/iegen -in %s -out ies_iana.go", ianaXML)
 	}
 }
+
+// ElementByName is the inverse of the names elements get: registered
+// names, reverse names, and UnknownName's forms.
+func TestElementByName(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		pen  uint32
+		id   uint16
+	}{
+		{"octetDeltaCount", 0, 1}, {"reverseOctetDeltaCount", ReversePEN, 1},
+		{UnknownName(0, 32000), 0, 32000}, {UnknownName(32473, 7), 32473, 7},
+	} {
+		ie, ok := ElementByName(c.name)
+		if !ok || ie.PEN != c.pen || ie.ID != c.id || ie.Name != c.name {
+			t.Errorf("%s: %+v %v", c.name, ie, ok)
+		}
+	}
+	for _, bad := range []string{"", "octetDeltaCounts", "_ipfix_", "_ipfix_32768", "_ipfix_-1", "_ipfix_+5",
+		"e0id5", "e5id", "eid5", "e5id32768", "e4294967296id1", "exidy"} {
+		if ie, ok := ElementByName(bad); ok {
+			t.Errorf("%q resolved to %+v", bad, ie)
+		}
+	}
+}

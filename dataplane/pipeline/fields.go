@@ -17,22 +17,8 @@ import (
 // (octetDeltaCount, reverseOctetDeltaCount) or the unknown-element forms
 // _ipfix_<id> and e<pen>id<id>, which are typed octetArray.
 func element(name string) (ipfix.InfoElement, error) {
-	if ie := ipfix.LookupName(name); ie != nil {
-		return *ie, nil
-	}
-	if rest, ok := strings.CutPrefix(name, "_ipfix_"); ok {
-		if id, err := strconv.ParseUint(rest, 10, 15); err == nil {
-			return ipfix.ElementFor(0, uint16(id)), nil
-		}
-	}
-	if rest, ok := strings.CutPrefix(name, "e"); ok {
-		if p, i, ok := strings.Cut(rest, "id"); ok {
-			pen, err1 := strconv.ParseUint(p, 10, 32)
-			id, err2 := strconv.ParseUint(i, 10, 15)
-			if err1 == nil && err2 == nil && pen != 0 {
-				return ipfix.ElementFor(uint32(pen), uint16(id)), nil
-			}
-		}
+	if ie, ok := ipfix.ElementByName(name); ok {
+		return ie, nil
 	}
 	return ipfix.InfoElement{}, fmt.Errorf("unknown element %q", name)
 }
