@@ -289,6 +289,7 @@ func serve(rc runConfig, stdout, stderr io.Writer) error {
 		if first, err = compilePipeline(file, outs); err != nil {
 			return fmt.Errorf("%s: %w", rc.Pipeline, err)
 		}
+		log.Info("pipeline loaded", "file", rc.Pipeline, "outputs", len(first.Outputs()))
 	} else if first, err = pipeline.Compile(pipeline.Default(rc.Outputs), outs); err != nil {
 		return err
 	} else {
