@@ -54,6 +54,9 @@ type movedKey struct {
 	id       uint16
 }
 
+// maxEncDomains bounds the observation domains an output keeps state for.
+const maxEncDomains = 1 << 16
+
 // maxMoved bounds the templates given another ID per domain.
 const maxMoved = 4096
 
@@ -91,9 +94,10 @@ type ipfixEncoder struct {
 	// sink dropped messages that may have carried templates). Set from any
 	// goroutine.
 	forget atomic.Bool
-	// tooLarge counts records that do not fit in an empty message; read
-	// from any goroutine.
-	tooLarge atomic.Uint64
+	// refused counts records the encoder could not take: larger than an
+	// empty message, or of a domain beyond maxEncDomains. Read from any
+	// goroutine.
+	refused atomic.Uint64
 }
 
 func newIPFIXEncoder(maxLen int, sink func([]byte, int)) *ipfixEncoder {
@@ -164,6 +168,10 @@ func (e *ipfixEncoder) add(domain uint32, src netip.Addr, r *ipfix.Record) bool 
 
 func (e *ipfixEncoder) addSlow(domain uint32, src netip.Addr, l *ipfix.Layout, raw []byte) bool {
 	if !e.open {
+		if _, ok := e.domains[domain]; !ok && len(e.domains) >= maxEncDomains {
+			e.refused.Add(1) // each domain keeps a sequence number and templates
+			return false
+		}
 		e.begin(domain)
 	}
 	t := e.domainTemplate(e.template(l), src)
@@ -214,7 +222,7 @@ func (e *ipfixEncoder) addSlow(domain uint32, src netip.Addr, l *ipfix.Layout, r
 		}
 		if attempt > 0 || e.ds.w.Len(e.buf) == ipfix.HeaderLenIPFIX {
 			// Does not fit even in an empty message.
-			e.tooLarge.Add(1)
+			e.refused.Add(1)
 			if e.ds.w.Len(e.buf) == ipfix.HeaderLenIPFIX && e.records == 0 {
 				e.discard()
 			}
@@ -317,7 +325,7 @@ func (e *ipfixEncoder) finish() {
 	e.open, e.setID, e.lastLayout, e.records = false, 0, nil, 0
 	e.buf = e.buf[:0]
 	if err != nil { // cannot happen: maxLen <= MaxMessageLen
-		e.tooLarge.Add(uint64(n))
+		e.refused.Add(uint64(n))
 		return
 	}
 	e.sink(msg, n)

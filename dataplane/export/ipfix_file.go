@@ -197,5 +197,5 @@ func (x *IPFIXFile) Close() error {
 func (x *IPFIXFile) Name() string { return x.name }
 
 func (x *IPFIXFile) Stats() Stats {
-	return Stats{Sent: x.sent.Load(), Dropped: x.dropped.Load() + x.enc.tooLarge.Load(), Errors: x.errs.Load()}
+	return Stats{Sent: x.sent.Load(), Dropped: x.dropped.Load() + x.enc.refused.Load(), Errors: x.errs.Load()}
 }

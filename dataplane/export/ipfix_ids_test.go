@@ -83,3 +83,30 @@ func TestIPFIXTemplateIDCollision(t *testing.T) {
 		t.Fatalf("%d withdrawals, want 1 (the exporter's own redefinition)", n)
 	}
 }
+
+// Domains are bounded: records of a domain beyond the bound are refused
+// and counted; known domains go on.
+func TestIPFIXDomainBound(t *testing.T) {
+	l := idsLayout(t, 256, []ipfix.FieldSpec{{ID: 8, Length: 4}})
+	n := 0
+	enc := newIPFIXEncoder(1400, func([]byte, int) { n++ })
+	var r ipfix.Record
+	it := ipfix.NewDataIter(l, []byte{10, 0, 0, 1})
+	it.Next(&r)
+	m := &jsonl.Meta{Exporter: netip.MustParseAddrPort("192.0.2.1:4739"), Msg: &ipfix.Message{}}
+	for d := range uint32(maxEncDomains + 10) {
+		m.Msg.DomainID = d
+		ok := enc.record(m, &r)
+		if ok != (d < maxEncDomains) {
+			t.Fatalf("domain %d: accepted %v", d, ok)
+		}
+	}
+	m.Msg.DomainID = 1
+	if !enc.record(m, &r) {
+		t.Fatal("a known domain refused")
+	}
+	enc.finish()
+	if got := enc.refused.Load(); got != 10 {
+		t.Fatalf("refused %d, want 10", got)
+	}
+}

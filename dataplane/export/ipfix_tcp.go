@@ -71,7 +71,7 @@ func (t *IPFIXTCP) Close() error {
 // Stats implements Output.
 func (t *IPFIXTCP) Stats() Stats {
 	st := t.tcpStream.Stats()
-	st.Dropped += t.enc.tooLarge.Load()
+	st.Dropped += t.enc.refused.Load()
 	return st
 }
 

@@ -124,5 +124,5 @@ func (u *IPFIXUDP) Close() error {
 func (u *IPFIXUDP) Name() string { return u.name }
 
 func (u *IPFIXUDP) Stats() Stats {
-	return Stats{Sent: u.sent.Load(), Dropped: u.dropped.Load() + u.enc.tooLarge.Load(), Errors: u.errs.Load()}
+	return Stats{Sent: u.sent.Load(), Dropped: u.dropped.Load() + u.enc.refused.Load(), Errors: u.errs.Load()}
 }
