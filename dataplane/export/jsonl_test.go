@@ -587,33 +587,7 @@ func TestJSONLOutputAllocs(t *testing.T) {
 
 // BenchmarkJSONLTCP sends JSON lines to a local TCP receiver.
 func BenchmarkJSONLTCP(b *testing.B) {
-	recs, metas := steadyRecords(genIPFIX(false, 8, 60))
-	size := 0
-	for i, r := range recs {
-		size += len(jsonl.AppendRecord(nil, metas[i], r))
-	}
-	ln := discardReceiver(b)
-	defer ln.Close()
-	o := NewJSONLTCP("bench", ln.Addr().String(), 64<<20)
-	waitFor(b, "connection", 5*time.Second, func() bool { return o.connected.Load() })
-	b.SetBytes(int64(size / len(recs)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		j := i % len(recs)
-		o.Record(metas[j], recs[j])
-		if i%8192 == 8191 {
-			o.Flush()
-		}
-	}
-	o.Close()
-	b.StopTimer()
-	st := o.Stats()
-	if st.Sent+st.Dropped != uint64(b.N) {
-		b.Fatalf("sent %d + dropped %d != %d", st.Sent, st.Dropped, b.N)
-	}
-	b.ReportMetric(float64(st.Dropped), "dropped")
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	benchTCPOutput(b, func(addr string) tcpOutput { return NewJSONLTCP("bench", addr, 64<<20) })
 }
 
 // BenchmarkJSONLFile writes JSON lines to a rotating file.

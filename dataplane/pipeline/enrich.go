@@ -193,11 +193,7 @@ func (s *enrichStage) record(m *jsonl.Meta, r *ipfix.Record) {
 			copy(s.addr[:4], a[:])
 			s.dyn[dynExporter] = s.addr[:4]
 		}
-		var dom uint32
-		if m.Msg != nil {
-			dom = m.Msg.DomainID
-		}
-		binary.BigEndian.PutUint32(s.dom[:], dom)
+		binary.BigEndian.PutUint32(s.dom[:], metaDomain(m))
 		s.dyn[dynDomain] = s.dom[:]
 	}
 	if p.addRate {
@@ -205,11 +201,7 @@ func (s *enrichStage) record(m *jsonl.Meta, r *ipfix.Record) {
 		if p.samplerField >= 0 {
 			id = r.Uint(p.samplerField)
 		}
-		var dom uint32
-		if m.Msg != nil {
-			dom = m.Msg.DomainID
-		}
-		binary.BigEndian.PutUint32(s.rate[:], s.rates.get(exp, dom, id))
+		binary.BigEndian.PutUint32(s.rate[:], s.rates.get(exp, metaDomain(m), id))
 		s.dyn[dynRate] = s.rate[:]
 	}
 	for i, nl := range s.nets {
@@ -232,6 +224,14 @@ func (s *enrichStage) record(m *jsonl.Meta, r *ipfix.Record) {
 	}
 	s.n.out++
 	s.next.record(m, &s.rec)
+}
+
+// metaDomain is the record's observation domain (0 without a message).
+func metaDomain(m *jsonl.Meta) uint32 {
+	if m.Msg == nil {
+		return 0
+	}
+	return m.Msg.DomainID
 }
 
 // observeOptions learns sampling rates from an options record.
@@ -265,11 +265,7 @@ func (s *enrichStage) observeOptions(m *jsonl.Meta, r *ipfix.Record) {
 	} else if i := l.Index(0, ieSelectorID); i >= 0 {
 		id = r.Uint(i)
 	}
-	var dom uint32
-	if m.Msg != nil {
-		dom = m.Msg.DomainID
-	}
-	s.rates.put(m.Exporter.Addr(), dom, id, uint32(rate))
+	s.rates.put(m.Exporter.Addr(), metaDomain(m), id, uint32(rate))
 }
 
 // samplingTable holds the latest sampling rate per exporter, domain and

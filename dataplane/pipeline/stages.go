@@ -233,17 +233,16 @@ func (s *renameStage) record(m *jsonl.Meta, r *ipfix.Record) {
 
 // anonStage rewrites address fields in a copy of the record.
 type anonStage struct {
-	cp       *anon.CryptoPAn // nil: truncate
-	bits4    int
-	bits6    int
-	fields   []namedField // nil: every address field
-	plans    planCache[anonPlan]
-	buf      []byte
-	rec      ipfix.Record
-	next     sink
-	n        counts
-	cache4   *[1 << 14]anonCacheEntry
-	cacheHit uint64
+	cp     *anon.CryptoPAn // nil: truncate
+	bits4  int
+	bits6  int
+	fields []namedField // nil: every address field
+	plans  planCache[anonPlan]
+	buf    []byte
+	rec    ipfix.Record
+	next   sink
+	n      counts
+	cache4 *[1 << 14]anonCacheEntry
 }
 
 // anonCacheEntry remembers one IPv4 anonymisation: addresses repeat across
