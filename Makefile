@@ -14,7 +14,7 @@ FUZZ_TARGETS := \
 	./dataplane/ipfix:FuzzNetFlow9 \
 	./dataplane/ipfix:FuzzNetFlow5 \
 	./dataplane/ipfix:FuzzLists \
-	./dataplane/pcap:FuzzReader \
+	./dataplane/offline/pcap:FuzzReader \
 	./dataplane/ring:FuzzRingOps \
 	./dataplane/template/redistier:FuzzParseKey \
 	./dataplane/template/redistier:FuzzDecodeValue \

@@ -32,7 +32,7 @@ import (
 
 	"github.com/sluice-flow/sluice/dataplane/anon"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
-	"github.com/sluice-flow/sluice/dataplane/pcap"
+	"github.com/sluice-flow/sluice/dataplane/offline/pcap"
 )
 
 var (

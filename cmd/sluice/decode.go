@@ -11,10 +11,10 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/sluice-flow/sluice/dataplane/decode"
+	"github.com/sluice-flow/sluice/dataplane/offline/decode"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
-	"github.com/sluice-flow/sluice/dataplane/pcap"
+	"github.com/sluice-flow/sluice/dataplane/offline/pcap"
 )
 
 // maxInputFile bounds IPFIX and raw NetFlow files read whole into memory.

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluice-flow/sluice/dataplane/pcap"
+	"github.com/sluice-flow/sluice/dataplane/offline/pcap"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files from the current output")

@@ -19,7 +19,7 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/export"
 	"github.com/sluice-flow/sluice/dataplane/mediator"
-	"github.com/sluice-flow/sluice/dataplane/pcap"
+	"github.com/sluice-flow/sluice/dataplane/offline/pcap"
 )
 
 type lockedBuffer struct {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-flow/sluice/dataplane/decode"
+	"github.com/sluice-flow/sluice/dataplane/offline/decode"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
 )

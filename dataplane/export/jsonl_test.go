@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-flow/sluice/dataplane/decode"
+	"github.com/sluice-flow/sluice/dataplane/offline/decode"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
 )
 

@@ -15,10 +15,10 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/sluice-flow/sluice/dataplane/decode"
+	"github.com/sluice-flow/sluice/dataplane/offline/decode"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
-	"github.com/sluice-flow/sluice/dataplane/pcap"
+	"github.com/sluice-flow/sluice/dataplane/offline/pcap"
 )
 
 // The fuzzers below feed arbitrary bytes to the codec and check invariants

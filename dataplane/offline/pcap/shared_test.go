@@ -22,7 +22,7 @@ func sharedCaptures(t *testing.T) []string {
 	t.Helper()
 	dirs := []string{
 		os.Getenv("SLUICE_CAPTURES"),
-		filepath.Join("..", "..", "..", "shared", "captures"), // from dataplane/pcap in a checkout beside shared/
+		filepath.Join("..", "..", "..", "..", "shared", "captures"), // from dataplane/offline/pcap in a checkout beside shared/
 		"/work/shared/captures",
 	}
 	for _, dir := range dirs {
