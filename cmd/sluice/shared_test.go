@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/sluice-flow/sluice/internal/testenv"
 )
 
 // TestSharedCaptures decodes the workspace's vendor captures (when the folder
@@ -17,13 +19,13 @@ import (
 // equal tshark's.
 func TestSharedCaptures(t *testing.T) {
 	if _, err := os.Stat(sharedCaptures); err != nil {
-		t.Skipf("no shared captures at %s: %v", sharedCaptures, err)
+		testenv.SkipOrFail(t, "no shared captures at %s: %v", sharedCaptures, err)
 	}
 	files, _ := filepath.Glob(filepath.Join(sharedCaptures, "*.pcap"))
 	ipfixFiles, _ := filepath.Glob(filepath.Join(sharedCaptures, "*.ipfix"))
 	files = append(files, ipfixFiles...)
 	if len(files) == 0 {
-		t.Skip("shared captures folder is empty")
+		testenv.SkipOrFail(t, "shared captures folder is empty")
 	}
 	tshark, _ := exec.LookPath("tshark")
 	mergecap, _ := exec.LookPath("mergecap")

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-flow/sluice/internal/testenv"
 )
 
 // sharedCaptures returns the captures of the workspace's shared folder
@@ -38,12 +40,12 @@ func sharedCaptures(t *testing.T) []string {
 			files = append(files, m...)
 		}
 		if len(files) == 0 {
-			t.Skipf("no *.pcap or *.pcapng files in %s", dir)
+			testenv.SkipOrFail(t, "no *.pcap or *.pcapng files in %s", dir)
 		}
 		slices.Sort(files)
 		return files
 	}
-	t.Skip("shared captures folder absent (looked for $SLUICE_CAPTURES, ../shared/captures beside the repository, /work/shared/captures)")
+	testenv.SkipOrFail(t, "shared captures folder absent (looked for $SLUICE_CAPTURES, ../shared/captures beside the repository, /work/shared/captures)")
 	return nil
 }
 
