@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
 	"github.com/sluice-flow/sluice/dataplane/pipeline"
+	"github.com/sluice-flow/sluice/dataplane/promtext"
 	"github.com/sluice-flow/sluice/dataplane/ratelog"
 	"github.com/sluice-flow/sluice/dataplane/ring"
 )
@@ -300,61 +300,50 @@ func (m *Mediator) data(rs *ringState, l *ipfix.Layout, key tplKey, body []byte)
 	}
 }
 
+// The mediator's and the outputs' metric families.
+var (
+	recordsTotal         = promtext.Counter("sluice_records_total", "Data records decoded (options records included).")
+	optionsRecordsTotal  = promtext.Counter("sluice_options_records_total", "Options data records decoded.")
+	unknownTemplateTotal = promtext.Counter("sluice_mediator_unknown_template_records_total", "Records whose template definition never reached the mediator.")
+	outputRecordsTotal   = promtext.Counter("sluice_output_records_total", "Records per output and outcome.")
+	outputQueued         = promtext.Gauge("sluice_output_queued_records", "Records waiting in an output's queue.")
+	outputReconnects     = promtext.Counter("sluice_output_reconnects_total", "Reconnections of an output.")
+	outputErrorsTotal    = promtext.Counter("sluice_output_errors_total", "Write or connection errors of an output.")
+)
+
 // AppendMetrics appends the mediator's, the pipelines' and the outputs'
 // metrics.
 func (m *Mediator) AppendMetrics(dst []byte) []byte {
 	snap := m.live.Load()
 	outputs := snap.Outputs()
-	dst = append(dst, "# HELP sluice_records_total Data records decoded (options records included).\n# TYPE sluice_records_total counter\nsluice_records_total "...)
-	dst = strconv.AppendUint(dst, m.records.Load(), 10)
-	dst = append(dst, "\n# HELP sluice_options_records_total Options data records decoded.\n# TYPE sluice_options_records_total counter\nsluice_options_records_total "...)
-	dst = strconv.AppendUint(dst, m.optRecords.Load(), 10)
-	dst = append(dst, "\n# HELP sluice_mediator_unknown_template_records_total Records whose template definition never reached the mediator.\n# TYPE sluice_mediator_unknown_template_records_total counter\nsluice_mediator_unknown_template_records_total "...)
-	dst = strconv.AppendUint(dst, m.unknownFP.Load(), 10)
-	dst = append(dst, '\n')
-	dst = snap.AppendMetrics(dst)
-	dst = append(dst, "# HELP sluice_output_records_total Records per output and outcome.\n# TYPE sluice_output_records_total counter\n"...)
+	w := promtext.NewWriter(dst)
+	w.Uint(recordsTotal, m.records.Load())
+	w.Uint(optionsRecordsTotal, m.optRecords.Load())
+	w.Uint(unknownTemplateTotal, m.unknownFP.Load())
+	w = promtext.NewWriter(snap.AppendMetrics(w.Bytes()))
+	w.Head(outputRecordsTotal)
 	for _, o := range outputs {
 		s := o.Stats()
-		for _, kv := range []struct {
-			k string
-			v uint64
-		}{{"sent", s.Sent}, {"dropped", s.Dropped}} {
-			dst = append(dst, "sluice_output_records_total{output="...)
-			dst = strconv.AppendQuote(dst, o.Name())
-			dst = append(dst, ",outcome=\""...)
-			dst = append(dst, kv.k...)
-			dst = append(dst, "\"} "...)
-			dst = strconv.AppendUint(dst, kv.v, 10)
-			dst = append(dst, '\n')
-		}
+		w.Uint(outputRecordsTotal, s.Sent, "output", o.Name(), "outcome", "sent")
+		w.Uint(outputRecordsTotal, s.Dropped, "output", o.Name(), "outcome", "dropped")
 	}
-	dst = append(dst, "# HELP sluice_output_queued_records Records waiting in an output's queue.\n# TYPE sluice_output_queued_records gauge\n"...)
+	w.Head(outputQueued)
 	for _, o := range outputs {
 		if q, ok := o.(export.QueueStats); ok {
-			dst = appendOutputSample(dst, "sluice_output_queued_records", o.Name(), uint64(q.Queued()))
+			w.Int(outputQueued, int64(q.Queued()), "output", o.Name())
 		}
 	}
-	dst = append(dst, "# HELP sluice_output_reconnects_total Reconnections of an output.\n# TYPE sluice_output_reconnects_total counter\n"...)
+	w.Head(outputReconnects)
 	for _, o := range outputs {
 		if q, ok := o.(export.QueueStats); ok {
-			dst = appendOutputSample(dst, "sluice_output_reconnects_total", o.Name(), q.Reconnects())
+			w.Uint(outputReconnects, q.Reconnects(), "output", o.Name())
 		}
 	}
-	dst = append(dst, "# HELP sluice_output_errors_total Write or connection errors of an output.\n# TYPE sluice_output_errors_total counter\n"...)
+	w.Head(outputErrorsTotal)
 	for _, o := range outputs {
-		dst = appendOutputSample(dst, "sluice_output_errors_total", o.Name(), o.Stats().Errors)
+		w.Uint(outputErrorsTotal, o.Stats().Errors, "output", o.Name())
 	}
-	return dst
-}
-
-func appendOutputSample(dst []byte, metric, output string, v uint64) []byte {
-	dst = append(dst, metric...)
-	dst = append(dst, "{output="...)
-	dst = strconv.AppendQuote(dst, output)
-	dst = append(dst, "} "...)
-	dst = strconv.AppendUint(dst, v, 10)
-	return append(dst, '\n')
+	return w.Bytes()
 }
 
 // Records returns the number of data records decoded so far.

@@ -1,8 +1,9 @@
 package pipeline
 
 import (
-	"strconv"
 	"sync/atomic"
+
+	"github.com/sluice-flow/sluice/dataplane/promtext"
 )
 
 // aggPub mirrors an aggregate stage's gauges for other goroutines.
@@ -19,61 +20,52 @@ func (s *aggStage) publish() {
 	s.pub.bytes.Store(uint64(len(s.arena)))
 }
 
+// The pipelines' metric families.
+var (
+	pipelineVersion     = promtext.Gauge("sluice_pipeline_version", "Version of the pipeline snapshot running.")
+	stageRecordsTotal   = promtext.Counter("sluice_pipeline_stage_records_total", "Records into and out of each stage (out of an aggregate: records absorbed).")
+	stageErrorsTotal    = promtext.Counter("sluice_pipeline_stage_errors_total", "Records dropped because the stage could not apply to their template (e.g. a filter comparing a field of another type).")
+	aggregateKeys       = promtext.Gauge("sluice_aggregate_keys", "Aggregates held.")
+	aggregateTableBytes = promtext.Gauge("sluice_aggregate_table_bytes", "Memory of the aggregate table (it doubles as keys come, up to its bound).")
+	aggregateEmitted    = promtext.Counter("sluice_aggregate_emitted_total", "Aggregates emitted at the end of an interval or a timeout.")
+	aggregateEvicted    = promtext.Counter("sluice_aggregate_evicted_total", "Aggregates emitted early because the table was full.")
+	aggregateShapeDrops = promtext.Counter("sluice_aggregate_dropped_total", "Aggregates dropped: more than 64 combinations of present keys.")
+)
+
 // AppendMetrics appends the pipelines' counters in the Prometheus text
 // format. Safe from any goroutine; values are as of the last Tick.
 func (s *Snapshot) AppendMetrics(dst []byte) []byte {
-	dst = append(dst, "# HELP sluice_pipeline_version Version of the pipeline snapshot running.\n# TYPE sluice_pipeline_version gauge\nsluice_pipeline_version "...)
-	dst = strconv.AppendUint(dst, s.Version, 10)
-	dst = append(dst, "\n# HELP sluice_pipeline_stage_records_total Records into and out of each stage (out of an aggregate: records absorbed).\n# TYPE sluice_pipeline_stage_records_total counter\n"...)
+	w := promtext.NewWriter(dst)
+	w.Uint(pipelineVersion, s.Version)
+	w.Head(stageRecordsTotal)
 	for _, p := range s.pipes {
 		for _, st := range p.stages {
-			dst = appendStage(dst, "sluice_pipeline_stage_records_total", p.name, st.kind, "in", st.n.pubIn.Load())
-			dst = appendStage(dst, "sluice_pipeline_stage_records_total", p.name, st.kind, "out", st.n.pubOut.Load())
+			w.Uint(stageRecordsTotal, st.n.pubIn.Load(), "pipeline", p.name, "stage", st.kind, "direction", "in")
+			w.Uint(stageRecordsTotal, st.n.pubOut.Load(), "pipeline", p.name, "stage", st.kind, "direction", "out")
 		}
-		dst = appendStage(dst, "sluice_pipeline_stage_records_total", p.name, "outputs", "in", p.fan.n.pubIn.Load())
+		w.Uint(stageRecordsTotal, p.fan.n.pubIn.Load(), "pipeline", p.name, "stage", "outputs", "direction", "in")
 	}
-	dst = append(dst, "# HELP sluice_pipeline_stage_errors_total Records dropped because the stage could not apply to their template (e.g. a filter comparing a field of another type).\n# TYPE sluice_pipeline_stage_errors_total counter\n"...)
+	w.Head(stageErrorsTotal)
 	for _, p := range s.pipes {
 		for _, st := range p.stages {
-			dst = appendStage(dst, "sluice_pipeline_stage_errors_total", p.name, st.kind, "", st.n.pubErrs.Load())
+			w.Uint(stageErrorsTotal, st.n.pubErrs.Load(), "pipeline", p.name, "stage", st.kind)
 		}
 	}
-	dst = append(dst, "# HELP sluice_aggregate_keys Aggregates held.\n# TYPE sluice_aggregate_keys gauge\n"...)
-	dst = s.appendAgg(dst, "sluice_aggregate_keys", func(a *aggStage) uint64 { return a.pub.keys.Load() })
-	dst = append(dst, "# HELP sluice_aggregate_table_bytes Memory of the aggregate table (it doubles as keys come, up to its bound).\n# TYPE sluice_aggregate_table_bytes gauge\n"...)
-	dst = s.appendAgg(dst, "sluice_aggregate_table_bytes", func(a *aggStage) uint64 { return a.pub.bytes.Load() })
-	dst = append(dst, "# HELP sluice_aggregate_emitted_total Aggregates emitted at the end of an interval or a timeout.\n# TYPE sluice_aggregate_emitted_total counter\n"...)
-	dst = s.appendAgg(dst, "sluice_aggregate_emitted_total", func(a *aggStage) uint64 { return a.pub.expired.Load() })
-	dst = append(dst, "# HELP sluice_aggregate_evicted_total Aggregates emitted early because the table was full.\n# TYPE sluice_aggregate_evicted_total counter\n"...)
-	dst = s.appendAgg(dst, "sluice_aggregate_evicted_total", func(a *aggStage) uint64 { return a.pub.evicted.Load() })
-	dst = append(dst, "# HELP sluice_aggregate_dropped_total Aggregates dropped: more than 64 combinations of present keys.\n# TYPE sluice_aggregate_dropped_total counter\n"...)
-	dst = s.appendAgg(dst, "sluice_aggregate_dropped_total", func(a *aggStage) uint64 { return a.pub.shapeErrs.Load() })
-	return dst
+	s.appendAgg(&w, aggregateKeys, func(a *aggStage) uint64 { return a.pub.keys.Load() })
+	s.appendAgg(&w, aggregateTableBytes, func(a *aggStage) uint64 { return a.pub.bytes.Load() })
+	s.appendAgg(&w, aggregateEmitted, func(a *aggStage) uint64 { return a.pub.expired.Load() })
+	s.appendAgg(&w, aggregateEvicted, func(a *aggStage) uint64 { return a.pub.evicted.Load() })
+	s.appendAgg(&w, aggregateShapeDrops, func(a *aggStage) uint64 { return a.pub.shapeErrs.Load() })
+	return w.Bytes()
 }
 
-func (s *Snapshot) appendAgg(dst []byte, metric string, v func(*aggStage) uint64) []byte {
+func (s *Snapshot) appendAgg(w *promtext.Writer, f *promtext.Family, v func(*aggStage) uint64) {
+	w.Head(f)
 	for _, p := range s.pipes {
 		for _, st := range p.stages {
 			if st.agg != nil {
-				dst = appendStage(dst, metric, p.name, st.kind, "", v(st.agg))
+				w.Uint(f, v(st.agg), "pipeline", p.name, "stage", st.kind)
 			}
 		}
 	}
-	return dst
-}
-
-func appendStage(dst []byte, metric, pipeline, stage, dir string, v uint64) []byte {
-	dst = append(dst, metric...)
-	dst = append(dst, "{pipeline="...)
-	dst = strconv.AppendQuote(dst, pipeline)
-	dst = append(dst, ",stage="...)
-	dst = strconv.AppendQuote(dst, stage)
-	if dir != "" {
-		dst = append(dst, ",direction=\""...)
-		dst = append(dst, dir...)
-		dst = append(dst, '"')
-	}
-	dst = append(dst, "} "...)
-	dst = strconv.AppendUint(dst, v, 10)
-	return append(dst, '\n')
 }
