@@ -1,0 +1,179 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// datagram is one message as it arrived, with its source.
+type datagram struct {
+	src netip.AddrPort
+	b   []byte
+}
+
+// TestEndToEndUDP sends to a real UDP socket on 127.0.0.1 and checks what
+// arrives against the summary, message by message.
+func TestEndToEndUDP(t *testing.T) {
+	f := func(cfg Config) {
+		t.Helper()
+		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		_ = pc.SetReadBuffer(4 << 20)
+		got := make(chan datagram, 4096)
+		go func() {
+			buf := make([]byte, 65536)
+			for {
+				n, src, err := pc.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				got <- datagram{src, append([]byte(nil), buf[:n]...)}
+			}
+		}()
+		cfg.Addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		sum := runReal(t, cfg)
+		checkArrived(t, cfg, sum, got)
+		// GSO needs data messages of one size: one fixed-length template.
+		var kinds []Template
+		for _, k := range cfg.withDefaults().Templates {
+			if k != Options {
+				kinds = append(kinds, k)
+			}
+		}
+		fixed := len(kinds) == 1 && kinds[0] != VarLen
+		if want := gsoAvailable && !cfg.NoGSO && fixed; sum.GSO != want {
+			t.Errorf("%+v: GSO %v, want %v", cfg, sum.GSO, want)
+		}
+	}
+	// Paced at 20k messages/s so the receiving socket keeps up.
+	rate := Rate{PerSecond: 2e4, Packets: true}
+	f(Config{Rate: rate, Count: 300, Exporters: 3, Records: 10, Templates: []Template{FiveTuple}})
+	f(Config{Rate: rate, Count: 300, Exporters: 3, Records: 10, Templates: []Template{FiveTuple}, NoGSO: true})
+	f(Config{Rate: rate, Count: 200, Exporters: 2, Records: 5, Templates: []Template{IPv6, VarLen, Options},
+		TemplateInterval: time.Millisecond})
+	f(Config{Rate: rate, Count: 200, Exporters: 2, Records: 7, Templates: []Template{FiveTuple, Options},
+		Protocol: NetFlowV9, TemplateInterval: time.Millisecond})
+	if runtime.GOOS == "linux" {
+		// The whole of 127.0.0.0/8 is local on Linux.
+		f(Config{Rate: rate, Count: 100, Exporters: 4, Records: 3, DistinctAddrs: true, Protocol: NetFlowV9})
+	}
+}
+
+// TestEndToEndTCP sends to a real TCP listener, one connection per exporter.
+func TestEndToEndTCP(t *testing.T) {
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan datagram, 4096)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go readStream(t, c, got)
+		}
+	}()
+	cfg := Config{Addr: ln.Addr().(*net.TCPAddr).AddrPort(), TCP: true, Count: 500, Exporters: 3,
+		Templates: []Template{FiveTuple, VarLen, Options}}
+	sum := runReal(t, cfg)
+	checkArrived(t, cfg, sum, got)
+	if sum.TemplateMessages != 3 || sum.GSO {
+		t.Errorf("TCP: %d template messages (want 3), GSO %v", sum.TemplateMessages, sum.GSO)
+	}
+}
+
+// readStream splits a TCP stream into IPFIX messages by their length field.
+func readStream(t *testing.T, c net.Conn, got chan<- datagram) {
+	defer c.Close()
+	src := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	for {
+		hdr := make([]byte, 16)
+		if _, err := io.ReadFull(c, hdr); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Errorf("reading %v: %v", src, err)
+			}
+			return
+		}
+		n := int(binary.BigEndian.Uint16(hdr[2:]))
+		if n < 16 {
+			t.Errorf("message of length %d from %v", n, src)
+			return
+		}
+		msg := append(hdr, make([]byte, n-16)...)
+		if _, err := io.ReadFull(c, msg[16:]); err != nil {
+			t.Errorf("reading %v: %v", src, err)
+			return
+		}
+		got <- datagram{src, msg}
+	}
+}
+
+// runReal runs cfg over real sockets.
+func runReal(t *testing.T, cfg Config) Summary {
+	t.Helper()
+	g, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := g.Run(context.Background())
+	if err := g.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if sum.SendErrors != 0 {
+		t.Fatalf("%+v: %d send errors", cfg, sum.SendErrors)
+	}
+	if sum.Messages < uint64(cfg.Count) {
+		t.Fatalf("%+v: %d messages sent, want at least %d", cfg, sum.Messages, cfg.Count)
+	}
+	return sum
+}
+
+// checkArrived waits until every message of the summary has arrived (or
+// ten seconds have passed), then checks them against the summary.
+func checkArrived(t *testing.T, cfg Config, sum Summary, got <-chan datagram) {
+	t.Helper()
+	want := sum.Messages + sum.TemplateMessages
+	bySource := map[netip.AddrPort][]sunk{}
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for n := uint64(0); n < want; n++ {
+		select {
+		case d := <-got:
+			bySource[d.src] = append(bySource[d.src], sunk{b: d.b})
+		case <-deadline.C:
+			t.Fatalf("%+v: %d of %d messages arrived", cfg, n, want)
+		}
+	}
+	msgs := map[uint32][]sunk{}
+	for i, es := range sum.Exporters {
+		src, err := netip.ParseAddrPort(es.Source)
+		if err != nil {
+			t.Fatalf("exporter %d source %q: %v", i, es.Source, err)
+		}
+		if cfg.DistinctAddrs && src.Addr() != sourceAddr(i) {
+			t.Errorf("exporter %d sent from %v, want %v", i, src, sourceAddr(i))
+		}
+		if !cfg.DistinctAddrs && src.Addr() != netip.MustParseAddr("127.0.0.1") {
+			t.Errorf("exporter %d sent from %v, want 127.0.0.1", i, src)
+		}
+		msgs[es.ObservationDomain] = bySource[src]
+		delete(bySource, src)
+	}
+	if len(bySource) > 0 {
+		t.Errorf("messages from sources no exporter has: %v", bySource)
+	}
+	checkSummary(t, msgs, sum, 0)
+}
