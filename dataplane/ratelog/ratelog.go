@@ -10,16 +10,23 @@ import (
 
 // Limiter lets one warning through per interval and counts the rest; the
 // next line that goes through carries the count. The zero value lets every
-// line through. Safe for concurrent use.
+// line through. Safe for concurrent use; set the fields before first use.
 type Limiter struct {
-	Every      time.Duration
+	Every time.Duration
+	// Now is the clock; nil means time.Now. Tests set a fake one.
+	Now        func() time.Time
 	last       atomic.Int64
 	suppressed atomic.Uint64
 }
 
 // Warn logs msg at warning level unless a line went out less than Every ago.
 func (r *Limiter) Warn(log *slog.Logger, msg string, args ...any) {
-	now := time.Now().UnixNano()
+	var now int64
+	if r.Now != nil {
+		now = r.Now().UnixNano()
+	} else {
+		now = time.Now().UnixNano()
+	}
 	last := r.last.Load()
 	if now-last < int64(r.Every) || !r.last.CompareAndSwap(last, now) {
 		r.suppressed.Add(1)
