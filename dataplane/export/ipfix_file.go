@@ -20,7 +20,8 @@ const (
 // IPFIXFile writes an RFC 5655 IPFIX file (messages back to back) at path,
 // appending if it exists. When the file would outgrow the rotation size or
 // is older than the rotation interval, it is renamed with a UTC timestamp
-// suffix (path.20060102T150405Z) and a new file is started with every
+// suffix, the same as rotated JSON lines files have
+// (path.20060102T150405.000Z), and a new file is started with every
 // template, so each file decodes alone. Records count as sent after a
 // successful flush.
 type IPFIXFile struct {
@@ -140,13 +141,9 @@ func (x *IPFIXFile) rotate() error {
 	if err != nil {
 		return err
 	}
-	base := x.path + "." + x.opened.UTC().Format("20060102T150405Z")
-	dst := base
-	for i := 1; ; i++ {
-		if _, err := os.Lstat(dst); os.IsNotExist(err) {
-			break
-		}
-		dst = fmt.Sprintf("%s-%d", base, i)
+	dst, err := rotatedName(x.path, x.opened)
+	if err != nil {
+		return err
 	}
 	if err := os.Rename(x.path, dst); err != nil {
 		return err

@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-flow/sluice/dataplane/offline/decode"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
+	"github.com/sluice-flow/sluice/dataplane/offline/decode"
 )
 
 // rec is one record as fed or as received.
@@ -1006,7 +1006,7 @@ func TestIPFIXFileRotateEvery(t *testing.T) {
 	if err := x.Close(); err != nil {
 		t.Fatal(err)
 	}
-	old := path + ".20260102T030405Z"
+	old := path + ".20260102T030405.000Z"
 	a, err := os.ReadFile(old)
 	if err != nil {
 		t.Fatal(err)

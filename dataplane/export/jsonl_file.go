@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// rotatedStamp is the suffix format of rotated JSON lines files: the UTC
-// time the file was started, to the millisecond.
+// rotatedStamp is the suffix format of rotated files (JSON lines and IPFIX):
+// the UTC time the file was started, to the millisecond.
 const rotatedStamp = "20060102T150405.000Z"
 
 // parseJSONLFileSpec parses "jsonl:PATH[?rotate_size=256MiB&rotate_every=1h]";

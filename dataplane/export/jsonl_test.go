@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-flow/sluice/dataplane/offline/decode"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
+	"github.com/sluice-flow/sluice/dataplane/offline/decode"
 )
 
 // feedLines decodes msgs and passes every record to o, returning the JSON

@@ -15,9 +15,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/sluice-flow/sluice/dataplane/offline/decode"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
+	"github.com/sluice-flow/sluice/dataplane/offline/decode"
 	"github.com/sluice-flow/sluice/dataplane/offline/pcap"
 )
 
