@@ -49,15 +49,25 @@ func TestApply(t *testing.T) {
 		t.Fatalf("Apply with no Run: %v, want ErrNotApplied", err)
 	}
 	cancel()
+	// Compiled here: compile writes outs, which the goroutines must not.
+	sa, sb := compile("pipelines: [{outputs: [\"jsonl:/a\"]}]"), compile("pipelines: [{outputs: [\"jsonl:/b\"]}]")
 	superseded := make(chan error, 1)
 	go func() {
-		_, err := m.Apply(context.Background(), compile("pipelines: [{outputs: [\"jsonl:/a\"]}]"))
+		_, err := m.Apply(context.Background(), sa)
 		superseded <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	// b must supersede a: wait until a is the pending snapshot.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if p := m.next.Load(); p != nil && p.s == sa {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first Apply never became pending")
+		}
+	}
 	applied := make(chan error, 1)
 	go func() {
-		v, err := m.Apply(context.Background(), compile("pipelines: [{outputs: [\"jsonl:/b\"]}]"))
+		v, err := m.Apply(context.Background(), sb)
 		if err == nil && v != 4 {
 			t.Errorf("version %d, want 4", v)
 		}
