@@ -1,8 +1,9 @@
 package redistier
 
 import (
-	"strconv"
 	"sync/atomic"
+
+	"github.com/sluice-flow/sluice/dataplane/promtext"
 )
 
 // metrics are the store's counters, written by the workers and the loops'
@@ -50,101 +51,54 @@ func (h *histogram) observe(nanos int64) {
 	h.sum.Add(nanos)
 }
 
-func appendCounter(dst []byte, name, help string, v uint64) []byte {
-	dst = appendHead(dst, name, "counter", help)
-	dst = append(dst, name...)
-	dst = append(dst, ' ')
-	dst = strconv.AppendUint(dst, v, 10)
-	return append(dst, '\n')
-}
-
-func appendHead(dst []byte, name, typ, help string) []byte {
-	dst = append(dst, "# HELP "...)
-	dst = append(dst, name...)
-	dst = append(dst, ' ')
-	dst = append(dst, help...)
-	dst = append(dst, "\n# TYPE "...)
-	dst = append(dst, name...)
-	dst = append(dst, ' ')
-	dst = append(dst, typ...)
-	return append(dst, '\n')
-}
-
-func appendLabeled(dst []byte, name, label, value string, v uint64) []byte {
-	dst = append(dst, name...)
-	dst = append(dst, '{')
-	dst = append(dst, label...)
-	dst = append(dst, '=', '"')
-	dst = append(dst, value...)
-	dst = append(dst, '"', '}', ' ')
-	dst = strconv.AppendUint(dst, v, 10)
-	return append(dst, '\n')
-}
+// The shared tier's metric families.
+var (
+	sharedHits         = promtext.Counter("sluice_template_shared_hits_total", "Templates a local miss or change fetched from Redis.")
+	sharedMisses       = promtext.Counter("sluice_template_shared_misses_total", "Local template misses Redis could not answer when asked.")
+	sharedWarmed       = promtext.Counter("sluice_template_shared_warmed_total", "Templates loaded from Redis at start (warm-up).")
+	sharedWrites       = promtext.Counter("sluice_template_shared_writes_total", "Template write-throughs to Redis by result: written (new or changed), unchanged (TTL refreshed only), stale (Redis held a newer definition).")
+	sharedDeletes      = promtext.Counter("sluice_template_shared_deletes_total", "Template withdrawals deleted from Redis.")
+	sharedRemoved      = promtext.Counter("sluice_template_shared_removed_total", "Local copies of shared templates dropped because Redis no longer had them.")
+	sharedErrors       = promtext.Counter("sluice_template_shared_errors_total", "Failed Redis operations (the collector went on with its local tiers).")
+	sharedBadValues    = promtext.Counter("sluice_template_shared_bad_values_total", "Stored templates that did not decode.")
+	sharedQueueDrops   = promtext.Counter("sluice_template_shared_queue_drops_total", "Shared-tier work dropped because its queue was full.")
+	sharedPendingDrops = promtext.Counter("sluice_template_shared_pending_drops_total", "Writes dropped because the pending set was full while Redis was unavailable.")
+	sharedInvalidated  = promtext.Counter("sluice_template_shared_invalidations_total", "Invalidations received for template keys.")
+	sharedResyncs      = promtext.Counter("sluice_template_shared_resyncs_total", "Write-backs of locally learned templates after Redis came back.")
+	sharedPending      = promtext.Gauge("sluice_template_shared_pending", "Writes waiting for Redis to come back.")
+	sharedUp           = promtext.Gauge("sluice_template_shared_up", "1 when the last Redis operation succeeded.")
+	sharedLearnToUse   = promtext.Histogram("sluice_template_shared_learn_to_use_seconds",
+		"Time from a template being learned on one pod to this pod using it (fetched for held data or a changed definition).", latencyBounds[:])
+)
 
 // AppendMetrics appends the shared tier's metrics in Prometheus text format.
 func (s *Store) AppendMetrics(dst []byte) []byte {
 	m := &s.m
-	dst = appendCounter(dst, "sluice_template_shared_hits_total",
-		"Templates a local miss or change fetched from Redis.", m.hits.Load())
-	dst = appendCounter(dst, "sluice_template_shared_misses_total",
-		"Local template misses Redis could not answer when asked.", m.misses.Load())
-	dst = appendCounter(dst, "sluice_template_shared_warmed_total",
-		"Templates loaded from Redis at start (warm-up).", m.warmed.Load())
-	const writes = "sluice_template_shared_writes_total"
-	dst = appendHead(dst, writes, "counter",
-		"Template write-throughs to Redis by result: written (new or changed), unchanged (TTL refreshed only), stale (Redis held a newer definition).")
-	dst = appendLabeled(dst, writes, "result", "written", m.written.Load())
-	dst = appendLabeled(dst, writes, "result", "unchanged", m.unchanged.Load())
-	dst = appendLabeled(dst, writes, "result", "stale", m.stale.Load())
-	dst = appendCounter(dst, "sluice_template_shared_deletes_total",
-		"Template withdrawals deleted from Redis.", m.deletes.Load())
-	dst = appendCounter(dst, "sluice_template_shared_removed_total",
-		"Local copies of shared templates dropped because Redis no longer had them.", m.removed.Load())
-	dst = appendCounter(dst, "sluice_template_shared_errors_total",
-		"Failed Redis operations (the collector went on with its local tiers).", m.errors.Load())
-	dst = appendCounter(dst, "sluice_template_shared_bad_values_total",
-		"Stored templates that did not decode.", m.badValues.Load())
-	dst = appendCounter(dst, "sluice_template_shared_queue_drops_total",
-		"Shared-tier work dropped because its queue was full.", m.queueDrops.Load())
-	dst = appendCounter(dst, "sluice_template_shared_pending_drops_total",
-		"Writes dropped because the pending set was full while Redis was unavailable.", m.pendingDrops.Load())
-	dst = appendCounter(dst, "sluice_template_shared_invalidations_total",
-		"Invalidations received for template keys.", m.invalidated.Load())
-	dst = appendCounter(dst, "sluice_template_shared_resyncs_total",
-		"Write-backs of locally learned templates after Redis came back.", m.resyncs.Load())
-	dst = appendHead(dst, "sluice_template_shared_pending", "gauge", "Writes waiting for Redis to come back.")
-	dst = append(dst, "sluice_template_shared_pending "...)
-	dst = strconv.AppendInt(dst, max(m.pending.Load(), 0), 10)
-	dst = append(dst, '\n')
-	dst = appendHead(dst, "sluice_template_shared_up", "gauge", "1 when the last Redis operation succeeded.")
-	up := "0"
+	w := promtext.NewWriter(dst)
+	w.Uint(sharedHits, m.hits.Load())
+	w.Uint(sharedMisses, m.misses.Load())
+	w.Uint(sharedWarmed, m.warmed.Load())
+	w.Uint(sharedWrites, m.written.Load(), "result", "written")
+	w.Uint(sharedWrites, m.unchanged.Load(), "result", "unchanged")
+	w.Uint(sharedWrites, m.stale.Load(), "result", "stale")
+	w.Uint(sharedDeletes, m.deletes.Load())
+	w.Uint(sharedRemoved, m.removed.Load())
+	w.Uint(sharedErrors, m.errors.Load())
+	w.Uint(sharedBadValues, m.badValues.Load())
+	w.Uint(sharedQueueDrops, m.queueDrops.Load())
+	w.Uint(sharedPendingDrops, m.pendingDrops.Load())
+	w.Uint(sharedInvalidated, m.invalidated.Load())
+	w.Uint(sharedResyncs, m.resyncs.Load())
+	w.Int(sharedPending, max(m.pending.Load(), 0))
+	up := uint64(0)
 	if m.connected.Load() {
-		up = "1"
+		up = 1
 	}
-	dst = append(dst, "sluice_template_shared_up "...)
-	dst = append(dst, up...)
-	dst = append(dst, '\n')
-
-	const lat = "sluice_template_shared_learn_to_use_seconds"
-	dst = appendHead(dst, lat, "histogram",
-		"Time from a template being learned on one pod to this pod using it (fetched for held data or a changed definition).")
-	var cum uint64
-	for i := range m.learnToUse.counts {
-		cum += m.learnToUse.counts[i].Load()
-		dst = append(dst, lat+`_bucket{le="`...)
-		if i < len(latencyBounds) {
-			dst = strconv.AppendFloat(dst, latencyBounds[i], 'g', -1, 64)
-		} else {
-			dst = append(dst, "+Inf"...)
-		}
-		dst = append(dst, '"', '}', ' ')
-		dst = strconv.AppendUint(dst, cum, 10)
-		dst = append(dst, '\n')
+	w.Uint(sharedUp, up)
+	var buckets [len(latencyBounds) + 1]uint64
+	for i := range buckets {
+		buckets[i] = m.learnToUse.counts[i].Load()
 	}
-	dst = append(dst, lat+"_sum "...)
-	dst = strconv.AppendFloat(dst, float64(m.learnToUse.sum.Load())/1e9, 'g', -1, 64)
-	dst = append(dst, '\n')
-	dst = append(dst, lat+"_count "...)
-	dst = strconv.AppendUint(dst, cum, 10)
-	return append(dst, '\n')
+	w.Histogram(sharedLearnToUse, buckets[:], float64(m.learnToUse.sum.Load())/1e9)
+	return w.Bytes()
 }
