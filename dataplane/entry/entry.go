@@ -79,7 +79,10 @@ func Put(b []byte, h *Header) int {
 }
 
 // Parse reads the header at the start of b and returns the body, a view into
-// b.
+// b valid as long as b is. Any b of HeaderLen bytes or more parses, and Put
+// writes the same HeaderLen bytes back. A header Put wrote parses back
+// equal, but for the exporter's IPv6 zone, which is not carried, and an
+// IPv4-mapped IPv6 exporter, which comes back as IPv4.
 func Parse(b []byte, h *Header) ([]byte, error) {
 	if len(b) < HeaderLen {
 		return nil, ErrShort
@@ -88,7 +91,10 @@ func Parse(b []byte, h *Header) ([]byte, error) {
 	h.Flags = b[1]
 	h.Version = binary.LittleEndian.Uint16(b[2:])
 	h.Domain = binary.LittleEndian.Uint32(b[4:])
-	addr := netip.AddrFrom16([16]byte(b[8:24])).Unmap()
+	var addr netip.Addr // all zero: Put's zero Exporter (no exporter ever sends from ::)
+	if a16 := [16]byte(b[8:24]); a16 != [16]byte{} {
+		addr = netip.AddrFrom16(a16).Unmap()
+	}
 	h.Exporter = netip.AddrPortFrom(addr, binary.LittleEndian.Uint16(b[24:]))
 	h.TemplateID = binary.LittleEndian.Uint16(b[26:])
 	h.Fingerprint = binary.LittleEndian.Uint64(b[28:])
