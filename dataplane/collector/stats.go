@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/netip"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,39 +197,4 @@ func compareKeys(ea, eb netip.AddrPort, da, db uint32, va, vb, ia, ib uint16) in
 		return cmp.Compare(va, vb)
 	}
 	return cmp.Compare(ia, ib)
-}
-
-// promWriter appends Prometheus text exposition.
-type promWriter struct{ b []byte }
-
-func (w *promWriter) head(name, typ, help string) {
-	w.b = append(w.b, "# HELP "...)
-	w.b = append(w.b, name...)
-	w.b = append(w.b, ' ')
-	w.b = append(w.b, help...)
-	w.b = append(w.b, "\n# TYPE "...)
-	w.b = append(w.b, name...)
-	w.b = append(w.b, ' ')
-	w.b = append(w.b, typ...)
-	w.b = append(w.b, '\n')
-}
-
-// sample appends name{labels} value; labels alternate key, value.
-func (w *promWriter) sample(name string, v float64, labels ...string) {
-	w.b = append(w.b, name...)
-	if len(labels) > 0 {
-		w.b = append(w.b, '{')
-		for i := 0; i+1 < len(labels); i += 2 {
-			if i > 0 {
-				w.b = append(w.b, ',')
-			}
-			w.b = append(w.b, labels[i]...)
-			w.b = append(w.b, '=')
-			w.b = strconv.AppendQuote(w.b, labels[i+1])
-		}
-		w.b = append(w.b, '}')
-	}
-	w.b = append(w.b, ' ')
-	w.b = strconv.AppendFloat(w.b, v, 'f', -1, 64)
-	w.b = append(w.b, '\n')
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/promtext"
 	"github.com/sluice-flow/sluice/dataplane/template"
 )
 
@@ -152,75 +153,91 @@ func fingerprintHex(v uint64) string {
 	return string(b[:])
 }
 
+// The collector's metric families.
+var (
+	packetsTotal          = promtext.Counter("sluice_packets_total", "UDP datagrams and TCP messages received.")
+	receivedBytesTotal    = promtext.Counter("sluice_received_bytes_total", "Bytes of flow export received.")
+	messagesTotal         = promtext.Counter("sluice_messages_total", "Messages decoded, by protocol version.")
+	setsTotal             = promtext.Counter("sluice_sets_total", "Sets seen in IPFIX and NetFlow v9 messages.")
+	collectedRecordsTotal = promtext.Counter("sluice_collected_records_total", "Data records accepted by the collector and queued to the mediator.")
+	templatesLearnedTotal = promtext.Counter("sluice_templates_learned_total", "Templates learned (new or changed).")
+	templateRefreshes     = promtext.Counter("sluice_template_refreshes_total", "Retransmissions of known templates.")
+	templateRedefinitions = promtext.Counter("sluice_template_redefinitions_total", "Templates replaced by a different definition.")
+	templateWithdrawals   = promtext.Counter("sluice_template_withdrawals_total", "Template withdrawals, by whether they were honoured (TCP) or ignored (UDP).")
+	templatesKnown        = promtext.Gauge("sluice_templates", "Templates currently known.")
+	heldSetsGauge         = promtext.Gauge("sluice_held_sets", "Data sets held until their template arrives.")
+	heldBytesGauge        = promtext.Gauge("sluice_held_bytes", "Bytes held until their templates arrive.")
+	heldReleasedTotal     = promtext.Counter("sluice_held_released_sets_total", "Held data sets decoded once their template arrived.")
+	droppedRecordsTotal   = promtext.Counter("sluice_dropped_records_total", "Data records lost after decoding, by reason.")
+	droppedSetsTotal      = promtext.Counter("sluice_dropped_sets_total", "Data sets or datagrams lost before their records could be counted, by reason.")
+	malformedTotal        = promtext.Counter("sluice_malformed_total", "Malformed messages, sets and records rejected by the decoder, by reason.")
+	trailingOctetsTotal   = promtext.Counter("sluice_trailing_octets_datagrams_total", "UDP datagrams with octets after their IPFIX message (ignored).")
+	lostWithdrawalsTotal  = promtext.Counter("sluice_lost_withdrawal_entries_total", "Withdrawal notices the ring could not take (the withdrawal itself was applied).")
+	tcpBackpressureTotal  = promtext.Counter("sluice_tcp_backpressure_total", "Times TCP input waited for ring room.")
+	tcpRefusedTotal       = promtext.Counter("sluice_tcp_sessions_refused_total", "TCP sessions refused: too many open.")
+	tcpSessions           = promtext.Gauge("sluice_tcp_sessions", "Open TCP sessions.")
+	udpBatchesTotal       = promtext.Counter("sluice_udp_batches_total", "recvmmsg calls that returned datagrams.")
+	udpSocketDropsTotal   = promtext.Counter("sluice_udp_socket_drops_total", "Datagrams the kernel dropped on the UDP listeners' sockets (receive buffer full).")
+	ringBytes             = promtext.Gauge("sluice_ring_bytes", "Bytes queued in each loop's ring.")
+	ringCapacityBytes     = promtext.Gauge("sluice_ring_capacity_bytes", "Capacity of each loop's ring.")
+	exporterRecordsTotal  = promtext.Counter("sluice_exporter_records_total", "Data records accepted per exporter and observation domain.")
+	exporterMessagesTotal = promtext.Counter("sluice_exporter_messages_total", "Messages per exporter and observation domain.")
+	sequenceLostTotal     = promtext.Counter("sluice_sequence_lost_total", "Loss per sequence numbers: records (IPFIX, v5) or packets (v9).")
+	sequenceOutOfOrder    = promtext.Counter("sluice_sequence_out_of_order_total", "Messages that arrived after later ones.")
+	sequenceResetsTotal   = promtext.Counter("sluice_sequence_resets_total", "Sequence number jumps taken for exporter restarts.")
+)
+
 // AppendMetrics appends the collector's metrics in Prometheus text format.
 // Per-loop counters are summed here, at scrape time.
 func (c *Collector) AppendMetrics(dst []byte) []byte {
-	w := promWriter{b: dst}
-	sum := func(f func(s *loopStats) uint64) float64 {
+	w := promtext.NewWriter(dst)
+	sum := func(f func(s *loopStats) uint64) uint64 {
 		var n uint64
 		for _, l := range c.loops {
 			n += f(l.stats)
 		}
-		return float64(n)
+		return n
 	}
-	w.head("sluice_packets_total", "counter", "UDP datagrams and TCP messages received.")
 	for i, tr := range []string{"udp", "tcp"} {
-		w.sample("sluice_packets_total", sum(func(s *loopStats) uint64 { return s.packets[i].Load() }), "transport", tr)
+		w.Uint(packetsTotal, sum(func(s *loopStats) uint64 { return s.packets[i].Load() }), "transport", tr)
 	}
-	w.head("sluice_received_bytes_total", "counter", "Bytes of flow export received.")
 	for i, tr := range []string{"udp", "tcp"} {
-		w.sample("sluice_received_bytes_total", sum(func(s *loopStats) uint64 { return s.bytes[i].Load() }), "transport", tr)
+		w.Uint(receivedBytesTotal, sum(func(s *loopStats) uint64 { return s.bytes[i].Load() }), "transport", tr)
 	}
-	w.head("sluice_messages_total", "counter", "Messages decoded, by protocol version.")
 	for i, v := range []string{"5", "9", "10"} {
-		w.sample("sluice_messages_total", sum(func(s *loopStats) uint64 { return s.messages[i].Load() }), "version", v)
+		w.Uint(messagesTotal, sum(func(s *loopStats) uint64 { return s.messages[i].Load() }), "version", v)
 	}
-	w.head("sluice_sets_total", "counter", "Sets seen in IPFIX and NetFlow v9 messages.")
-	w.sample("sluice_sets_total", sum(func(s *loopStats) uint64 { return s.sets.Load() }))
-	w.head("sluice_collected_records_total", "counter", "Data records accepted by the collector and queued to the mediator.")
-	w.sample("sluice_collected_records_total", sum(func(s *loopStats) uint64 { return s.records.Load() }))
-	w.head("sluice_templates_learned_total", "counter", "Templates learned (new or changed).")
-	w.sample("sluice_templates_learned_total", sum(func(s *loopStats) uint64 { return s.templates.Load() }))
-	w.head("sluice_template_refreshes_total", "counter", "Retransmissions of known templates.")
-	w.sample("sluice_template_refreshes_total", sum(func(s *loopStats) uint64 { return s.refreshes.Load() }))
-	w.head("sluice_template_redefinitions_total", "counter", "Templates replaced by a different definition.")
-	w.sample("sluice_template_redefinitions_total", sum(func(s *loopStats) uint64 { return s.redefinitions.Load() }))
-	w.head("sluice_template_withdrawals_total", "counter", "Template withdrawals, by whether they were honoured (TCP) or ignored (UDP).")
-	w.sample("sluice_template_withdrawals_total", sum(func(s *loopStats) uint64 { return s.withdrawals.Load() }), "action", "honoured")
-	w.sample("sluice_template_withdrawals_total", sum(func(s *loopStats) uint64 { return s.withdrawIgn.Load() }), "action", "ignored")
-	w.head("sluice_templates", "gauge", "Templates currently known.")
-	w.sample("sluice_templates", float64(c.shared.Len()))
-	w.head("sluice_held_sets", "gauge", "Data sets held until their template arrives.")
-	w.sample("sluice_held_sets", sum(func(s *loopStats) uint64 { return uint64(s.heldSets.Load()) }))
-	w.head("sluice_held_bytes", "gauge", "Bytes held until their templates arrive.")
-	w.sample("sluice_held_bytes", float64(c.heldTotal.Load()))
-	w.head("sluice_held_released_sets_total", "counter", "Held data sets decoded once their template arrived.")
-	w.sample("sluice_held_released_sets_total", sum(func(s *loopStats) uint64 { return s.heldReleased.Load() }))
-	w.head("sluice_dropped_records_total", "counter", "Data records lost after decoding, by reason.")
+	w.Uint(setsTotal, sum(func(s *loopStats) uint64 { return s.sets.Load() }))
+	w.Uint(collectedRecordsTotal, sum(func(s *loopStats) uint64 { return s.records.Load() }))
+	w.Uint(templatesLearnedTotal, sum(func(s *loopStats) uint64 { return s.templates.Load() }))
+	w.Uint(templateRefreshes, sum(func(s *loopStats) uint64 { return s.refreshes.Load() }))
+	w.Uint(templateRedefinitions, sum(func(s *loopStats) uint64 { return s.redefinitions.Load() }))
+	w.Uint(templateWithdrawals, sum(func(s *loopStats) uint64 { return s.withdrawals.Load() }), "action", "honoured")
+	w.Uint(templateWithdrawals, sum(func(s *loopStats) uint64 { return s.withdrawIgn.Load() }), "action", "ignored")
+	w.Int(templatesKnown, int64(c.shared.Len()))
+	var held int64
+	for _, l := range c.loops {
+		held += l.stats.heldSets.Load()
+	}
+	w.Int(heldSetsGauge, held)
+	w.Int(heldBytesGauge, c.heldTotal.Load())
+	w.Uint(heldReleasedTotal, sum(func(s *loopStats) uint64 { return s.heldReleased.Load() }))
 	for r := range numDropReasons {
-		w.sample("sluice_dropped_records_total", sum(func(s *loopStats) uint64 { return s.droppedRecs[r].Load() }), "reason", r.String())
+		w.Uint(droppedRecordsTotal, sum(func(s *loopStats) uint64 { return s.droppedRecs[r].Load() }), "reason", r.String())
 	}
-	w.head("sluice_dropped_sets_total", "counter", "Data sets or datagrams lost before their records could be counted, by reason.")
 	for r := range numDropReasons {
-		w.sample("sluice_dropped_sets_total", sum(func(s *loopStats) uint64 { return s.droppedSets[r].Load() }), "reason", r.String())
+		w.Uint(droppedSetsTotal, sum(func(s *loopStats) uint64 { return s.droppedSets[r].Load() }), "reason", r.String())
 	}
-	w.head("sluice_malformed_total", "counter", "Malformed messages, sets and records rejected by the decoder, by reason.")
 	for i, e := range ipfix.Errors {
-		w.sample("sluice_malformed_total", sum(func(s *loopStats) uint64 { return s.codecDrops[i].Load() }), "reason", e.Reason())
+		w.Uint(malformedTotal, sum(func(s *loopStats) uint64 { return s.codecDrops[i].Load() }), "reason", e.Reason())
 	}
-	w.sample("sluice_malformed_total", sum(func(s *loopStats) uint64 { return s.codecDrops[len(ipfix.Errors)].Load() }), "reason", "other")
-	w.head("sluice_trailing_octets_datagrams_total", "counter", "UDP datagrams with octets after their IPFIX message (ignored).")
-	w.sample("sluice_trailing_octets_datagrams_total", sum(func(s *loopStats) uint64 { return s.trailing.Load() }))
-	w.head("sluice_lost_withdrawal_entries_total", "counter", "Withdrawal notices the ring could not take (the withdrawal itself was applied).")
-	w.sample("sluice_lost_withdrawal_entries_total", sum(func(s *loopStats) uint64 { return s.lostWithdrawals.Load() }))
-	w.head("sluice_tcp_backpressure_total", "counter", "Times TCP input waited for ring room.")
-	w.sample("sluice_tcp_backpressure_total", sum(func(s *loopStats) uint64 { return s.backpressure.Load() }))
-	w.head("sluice_tcp_sessions_refused_total", "counter", "TCP sessions refused: too many open.")
-	w.sample("sluice_tcp_sessions_refused_total", float64(c.refusedSessions.Load()))
-	w.head("sluice_tcp_sessions", "gauge", "Open TCP sessions.")
-	w.sample("sluice_tcp_sessions", float64(c.tcpOpen.Load()))
-	w.head("sluice_udp_batches_total", "counter", "recvmmsg calls that returned datagrams.")
-	w.sample("sluice_udp_batches_total", sum(func(s *loopStats) uint64 { return s.udpBatches.Load() }))
+	w.Uint(malformedTotal, sum(func(s *loopStats) uint64 { return s.codecDrops[len(ipfix.Errors)].Load() }), "reason", "other")
+	w.Uint(trailingOctetsTotal, sum(func(s *loopStats) uint64 { return s.trailing.Load() }))
+	w.Uint(lostWithdrawalsTotal, sum(func(s *loopStats) uint64 { return s.lostWithdrawals.Load() }))
+	w.Uint(tcpBackpressureTotal, sum(func(s *loopStats) uint64 { return s.backpressure.Load() }))
+	w.Uint(tcpRefusedTotal, c.refusedSessions.Load())
+	w.Int(tcpSessions, c.tcpOpen.Load())
+	w.Uint(udpBatchesTotal, sum(func(s *loopStats) uint64 { return s.udpBatches.Load() }))
 	ports := map[uint16]bool{}
 	for _, l := range c.listeners {
 		if l.Network == "udp" {
@@ -228,39 +245,41 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 		}
 	}
 	if drops, ok := socketDrops(ports); ok {
-		w.head("sluice_udp_socket_drops_total", "counter", "Datagrams the kernel dropped on the UDP listeners' sockets (receive buffer full).")
-		w.sample("sluice_udp_socket_drops_total", float64(drops))
+		w.Uint(udpSocketDropsTotal, drops)
 	}
-	w.head("sluice_ring_bytes", "gauge", "Bytes queued in each loop's ring.")
 	for i, l := range c.loops {
-		w.sample("sluice_ring_bytes", float64(l.ring.Len()), "loop", strconv.Itoa(i))
+		w.Int(ringBytes, int64(l.ring.Len()), "loop", strconv.Itoa(i))
 	}
-	w.head("sluice_ring_capacity_bytes", "gauge", "Capacity of each loop's ring.")
 	for i, l := range c.loops {
-		w.sample("sluice_ring_capacity_bytes", float64(l.ring.Cap()), "loop", strconv.Itoa(i))
+		w.Int(ringCapacityBytes, int64(l.ring.Cap()), "loop", strconv.Itoa(i))
 	}
 	exps := c.exporters.snapshot()
-	w.head("sluice_exporter_records_total", "counter", "Data records accepted per exporter and observation domain.")
-	for _, e := range exps {
-		w.sample("sluice_exporter_records_total", float64(e.records.Load()), exporterLabels(e)...)
+	labels := make([][]string, len(exps))
+	for i, e := range exps {
+		labels[i] = exporterLabels(e)
 	}
-	w.head("sluice_exporter_messages_total", "counter", "Messages per exporter and observation domain.")
-	for _, e := range exps {
-		w.sample("sluice_exporter_messages_total", float64(e.messages.Load()), exporterLabels(e)...)
+	// Per-exporter families are shown even before the first exporter.
+	w.Head(exporterRecordsTotal)
+	for i, e := range exps {
+		w.Uint(exporterRecordsTotal, e.records.Load(), labels[i]...)
 	}
-	w.head("sluice_sequence_lost_total", "counter", "Loss per sequence numbers: records (IPFIX, v5) or packets (v9).")
-	for _, e := range exps {
-		w.sample("sluice_sequence_lost_total", float64(e.lost.Load()), exporterLabels(e)...)
+	w.Head(exporterMessagesTotal)
+	for i, e := range exps {
+		w.Uint(exporterMessagesTotal, e.messages.Load(), labels[i]...)
 	}
-	w.head("sluice_sequence_out_of_order_total", "counter", "Messages that arrived after later ones.")
-	for _, e := range exps {
-		w.sample("sluice_sequence_out_of_order_total", float64(e.outOfOrd.Load()), exporterLabels(e)...)
+	w.Head(sequenceLostTotal)
+	for i, e := range exps {
+		w.Uint(sequenceLostTotal, e.lost.Load(), labels[i]...)
 	}
-	w.head("sluice_sequence_resets_total", "counter", "Sequence number jumps taken for exporter restarts.")
-	for _, e := range exps {
-		w.sample("sluice_sequence_resets_total", float64(e.resets.Load()), exporterLabels(e)...)
+	w.Head(sequenceOutOfOrder)
+	for i, e := range exps {
+		w.Uint(sequenceOutOfOrder, e.outOfOrd.Load(), labels[i]...)
 	}
-	return w.b
+	w.Head(sequenceResetsTotal)
+	for i, e := range exps {
+		w.Uint(sequenceResetsTotal, e.resets.Load(), labels[i]...)
+	}
+	return w.Bytes()
 }
 
 // exporterName shows a scope: the address, with the port when templates are
