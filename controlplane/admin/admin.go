@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-flow/sluice/dataplane/promtext"
 )
 
 // Source is what the admin API shows. Its methods are called from the
@@ -225,26 +227,28 @@ func (s *Server) json(ctx *fasthttp.RequestCtx, v any) {
 	ctx.WriteString("\n")
 }
 
+// The process families the perf scripts read.
+var (
+	processCPUSeconds = promtext.Counter("process_cpu_seconds_total", "User and system CPU time spent.")
+	processResident   = promtext.Gauge("process_resident_memory_bytes", "Resident memory size.")
+	processStartTime  = promtext.Gauge("process_start_time_seconds", "Start time since the epoch.")
+	goGoroutines      = promtext.Gauge("go_goroutines", "Goroutines that currently exist.")
+)
+
 // appendProcessMetrics adds the process figures the perf scripts read: CPU
 // seconds, resident memory, goroutines, start time.
 func (s *Server) appendProcessMetrics(b []byte) []byte {
+	w := promtext.NewWriter(b)
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		cpu := float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
-		b = metric(b, "process_cpu_seconds_total", "counter", "User and system CPU time spent.", cpu)
+		w.Float(processCPUSeconds, float64(ru.Utime.Sec+ru.Stime.Sec)+float64(ru.Utime.Usec+ru.Stime.Usec)/1e6)
 	}
 	if rss, ok := residentBytes(); ok {
-		b = metric(b, "process_resident_memory_bytes", "gauge", "Resident memory size.", float64(rss))
+		w.Int(processResident, rss)
 	}
-	b = metric(b, "process_start_time_seconds", "gauge", "Start time since the epoch.", float64(s.start.Unix()))
-	b = metric(b, "go_goroutines", "gauge", "Goroutines that currently exist.", float64(runtime.NumGoroutine()))
-	return b
-}
-
-func metric(b []byte, name, typ, help string, v float64) []byte {
-	b = append(b, "# HELP "+name+" "+help+"\n# TYPE "+name+" "+typ+"\n"+name+" "...)
-	b = strconv.AppendFloat(b, v, 'g', -1, 64)
-	return append(b, '\n')
+	w.Int(processStartTime, s.start.Unix())
+	w.Int(goGoroutines, int64(runtime.NumGoroutine()))
+	return w.Bytes()
 }
 
 // residentBytes reads the resident set size from /proc/self/statm.
