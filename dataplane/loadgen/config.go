@@ -194,7 +194,7 @@ func (cfg Config) withDefaults() Config {
 
 // ErrRemote is returned by New for a collector outside loopback when
 // Config.AllowRemote is not set.
-var ErrRemote = errors.New("loadgen: destination outside loopback; allow it with AllowRemote (sluice gen --allow-remote)")
+var ErrRemote = errors.New("loadgen: destination outside loopback without AllowRemote")
 
 // check validates a config that has its defaults filled in.
 func (cfg *Config) check() error {
