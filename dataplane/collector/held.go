@@ -32,27 +32,38 @@ type heldQueue struct {
 }
 
 // held is a loop's buffer of data sets waiting for their templates, bounded
-// in age, per exporter and (with the other loops) in total. Owned by the
-// loop goroutine; total is shared.
+// in age, per exporter and (with the other loops) in total. Queues are by
+// template key, so a TCP session's data waits for that session's template
+// alone (RFC 7011 section 8); each TCP session counts as an exporter of its
+// own for the bound. Owned by the loop goroutine; total is shared.
 type held struct {
 	cfg         *HeldConfig
 	total       *atomic.Int64
 	queues      map[template.Key]*heldQueue
-	perExporter map[netip.AddrPort]int
+	perExporter map[heldScope]int
 	sets        int
 	bytes       int64
 	keyBuf      []template.Key
 }
 
+// heldScope is what the per-exporter bound applies to: an exporter scope
+// over UDP, or one TCP session.
+type heldScope struct {
+	exporter netip.AddrPort
+	session  uint64
+}
+
+func scopeOf(k template.Key) heldScope { return heldScope{k.Exporter, k.Session} }
+
 func newHeld(cfg *HeldConfig, total *atomic.Int64) *held {
-	return &held{cfg: cfg, total: total, queues: map[template.Key]*heldQueue{}, perExporter: map[netip.AddrPort]int{}}
+	return &held{cfg: cfg, total: total, queues: map[template.Key]*heldQueue{}, perExporter: map[heldScope]int{}}
 }
 
 // add holds a copy of body. It fails with the drop reason when a bound would
 // be passed.
 func (h *held) add(k template.Key, now int64, m *ipfix.Message, o origin, body []byte) (DropReason, bool) {
 	size := len(body) + heldOverhead
-	if h.perExporter[k.Exporter]+size > h.cfg.PerExporterBytes {
+	if h.perExporter[scopeOf(k)]+size > h.cfg.PerExporterBytes {
 		return DropHeldOverflow, false
 	}
 	if h.total.Add(int64(size)) > h.cfg.TotalBytes {
@@ -70,7 +81,7 @@ func (h *held) add(k template.Key, now int64, m *ipfix.Message, o origin, body [
 		body: append([]byte(nil), body...),
 	})
 	q.bytes += size
-	h.perExporter[k.Exporter] += size
+	h.perExporter[scopeOf(k)] += size
 	h.sets++
 	h.bytes += int64(size)
 	return 0, true
@@ -83,18 +94,19 @@ func (h *held) take(k template.Key) *heldQueue {
 		return nil
 	}
 	delete(h.queues, k)
-	h.forget(k.Exporter, len(q.sets), q.bytes)
+	h.forget(k, len(q.sets), q.bytes)
 	return q
 }
 
-func (h *held) forget(exporter netip.AddrPort, sets, size int) {
+func (h *held) forget(k template.Key, sets, size int) {
 	h.sets -= sets
 	h.bytes -= int64(size)
 	h.total.Add(-int64(size))
-	if left := h.perExporter[exporter] - size; left > 0 {
-		h.perExporter[exporter] = left
+	sc := scopeOf(k)
+	if left := h.perExporter[sc] - size; left > 0 {
+		h.perExporter[sc] = left
 	} else {
-		delete(h.perExporter, exporter)
+		delete(h.perExporter, sc)
 	}
 }
 
@@ -122,7 +134,7 @@ func (h *held) expire(now int64, drop func(sets int)) {
 		clear(q.sets[:n])
 		q.sets = q.sets[n:]
 		q.bytes -= size
-		h.forget(k.Exporter, n, size)
+		h.forget(k, n, size)
 		if len(q.sets) == 0 {
 			delete(h.queues, k)
 		}
@@ -132,10 +144,26 @@ func (h *held) expire(now int64, drop func(sets int)) {
 
 // dropAll empties the buffer (shutdown) and returns the sets dropped.
 func (h *held) dropAll() int {
+	return h.dropWhere(func(template.Key) bool { return true })
+}
+
+// dropSession drops the sets held for a TCP session's templates (the
+// session closed) and returns how many.
+func (h *held) dropSession(id uint64) int {
+	if len(h.queues) == 0 {
+		return 0
+	}
+	return h.dropWhere(func(k template.Key) bool { return k.Session == id })
+}
+
+func (h *held) dropWhere(match func(template.Key) bool) int {
 	n := 0
 	for k, q := range h.queues {
+		if !match(k) {
+			continue
+		}
 		n += len(q.sets)
-		h.forget(k.Exporter, len(q.sets), q.bytes)
+		h.forget(k, len(q.sets), q.bytes)
 		delete(h.queues, k)
 	}
 	return n

@@ -2,14 +2,13 @@ package collector
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluice-flow/sluice/dataplane/entry"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
-	"github.com/sluice-flow/sluice/dataplane/jsonl"
 	"github.com/sluice-flow/sluice/dataplane/ring"
 	"github.com/sluice-flow/sluice/dataplane/template"
 )
@@ -27,11 +26,21 @@ type origin struct {
 	session   *tcpSession // nil for UDP
 }
 
+// sessionID is the transport session templates of o belong to: the TCP
+// session's number, 0 for UDP (RFC 7011 section 8).
+func (o *origin) sessionID() uint64 {
+	if o.session == nil {
+		return 0
+	}
+	return o.session.id
+}
+
 // loop is one event loop's state. Everything here is owned by the loop's
 // goroutine; only stats (atomics) and the ring's consumer end are touched
 // by others.
 type loop struct {
 	c        *Collector
+	scoping  template.Scoping
 	cache    *template.Cache
 	held     *held
 	streams  map[streamKey]*stream
@@ -40,6 +49,9 @@ type loop struct {
 	prod     *ring.Producer
 	stats    *loopStats
 	announce map[template.Key]uint64 // template fingerprints sent on this ring
+	// sessionKeys lists the exporter registry entries of each open TCP
+	// session on this loop, to fold them when it closes.
+	sessionKeys map[uint64][]template.DomainKey
 
 	now    int64 // Unix nanoseconds, read once per wake-up
 	msg    ipfix.Message
@@ -58,6 +70,7 @@ func newLoop(c *Collector, idx int) *loop {
 	r := ring.New(c.cfg.RingSize)
 	return &loop{
 		c:        c,
+		scoping:  template.Scoping{ByPort: c.cfg.ScopeByPort},
 		cache:    template.NewCache(c.shared),
 		held:     newHeld(&c.cfg.Held, &c.heldTotal),
 		streams:  make(map[streamKey]*stream),
@@ -66,14 +79,9 @@ func newLoop(c *Collector, idx int) *loop {
 		stats:    &loopStats{},
 		announce: make(map[template.Key]uint64),
 		stop:     c.stopping,
-	}
-}
 
-func (l *loop) scope(src netip.AddrPort) netip.AddrPort {
-	if l.c.cfg.ScopeByPort {
-		return src
+		sessionKeys: make(map[uint64][]template.DomainKey),
 	}
-	return netip.AddrPortFrom(src.Addr(), 0)
 }
 
 // streamKey identifies a stream of sequence numbers: RFC 7011 numbers
@@ -95,13 +103,11 @@ type stream struct {
 	seq   seqState
 }
 
-// stream finds the state of the stream m belongs to. Consecutive messages
-// mostly come from the same stream, so the previous answer is tried first.
-func (l *loop) stream(o origin, m *ipfix.Message) *stream {
-	k := streamKey{src: o.src, domain: m.DomainID, version: m.Version}
-	if o.session != nil {
-		k.session = o.session.id
-	}
+// stream finds the state of the stream m belongs to; dk is its template
+// scope. Consecutive messages mostly come from the same stream, so the
+// previous answer is tried first.
+func (l *loop) stream(o origin, dk template.DomainKey, m *ipfix.Message) *stream {
+	k := streamKey{src: o.src, session: dk.Session, domain: m.DomainID, version: m.Version}
 	gen := l.c.exporters.gen.Load()
 	if e := l.last; e != nil && e.key == k && e.gen == gen {
 		return e
@@ -110,16 +116,27 @@ func (l *loop) stream(o origin, m *ipfix.Message) *stream {
 	if e == nil || e.gen != gen {
 		if len(l.streams) > maxTrackedExporters {
 			clear(l.streams) // bounded; the registry keeps the counters
+			l.last = nil
 		}
-		ek := ExporterKey{l.scope(o.src), m.DomainID, m.Version}
-		e = &stream{key: k, stats: l.c.exporters.get(ek, l.now), gen: gen}
+		e = &stream{key: k, stats: l.c.exporters.get(dk, l.now), gen: gen}
 		l.streams[k] = e
+		if dk.Session != 0 {
+			keys := l.sessionKeys[dk.Session]
+			if !slices.Contains(keys, dk) && len(keys) < maxSessionDomains {
+				l.sessionKeys[dk.Session] = append(keys, dk)
+			}
+		}
 	}
 	l.last = e
 	return e
 }
 
-const maxTrackedExporters = 1 << 16
+const (
+	maxTrackedExporters = 1 << 16
+	// maxSessionDomains bounds the registry entries a TCP session's close
+	// folds; entries of further domains stay until they idle out.
+	maxSessionDomains = 1 << 10
+)
 
 // handle processes one message from o. TCP framing errors are the caller's;
 // everything wrong inside a message is counted here.
@@ -144,12 +161,13 @@ func (l *loop) handle(b []byte, o origin) {
 	default:
 		st.messages[2].Add(1)
 	}
-	ek := ExporterKey{l.scope(o.src), m.DomainID, m.Version}
-	es := l.stream(o, m)
+	// RFC 7011 section 8: templates over UDP belong to (exporter, domain),
+	// over TCP to the transport session.
+	dk := l.scoping.Domain(o.src, o.sessionID(), m.DomainID, m.Version)
+	es := l.stream(o, dk, m)
 	ex := es.stats
 	ex.lastSeen.Store(l.now)
 	ex.messages.Add(1)
-	ex.transport.Store(uint32(o.transport + 1))
 
 	if m.Version == ipfix.VersionNetFlow5 {
 		n := int(m.Count)
@@ -178,13 +196,13 @@ func (l *loop) handle(b []byte, o origin) {
 		st.sets.Add(1)
 		switch set.Kind {
 		case ipfix.SetTemplate, ipfix.SetOptionsTemplate:
-			l.learn(ek, &set, o, &withdrewAll)
+			l.learn(dk, &set, o, &withdrewAll)
 		case ipfix.SetData:
-			k := template.Key{Exporter: ek.Exporter, Domain: ek.Domain, Version: ek.Version, ID: set.ID}
+			k := dk.Key(set.ID)
 			t := l.cache.Get(k, l.now)
 			if t == nil {
 				complete = false
-				if l.held.queues[k] == nil && l.c.remote != nil && o.session == nil {
+				if l.held.queues[k] == nil && l.c.remote != nil && k.Session == 0 {
 					// First set held for k: ask the other pods. Not for
 					// TCP, whose templates belong to the session.
 					l.c.remote.Missing(k)
@@ -257,46 +275,6 @@ func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origi
 	return n, true
 }
 
-// keepOptions remembers the last options record of each options template
-// per exporter (sampling rate, interface names, system init time), for the
-// API and for later stages. Options records are rare; this path may
-// allocate.
-func (l *loop) keepOptions(ex *exporterStats, lay *ipfix.Layout, body []byte, m *ipfix.Message) {
-	it := ipfix.NewDataIter(lay, body)
-	var last ipfix.Record
-	found := false
-	for it.Next(&l.rec) {
-		last, found = l.rec, true
-	}
-	if !found {
-		return
-	}
-	meta := jsonl.Meta{Msg: m}
-	b := []byte{'{'}
-	for i := range lay.Fields {
-		f := &lay.Fields[i]
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, f.Key...)
-		b = append(b, '"', ':')
-		b = jsonl.AppendValue(b, &meta, f.IE, last.Bytes(i), ipfix.MaxListDepth)
-	}
-	b = append(b, '}')
-	if len(b) > maxOptionsJSON {
-		return // not worth keeping; such records still reach the outputs
-	}
-	ex.optMu.Lock()
-	if ex.options == nil {
-		ex.options = make(map[uint16]json.RawMessage)
-	}
-	if len(ex.options) < 256 || ex.options[lay.ID] != nil {
-		ex.options[lay.ID] = b
-	}
-	ex.optMu.Unlock()
-}
-
 // announced makes sure the ring carried t's definition before data that
 // needs it.
 func (l *loop) announced(t *template.Template, o origin) (DropReason, bool) {
@@ -331,9 +309,6 @@ func (l *loop) announced(t *template.Template, o origin) (DropReason, bool) {
 
 const maxAnnounced = 1 << 16
 
-// maxOptionsJSON bounds what is kept of one options record per exporter.
-const maxOptionsJSON = 4 << 10
-
 // push writes one entry into the ring. UDP input drops when the ring is full;
 // TCP input waits for room (backpressure: the loop stops reading). On
 // failure it returns the reason; the caller counts what was lost.
@@ -366,13 +341,13 @@ func (l *loop) push(h *entry.Header, body []byte, o origin) (DropReason, bool) {
 	return 0, true
 }
 
-// learn handles a template or options template set.
-func (l *loop) learn(ek ExporterKey, set *ipfix.Set, o origin, withdrewAll *[2]bool) {
+// learn handles a template or options template set of scope dk.
+func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, withdrewAll *[2]bool) {
 	st := l.stats
 	it := set.Templates()
 	for it.Next(&l.tr) {
 		tr := &l.tr
-		k := template.Key{Exporter: ek.Exporter, Domain: ek.Domain, Version: ek.Version, ID: tr.ID}
+		k := dk.Key(tr.ID)
 		if tr.Withdrawal() {
 			if tr.ID < ipfix.MinDataSetID {
 				// One withdraw-all of each kind per message is enough,
@@ -383,29 +358,24 @@ func (l *loop) learn(ek ExporterKey, set *ipfix.Set, o origin, withdrewAll *[2]b
 				}
 				withdrewAll[kind] = true
 			}
-			l.withdraw(k, tr, o)
+			l.withdraw(dk, tr, o)
 			continue
-		}
-		var owner uint64 // the TCP session the template lives with; 0 for UDP
-		if o.session != nil {
-			owner = o.session.id
 		}
 		old := l.cache.Get(k, l.now)
 		same := old != nil && old.Layout.Options == tr.Options && bytes.Equal(old.Layout.Raw, tr.Raw)
-		if same && old.Session == owner {
+		if same {
 			// A retransmission: refresh the lifetime, compile nothing.
+			// A TCP session's template lives as long as the session.
 			st.refreshes.Add(1)
-			if owner == 0 {
+			if k.Session == 0 {
 				old.Refresh(l.now + int64(l.c.cfg.TemplateLifetime))
 				l.cache.Keep(old) // in case it expired between Get and Refresh
-			}
-			if l.c.remote != nil {
-				l.c.remote.Refreshed(old)
+				if l.c.remote != nil {
+					l.c.remote.Refreshed(old)
+				}
 			}
 			continue
 		}
-		// New, changed, or the same content from another session or
-		// transport: the template now belongs to this one.
 		if old == nil && l.c.shared.Len() >= l.c.cfg.MaxTemplates {
 			// Bounded: refuse new templates rather than grow without
 			// end on input that invents exporters, domains or IDs.
@@ -418,11 +388,11 @@ func (l *loop) learn(ek ExporterKey, set *ipfix.Set, o origin, withdrewAll *[2]b
 			continue
 		}
 		var expires int64
-		if owner == 0 {
+		if k.Session == 0 {
 			expires = l.now + int64(l.c.cfg.TemplateLifetime)
 		}
-		t := template.New(k, lay, l.now, expires, owner)
-		if old != nil && !same {
+		t := template.New(k, lay, l.now, expires)
+		if old != nil {
 			st.redefinitions.Add(1)
 		}
 		l.cache.Put(t)
@@ -430,7 +400,7 @@ func (l *loop) learn(ek ExporterKey, set *ipfix.Set, o origin, withdrewAll *[2]b
 		// Announce at once, not only with data that uses it: a template
 		// may be needed only inside another's subTemplateList.
 		l.announced(t, o)
-		if l.c.remote != nil && owner == 0 {
+		if l.c.remote != nil && k.Session == 0 {
 			l.c.remote.Learned(t)
 		}
 		l.release(k, t)
@@ -440,34 +410,28 @@ func (l *loop) learn(ek ExporterKey, set *ipfix.Set, o origin, withdrewAll *[2]b
 	}
 }
 
-// withdraw honours a withdrawal over TCP; over UDP RFC 7011 section 8.4 says
-// to ignore it (templates there expire instead).
-func (l *loop) withdraw(k template.Key, tr *ipfix.TemplateRecord, o origin) {
-	if o.transport == transportUDP {
+// withdraw honours a withdrawal in scope dk over TCP; over UDP RFC 7011
+// section 8.4 says to ignore it (templates there expire instead). Only the
+// session's own templates go: never the exporter's UDP templates, nor
+// another session's, and nothing shared (TCP templates never are).
+func (l *loop) withdraw(dk template.DomainKey, tr *ipfix.TemplateRecord, o origin) {
+	if !dk.HonoursWithdrawals() {
 		l.stats.withdrawIgn.Add(1)
 		return
 	}
 	l.stats.withdrawals.Add(1)
 	if tr.ID >= ipfix.MinDataSetID {
+		k := dk.Key(tr.ID)
 		if old := l.cache.Get(k, l.now); old != nil {
 			l.cache.Delete(k, old)
-			if l.c.remote != nil {
-				l.c.remote.Withdrawn(k)
-			}
 		}
 	} else {
 		options := tr.ID == ipfix.WithdrawAllOptionsTemplates
-		gone := l.cache.DeleteWhere(func(t *template.Template) bool {
-			return t.Key.Exporter == k.Exporter && t.Key.Domain == k.Domain &&
-				t.Key.Version == k.Version && t.Layout.Options == options
+		l.cache.DeleteWhere(func(t *template.Template) bool {
+			return t.Key.DomainKey() == dk && t.Layout.Options == options
 		})
-		for _, t := range gone {
-			if l.c.remote != nil {
-				l.c.remote.Withdrawn(t.Key)
-			}
-		}
 	}
-	h := entry.Header{Kind: entry.KindWithdrawal, Version: k.Version, Domain: k.Domain, Exporter: o.src, TemplateID: tr.ID}
+	h := entry.Header{Kind: entry.KindWithdrawal, Version: dk.Version, Domain: dk.Domain, Exporter: o.src, TemplateID: tr.ID}
 	if _, ok := l.push(&h, nil, o); !ok {
 		// Consumers ignore withdrawals today; count the lost entry anyway.
 		l.stats.lostWithdrawals.Add(1)
@@ -494,7 +458,7 @@ func (l *loop) release(k template.Key, t *template.Template) {
 		hs := &q.sets[i]
 		m := &ipfix.Message{Version: k.Version, DomainID: k.Domain, ExportTime: hs.exportTime,
 			Sequence: hs.sequence, SysUptime: hs.sysUptime, ExportNanos: hs.exportNanos}
-		ex := l.c.exporters.get(ExporterKey{k.Exporter, k.Domain, k.Version}, l.now)
+		ex := l.c.exporters.get(k.DomainKey(), l.now)
 		l.data(t, hs.body, m, origin{src: hs.src, transport: hs.transport, session: hs.session}, ex)
 
 		l.stats.heldReleased.Add(1)
@@ -520,9 +484,27 @@ func (l *loop) sweep(now int64) {
 }
 
 // sessionClosed drops the templates a TCP session defined (RFC 7011 section
-// 8: they live as long as the session).
+// 8: they live as long as the session) and the data held for them, which
+// can no longer come (counted as template_timeout). Its exporter entries
+// leave the API; their counts stay in the metrics.
 func (l *loop) sessionClosed(s *tcpSession) {
-	l.cache.DeleteWhere(func(t *template.Template) bool { return t.Session == s.id })
+	l.cache.DeleteWhere(func(t *template.Template) bool { return t.Key.Session == s.id })
+	if n := l.held.dropSession(s.id); n > 0 {
+		l.stats.droppedSets[DropTemplateTimeout].Add(uint64(n))
+		l.stats.heldSets.Store(int64(l.held.sets))
+		l.stats.heldBytes.Store(l.held.bytes)
+	}
+	keys := l.sessionKeys[s.id]
+	delete(l.sessionKeys, s.id)
+	for _, dk := range keys {
+		delete(l.streams, streamKey{src: s.remote, session: s.id, domain: dk.Domain, version: dk.Version})
+	}
+	if l.last != nil && l.last.key.session == s.id {
+		l.last = nil
+	}
+	if keys != nil {
+		l.c.exporters.closeSession(keys, l.now)
+	}
 }
 
 func btoi(b bool) int {

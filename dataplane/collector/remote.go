@@ -11,13 +11,16 @@ import (
 // Remote is a template tier behind the process-wide store, shared with
 // other collector processes (Redis). Loops call it on the hot path, so every
 // method must return at once: queue the work, never wait on the network.
+//
+// It only ever hears of UDP templates (Key.Session 0): RFC 7011 section 8
+// ties a TCP template to its transport session, which no other process
+// sees. Hence no withdrawals either: they are honoured over TCP alone, and
+// only for the session's own templates.
 type Remote interface {
 	// Learned reports a template learned or changed (write-through).
 	Learned(t *template.Template)
 	// Refreshed reports a retransmission of a known template (TTL refresh).
 	Refreshed(t *template.Template)
-	// Withdrawn reports a withdrawal honoured over TCP.
-	Withdrawn(k template.Key)
 	// Missing asks for a template no local tier has. If the remote finds
 	// it, it stores it in the collector's shared store (Collector.Templates)
 	// and calls Collector.TemplateArrived.

@@ -2,7 +2,6 @@ package collector
 
 import (
 	"cmp"
-	"encoding/json"
 	"net/netip"
 	"sort"
 	"sync"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/template"
 )
 
 // DropReason says why input was lost. Counters are indexed by it.
@@ -95,10 +95,10 @@ type ExporterKey struct {
 	Version  uint16
 }
 
-// exporterStats are per (exporter scope, domain) counters, shared by the
-// loops that see the exporter.
+// exporterStats are per (exporter scope, transport session, domain)
+// counters, shared by the loops that see the exporter.
 type exporterStats struct {
-	key       ExporterKey
+	key       template.DomainKey
 	firstSeen int64
 	lastSeen  atomic.Int64
 	messages  atomic.Uint64
@@ -106,11 +106,10 @@ type exporterStats struct {
 	lost      atomic.Uint64 // missing per sequence numbers
 	outOfOrd  atomic.Uint64
 	resets    atomic.Uint64
-	transport atomic.Uint32 // 1 udp, 2 tcp (last seen)
 	// options holds the latest options records' values by template, for
 	// the API (sampling rate, interface names, system init time).
 	optMu   sync.Mutex
-	options map[uint16]json.RawMessage // by options template ID
+	options map[uint16]*optionsRecord // by options template ID
 }
 
 // exporterRegistry holds every exporter's counters. Loops cache the
@@ -122,7 +121,7 @@ type exporterStats struct {
 // pointers.
 type exporterRegistry struct {
 	mu       sync.Mutex
-	m        map[ExporterKey]*exporterStats
+	m        map[template.DomainKey]*exporterStats
 	overflow *exporterStats
 	gen      atomic.Uint64
 }
@@ -132,11 +131,11 @@ const (
 	exporterIdle = 2 * time.Hour
 )
 
-func (r *exporterRegistry) get(k ExporterKey, now int64) *exporterStats {
+func (r *exporterRegistry) get(k template.DomainKey, now int64) *exporterStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
-		r.m = make(map[ExporterKey]*exporterStats)
+		r.m = make(map[template.DomainKey]*exporterStats)
 	}
 	e := r.m[k]
 	if e == nil {
@@ -163,6 +162,7 @@ func (r *exporterRegistry) evict(now int64) {
 			n++
 		}
 	}
+	r.evictClosed()
 	if n > 0 {
 		r.gen.Add(1)
 	}

@@ -12,74 +12,87 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/template"
 )
 
-// ExporterStatus describes one (exporter scope, observation domain) for the
-// admin API.
+// ExporterStatus describes, for the admin API, one exporter scope and
+// observation domain over UDP, or one TCP session's view of an observation
+// domain: RFC 7011 section 8 keeps their templates and sequence numbers
+// apart, and so do these entries. A TCP session's entry goes when the
+// session closes (its counts stay in the metrics).
 type ExporterStatus struct {
-	Exporter          string    `json:"exporter"`
-	ObservationDomain uint32    `json:"observation_domain"`
-	Version           uint16    `json:"version"`
-	Transport         string    `json:"transport"`
-	FirstSeen         time.Time `json:"first_seen"`
-	LastSeen          time.Time `json:"last_seen"`
-	Messages          uint64    `json:"messages"`
-	Records           uint64    `json:"records"`
-	SequenceLost      uint64    `json:"sequence_lost"`
-	OutOfOrder        uint64    `json:"out_of_order"`
-	SequenceResets    uint64    `json:"sequence_resets"`
-	Templates         int       `json:"templates"`
+	// Exporter is the exporter scope: its address, with the port when
+	// templates are scoped by port; "other" for exporters past the
+	// registry's bound.
+	Exporter          string `json:"exporter"`
+	ObservationDomain uint32 `json:"observation_domain"`
+	Version           uint16 `json:"version"`
+	// Transport is "udp" or "tcp".
+	Transport string `json:"transport"`
+	// TCPSession numbers the TCP session (as in TemplateStatus); 0 for
+	// UDP.
+	TCPSession     uint64    `json:"tcp_session,omitempty"`
+	FirstSeen      time.Time `json:"first_seen"`
+	LastSeen       time.Time `json:"last_seen"`
+	Messages       uint64    `json:"messages"`
+	Records        uint64    `json:"records"`
+	SequenceLost   uint64    `json:"sequence_lost"`
+	OutOfOrder     uint64    `json:"out_of_order"`
+	SequenceResets uint64    `json:"sequence_resets"`
+	// Templates counts the live templates of this scope.
+	Templates int `json:"templates"`
 	// Options holds the latest options record of each options template,
-	// keyed by template ID.
+	// keyed by template ID, as JSON objects (formatted when read).
 	Options map[string]json.RawMessage `json:"options,omitempty"`
 }
 
-// Exporters returns the status of every exporter seen, sorted.
+// Exporters returns the status of every exporter seen: one entry per UDP
+// exporter scope and domain, one per open TCP session and domain, sorted by
+// exporter, domain, version, then TCP session (UDP first). The slice is
+// never nil, so an empty list is [] in JSON. Safe for concurrent use; it
+// takes the registry's and the template store's locks briefly and formats
+// options records after.
 func (c *Collector) Exporters() []ExporterStatus {
-	counts := map[ExporterKey]int{}
+	counts := map[template.DomainKey]int{}
 	c.shared.Range(func(t *template.Template) bool {
-		counts[ExporterKey{t.Key.Exporter, t.Key.Domain, t.Key.Version}]++
+		counts[t.Key.DomainKey()]++
 		return true
 	})
-	var out []ExporterStatus
-	for _, e := range c.exporters.snapshot() {
-		exp := exporterName(e.key.Exporter)
-		tr := "udp"
-		if e.transport.Load() == transportTCP+1 {
-			tr = "tcp"
+	es := c.exporters.snapshot()
+	sortByKey(es)
+	out := make([]ExporterStatus, 0, len(es))
+	for _, e := range es {
+		if e.key.Session == closedSessions {
+			continue // kept for the metrics only
 		}
-		out = append(out, ExporterStatus{
-			Exporter: exp, ObservationDomain: e.key.Domain, Version: e.key.Version, Transport: tr,
+		s := ExporterStatus{
+			Exporter: exporterName(e.key.Exporter), ObservationDomain: e.key.Domain, Version: e.key.Version,
+			Transport: transportName(e.key.Session), TCPSession: e.key.Session,
 			FirstSeen: time.Unix(0, e.firstSeen).UTC(), LastSeen: time.Unix(0, e.lastSeen.Load()).UTC(),
 			Messages: e.messages.Load(), Records: e.records.Load(), SequenceLost: e.lost.Load(),
 			OutOfOrder: e.outOfOrd.Load(), SequenceResets: e.resets.Load(), Templates: counts[e.key],
-			Options: e.optionsSnapshot(),
-		})
+			Options: e.optionsJSON(),
+		}
+		out = append(out, s)
 	}
 	return out
 }
 
-func (e *exporterStats) optionsSnapshot() map[string]json.RawMessage {
-	e.optMu.Lock()
-	defer e.optMu.Unlock()
-	if len(e.options) == 0 {
-		return nil
+func transportName(session uint64) string {
+	if session != 0 {
+		return "tcp"
 	}
-	out := make(map[string]json.RawMessage, len(e.options))
-	for id, v := range e.options {
-		out[strconv.Itoa(int(id))] = v
-	}
-	return out
+	return "udp"
 }
 
-// Options returns the latest options record values of an exporter scope and
-// domain by options template ID, as JSON objects.
+// Options returns the latest options records of an exporter scope and
+// domain over UDP by options template ID, as JSON objects; nil if there are
+// none. (A TCP session's are in its Exporters entry.)
 func (c *Collector) Options(k ExporterKey) map[string]json.RawMessage {
 	c.exporters.mu.Lock()
-	e := c.exporters.m[k]
+	e := c.exporters.m[template.DomainKey{Exporter: k.Exporter, Domain: k.Domain, Version: k.Version}]
 	c.exporters.mu.Unlock()
 	if e == nil {
 		return nil
 	}
-	return e.optionsSnapshot()
+	return e.optionsJSON()
 }
 
 // TemplateField is one field of a template in the admin API.
@@ -94,20 +107,27 @@ type TemplateField struct {
 
 // TemplateStatus describes one template for the admin API.
 type TemplateStatus struct {
-	Exporter          string          `json:"exporter"`
-	ObservationDomain uint32          `json:"observation_domain"`
-	Version           uint16          `json:"version"`
-	TemplateID        uint16          `json:"template_id"`
-	Options           bool            `json:"options"`
-	Fingerprint       string          `json:"fingerprint"`
-	Learned           time.Time       `json:"learned"`
-	Expires           *time.Time      `json:"expires,omitempty"`
-	TCPSession        uint64          `json:"tcp_session,omitempty"`
-	RecordLength      int             `json:"record_length"` // -1 for variable length
-	Fields            []TemplateField `json:"fields"`
+	// Exporter is the exporter scope, as in ExporterStatus.
+	Exporter          string `json:"exporter"`
+	ObservationDomain uint32 `json:"observation_domain"`
+	Version           uint16 `json:"version"`
+	TemplateID        uint16 `json:"template_id"`
+	Options           bool   `json:"options"`
+	Fingerprint       string `json:"fingerprint"`
+	// Transport is "udp" or "tcp": a TCP template belongs to its session
+	// (TCPSession) and lives as long as it; a UDP one expires unless
+	// retransmitted (Expires).
+	Transport    string          `json:"transport"`
+	TCPSession   uint64          `json:"tcp_session,omitempty"`
+	Learned      time.Time       `json:"learned"`
+	Expires      *time.Time      `json:"expires,omitempty"`
+	RecordLength int             `json:"record_length"` // -1 for variable length
+	Fields       []TemplateField `json:"fields"`
 }
 
-// TemplateList returns every live template, sorted.
+// TemplateList returns every live template, sorted by exporter, domain,
+// version, TCP session (UDP first), then template ID. The slice is never
+// nil. Safe for concurrent use.
 func (c *Collector) TemplateList() []TemplateStatus {
 	var ts []*template.Template
 	c.shared.Range(func(t *template.Template) bool {
@@ -116,15 +136,18 @@ func (c *Collector) TemplateList() []TemplateStatus {
 	})
 	sort.Slice(ts, func(i, j int) bool {
 		a, b := ts[i].Key, ts[j].Key
-		return compareKeys(a.Exporter, b.Exporter, a.Domain, b.Domain, a.Version, b.Version, a.ID, b.ID) < 0
+		if c := compareDomainKeys(a.DomainKey(), b.DomainKey()); c != 0 {
+			return c < 0
+		}
+		return a.ID < b.ID
 	})
 	out := make([]TemplateStatus, 0, len(ts))
 	for _, t := range ts {
-		exp := exporterName(t.Key.Exporter)
 		s := TemplateStatus{
-			Exporter: exp, ObservationDomain: t.Key.Domain, Version: t.Key.Version, TemplateID: t.Key.ID,
-			Options: t.Layout.Options, Fingerprint: fingerprintHex(t.Layout.Fingerprint),
-			Learned: time.Unix(0, t.Learned).UTC(), TCPSession: t.Session, RecordLength: t.Layout.RecordLen,
+			Exporter: exporterName(t.Key.Exporter), ObservationDomain: t.Key.Domain, Version: t.Key.Version,
+			TemplateID: t.Key.ID, Options: t.Layout.Options, Fingerprint: fingerprintHex(t.Layout.Fingerprint),
+			Transport: transportName(t.Key.Session), TCPSession: t.Key.Session,
+			Learned: time.Unix(0, t.Learned).UTC(), RecordLength: t.Layout.RecordLen,
 		}
 		if e := t.Expires(); e != 0 {
 			tm := time.Unix(0, e).UTC()
@@ -253,7 +276,7 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 	for i, l := range c.loops {
 		w.Int(ringCapacityBytes, int64(l.ring.Cap()), "loop", strconv.Itoa(i))
 	}
-	exps := c.exporters.snapshot()
+	exps := c.exporters.totals() // one series per exporter scope and domain
 	labels := make([][]string, len(exps))
 	for i, e := range exps {
 		labels[i] = exporterLabels(e)

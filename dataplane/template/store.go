@@ -1,7 +1,8 @@
 // Package template keeps the templates a collector has learned, scoped the
-// RFC 7011 way (exporter, observation domain, template ID), with their
-// lifetimes. A per-loop Cache (no locks) sits in front of a process-wide
-// Shared store; the Redis tier (redistier) fills Shared from other pods.
+// RFC 7011 way (exporter, observation domain, template ID over UDP; the
+// transport session over TCP), with their lifetimes. A per-loop Cache (no
+// locks) sits in front of a process-wide Shared store; the Redis tier
+// (redistier) fills Shared from other pods.
 package template
 
 import (
@@ -13,25 +14,63 @@ import (
 )
 
 // Key identifies a template: the exporter scope (address, plus port when
-// templates are scoped by port), the observation domain (v9: source ID), the
-// protocol version and the template ID. Version keeps a v9 and an IPFIX
-// template with the same ID from one exporter apart.
+// templates are scoped by port), the transport session, the observation
+// domain (v9: source ID), the protocol version and the template ID. Version
+// keeps a v9 and an IPFIX template with the same ID from one exporter apart.
+//
+// Session is 0 for templates learned over UDP, which RFC 7011 section 8
+// scopes by (exporter, domain). A template learned over TCP belongs to its
+// transport session: Session is the session's number, so it never meets the
+// UDP template of the same exporter, domain and ID, nor another session's.
+// Only Session 0 templates are shared with other collectors.
 type Key struct {
 	Exporter netip.AddrPort
+	Session  uint64
 	Domain   uint32
 	Version  uint16
 	ID       uint16
 }
 
-// DomainKey identifies an (exporter scope, observation domain) pair.
+// DomainKey identifies an (exporter scope, transport session, observation
+// domain) triple: the templates a data set may refer to.
 type DomainKey struct {
 	Exporter netip.AddrPort
+	Session  uint64 // 0: UDP
 	Domain   uint32
 	Version  uint16
 }
 
-// DomainKey returns the key's (exporter, domain) part.
-func (k Key) DomainKey() DomainKey { return DomainKey{k.Exporter, k.Domain, k.Version} }
+// DomainKey returns the key's (exporter, session, domain) part.
+func (k Key) DomainKey() DomainKey { return DomainKey{k.Exporter, k.Session, k.Domain, k.Version} }
+
+// Key returns the key of template id in the scope k.
+func (k DomainKey) Key(id uint16) Key {
+	return Key{Exporter: k.Exporter, Session: k.Session, Domain: k.Domain, Version: k.Version, ID: id}
+}
+
+// HonoursWithdrawals reports whether template withdrawals are applied in
+// scope k: over a transport session, yes; over UDP RFC 7011 section 8.4
+// says to ignore them (such templates expire instead).
+func (k DomainKey) HonoursWithdrawals() bool { return k.Session != 0 }
+
+// Scoping computes template scopes. The collector and the offline decoder
+// share it, so both file a message's templates under the same key. The zero
+// value scopes by exporter address.
+type Scoping struct {
+	// ByPort scopes templates by exporter address and port. By default the
+	// scope is the address alone, so an exporter that reopens its socket on
+	// a new port keeps its templates.
+	ByPort bool
+}
+
+// Domain returns the scope of a message from src over transport session
+// (0: UDP) with observation domain and version.
+func (s Scoping) Domain(src netip.AddrPort, session uint64, domain uint32, version uint16) DomainKey {
+	if !s.ByPort {
+		src = netip.AddrPortFrom(src.Addr(), 0)
+	}
+	return DomainKey{Exporter: src, Session: session, Domain: domain, Version: version}
+}
 
 // Template is a learned template. Layout and the identity fields are
 // immutable; the expiry is refreshed atomically when the exporter
@@ -41,15 +80,14 @@ type Template struct {
 	Layout *ipfix.Layout
 	// Learned is when the template was first seen, in Unix nanoseconds.
 	Learned int64
-	// Session is the TCP session that defined the template (0 for UDP).
-	// Such a template lives as long as the session; it does not expire.
-	Session uint64
 	expires atomic.Int64 // Unix nanoseconds; 0 = never
 }
 
-// New returns a template learned at now that expires at expires (0: never).
-func New(k Key, l *ipfix.Layout, now, expires int64, session uint64) *Template {
-	t := &Template{Key: k, Layout: l, Learned: now, Session: session}
+// New returns a template learned at now that expires at expires (0: never;
+// a TCP session's template, Key.Session != 0, lives as long as the
+// session).
+func New(k Key, l *ipfix.Layout, now, expires int64) *Template {
+	t := &Template{Key: k, Layout: l, Learned: now}
 	t.expires.Store(expires)
 	return t
 }
@@ -93,7 +131,7 @@ func NewShared() *Shared {
 }
 
 func (s *Shared) shard(k Key) *shard {
-	h := uint32(k.ID)*2654435761 ^ k.Domain*40503 ^ uint32(k.Exporter.Port())
+	h := uint32(k.ID)*2654435761 ^ k.Domain*40503 ^ uint32(k.Exporter.Port()) ^ uint32(k.Session)*16777619
 	a := k.Exporter.Addr().As16()
 	for _, b := range a[12:] {
 		h = h*31 + uint32(b)

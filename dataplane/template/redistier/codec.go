@@ -19,10 +19,11 @@ import (
 // slot, so one node answers for all of them.
 const keyPrefix = "sluice:tpl:{"
 
-// AppendKey appends k's Redis key to dst. It reports false for versions that
-// are not stored (only IPFIX and NetFlow v9 templates are).
+// AppendKey appends k's Redis key to dst. It reports false for keys that are
+// not stored: a TCP session's (k.Session != 0, RFC 7011 section 8 keeps those
+// to their session) and versions other than IPFIX and NetFlow v9.
 func AppendKey(dst []byte, k template.Key) ([]byte, bool) {
-	if k.Version != ipfix.VersionIPFIX && k.Version != ipfix.VersionNetFlow9 {
+	if k.Session != 0 || k.Version != ipfix.VersionIPFIX && k.Version != ipfix.VersionNetFlow9 {
 		return dst, false
 	}
 	dst = append(dst, keyPrefix...)
@@ -44,7 +45,7 @@ func appendScope(dst []byte, exporter netip.AddrPort) []byte {
 	return exporter.AppendTo(dst)
 }
 
-// ParseKey is the inverse of AppendKey.
+// ParseKey is the inverse of AppendKey. Its keys have Session 0.
 func ParseKey(s string) (template.Key, bool) {
 	var k template.Key
 	rest, ok := strings.CutPrefix(s, keyPrefix)
@@ -176,5 +177,5 @@ func (v *Value) Template(k template.Key, expires int64) (*template.Template, err
 	if err != nil {
 		return nil, err
 	}
-	return template.New(k, lay, v.Learned, expires, 0), nil
+	return template.New(k, lay, v.Learned, expires), nil
 }

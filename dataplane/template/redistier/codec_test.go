@@ -32,6 +32,9 @@ func TestKeys(t *testing.T) {
 	if _, ok := redistier.AppendKey(nil, template.Key{Exporter: netip.MustParseAddrPort("192.0.2.1:0"), Version: 5}); ok {
 		t.Error("NetFlow v5 key accepted")
 	}
+	if _, ok := redistier.AppendKey(nil, template.Key{Exporter: netip.MustParseAddrPort("192.0.2.1:0"), Session: 3, Version: 10, ID: 256}); ok {
+		t.Error("TCP session key accepted")
+	}
 	for _, bad := range []string{
 		"", "sluice:tpl:", "sluice:tpl:{192.0.2.1}", "sluice:tpl:{192.0.2.1}:1", "sluice:tpl:{192.0.2.1:1:2",
 		"sluice:tpl:{nope}:1:2", "sluice:tpl:{192.0.2.1:0}:1:2", "sluice:tpl:{192.0.2.1}:4294967296:1",
@@ -55,7 +58,7 @@ func compile(t testing.TB, raw []byte, options, v9 bool, k template.Key) *templa
 	if err != nil {
 		t.Fatal(err)
 	}
-	return template.New(k, lay, 1_700_000_000_123_456_789, 0, 0)
+	return template.New(k, lay, 1_700_000_000_123_456_789, 0)
 }
 
 func TestValues(t *testing.T) {

@@ -346,20 +346,26 @@ func TestTemplateChangeReachesOtherPods(t *testing.T) {
 	}
 }
 
-// Templates learned over TCP stay with their session (RFC 7011 section 8);
-// a withdrawal deletes the shared copy of the key.
-func TestTCPTemplatesStayLocalWithdrawalsDelete(t *testing.T) {
+// Templates learned over TCP stay with their session (RFC 7011 section 8):
+// never written to Redis, even when a UDP template of the same exporter,
+// domain and ID is, and a TCP session withdrawing its own template leaves
+// the UDP one (in Redis and locally) alone.
+func TestTCPTemplatesStayLocal(t *testing.T) {
 	r := sharedRedis(t)
 	flushAll(t, r)
 	a := startPod(t, podConfig{redis: []string{r.Addr()}})
 	ex := newExporter(t)
-	s := ipfixTraffic(70, 1, 1)
+	s := ipfixTraffic(70, 2, 1)
 	ex.send(t, a, s.tpl)
 	udpKey, _ := redistier.AppendKey(nil, key(10, 70, 256))
 	waitFor(t, 5*time.Second, "udp template written", func() bool {
 		out, _ := r.cli("exists", string(udpKey))
 		return out == "1"
 	})
+	waitFor(t, 5*time.Second, "udp templates written", func() bool {
+		return a.metric(t, `sluice_template_shared_writes_total{result="written"}`) == 3
+	})
+	keysBefore, _ := r.cli("keys", "sluice:tpl:*")
 
 	conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(a.port))
 	if err != nil {
@@ -369,6 +375,7 @@ func TestTCPTemplatesStayLocalWithdrawalsDelete(t *testing.T) {
 	w := ipfix.MessageWriter{DomainID: 70}
 	m := w.Begin(nil, 1700000000)
 	m = w.BeginSet(m, ipfix.TemplateSetID)
+	m = ipfix.AppendTemplateRecord(m, 256, flowFieldsV2) // the UDP template's ID, another layout
 	m = ipfix.AppendTemplateRecord(m, 300, flowFields)
 	m = w.EndSet(m)
 	m, _ = w.Finish(m)
@@ -376,20 +383,34 @@ func TestTCPTemplatesStayLocalWithdrawalsDelete(t *testing.T) {
 	m = w.Begin(nil, 1700000001)
 	m = w.BeginSet(m, ipfix.TemplateSetID)
 	m = ipfix.AppendWithdrawal(m, 256)
+	m = ipfix.AppendWithdrawal(m, ipfix.WithdrawAllTemplates)
 	m = w.EndSet(m)
 	m, _ = w.Finish(m)
 	conn.Write(m)
+	conn.Close()
 
-	waitFor(t, 5*time.Second, "withdrawn template deleted", func() bool {
-		out, _ := r.cli("exists", string(udpKey))
-		return out == "0"
+	// The UDP template still decodes data after all that (a positive
+	// marker that the session's messages were handled before it).
+	waitFor(t, 5*time.Second, "tcp session closed", func() bool {
+		return a.metric(t, "sluice_template_withdrawals_total{action=\"honoured\"}") == 2 &&
+			a.metric(t, "sluice_tcp_sessions") == 0
 	})
-	waitFor(t, 5*time.Second, "deletes_total 1", func() bool {
-		return a.metric(t, "sluice_template_shared_deletes_total") == 1
-	})
-	tcpKey, _ := redistier.AppendKey(nil, key(10, 70, 300))
-	if out, _ := r.cli("exists", string(tcpKey)); out != "0" {
-		t.Errorf("session template shared: exists = %s", out)
+	ex.send(t, a, s.data[0])
+	waitRecords(t, s.count(0, 1), a)
+	if out, _ := r.cli("exists", string(udpKey)); out != "1" {
+		t.Errorf("a tcp withdrawal deleted the udp template from redis: exists = %s", out)
+	}
+	if out, _ := r.cli("keys", "sluice:tpl:*"); len(out) != len(keysBefore) || strings.Count(out, "sluice:tpl:") != 3 {
+		t.Errorf("redis keys %q, want the udp templates' alone (%q)", out, keysBefore)
+	}
+	if n := a.metric(t, `sluice_template_shared_writes_total{result="written"}`); n != 3 {
+		t.Errorf("%v writes after the tcp session's templates, want 3", n)
+	}
+	if n := a.metric(t, "sluice_template_shared_deletes_total"); n != 0 {
+		t.Errorf("deletes_total %v, want 0", n)
+	}
+	if _, ok := redistier.AppendKey(nil, template.Key{Exporter: scope, Session: 1, Domain: 70, Version: 10, ID: 256}); ok {
+		t.Error("a tcp session's key has a redis key")
 	}
 }
 
@@ -405,7 +426,7 @@ func mkTemplate(t testing.TB, k template.Key, fields []ipfix.FieldSpec, learned,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return template.New(k, lay, learned, expires, 0)
+	return template.New(k, lay, learned, expires)
 }
 
 func storeMetric(t testing.TB, s *redistier.Store, series string) float64 {

@@ -26,47 +26,47 @@ import (
 type Config struct {
 	// Addrs are host:port addresses: one single Redis, or one or more
 	// nodes of a Redis Cluster. Cluster mode is detected from the server.
-	Addrs []string
+	Addrs []string `yaml:"addresses"`
 	// Username and Password authenticate (AUTH; Username for ACLs).
-	Username string
-	Password string
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
 	// TLS turns TLS on. CAFile is a PEM file of the CAs to verify the
 	// server with (default: the system's); ServerName overrides the name
 	// checked in its certificate (default: the host in the address).
-	TLS        bool
-	CAFile     string
-	ServerName string
+	TLS        bool   `yaml:"tls"`
+	CAFile     string `yaml:"tls_ca_file"`
+	ServerName string `yaml:"tls_server_name"`
 	// DB is the database number (a single Redis; a cluster has only 0).
-	DB int
+	DB int `yaml:"database"`
 	// Lifetime is a stored template's TTL, renewed when the exporter
 	// retransmits: the collector's template lifetime. Default 30m.
-	Lifetime time.Duration
+	Lifetime time.Duration `yaml:"-"`
 	// RefreshEvery bounds TTL renewals: at most one per template per
 	// interval. Default Lifetime/4.
-	RefreshEvery time.Duration
+	RefreshEvery time.Duration `yaml:"-"`
 	// FetchWait is how long a template missing from Redis is still looked
 	// for after the miss (it may be on its way from another pod): the
 	// held-records age limit. Default 5s.
-	FetchWait time.Duration
+	FetchWait time.Duration `yaml:"-"`
 	// Timeout bounds each Redis operation and each connection attempt.
 	// Default 2s.
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"-"`
 	// Workers is the number of goroutines talking to Redis. A template
 	// key always goes to the same one, so its operations stay in order.
 	// Default 4.
-	Workers int
+	Workers int `yaml:"-"`
 	// QueueLen bounds each worker's queue; work beyond it is dropped and
 	// counted. Default 4096.
-	QueueLen int
+	QueueLen int `yaml:"-"`
 	// MaxPending bounds the writes kept while Redis is unavailable.
 	// Default 65536.
-	MaxPending int
+	MaxPending int `yaml:"-"`
 	// ScopeByPort must match the collector's: it tells WarmUp whether an
 	// exporter without a port means every port.
-	ScopeByPort bool
+	ScopeByPort bool `yaml:"-"`
 	// CacheBytes is the client-side cache of each Redis connection.
 	// Default 16 MiB.
-	CacheBytes int
+	CacheBytes int `yaml:"-"`
 }
 
 func (c Config) withDefaults() Config {
@@ -101,11 +101,13 @@ func (c Config) withDefaults() Config {
 // methods (the collector's Remote interface) only queue work and are safe
 // for concurrent use; worker goroutines own everything else.
 //
-// What it does with templates learned over TCP: nothing. RFC 7011 section 8
-// scopes them to their transport session and forbids using them for data of
-// another session, which is all another pod could ever see. Withdrawals
-// (TCP only) do delete the shared copy of the key, so no pod goes on
-// decoding with a definition the exporter has given up.
+// What it does with templates learned over TCP (Key.Session != 0):
+// nothing. RFC 7011 section 8 scopes them to their transport session and
+// forbids using them for data of another session, which is all another pod
+// could ever see. Such keys have no Redis key (AppendKey refuses them), and
+// every method ignores them, withdrawals included: a TCP session withdrawing
+// its own template says nothing about the exporter's UDP template with the
+// same ID.
 type Store struct {
 	cfg     Config
 	opt     rueidis.ClientOption
@@ -271,7 +273,7 @@ func (s *Store) Close() {
 
 // Learned queues a write-through of a template learned or changed.
 func (s *Store) Learned(t *template.Template) {
-	if t.Session == 0 {
+	if t.Key.Session == 0 {
 		s.enqueue(job{kind: jobWrite, k: t.Key, t: t})
 	}
 }
@@ -279,17 +281,28 @@ func (s *Store) Learned(t *template.Template) {
 // Refreshed queues a TTL renewal for a retransmitted template (rate limited
 // per template by the worker).
 func (s *Store) Refreshed(t *template.Template) {
-	if t.Session == 0 {
+	if t.Key.Session == 0 {
 		s.enqueue(job{kind: jobRefresh, k: t.Key, t: t})
 	}
 }
 
-// Withdrawn queues the deletion of k's shared copy.
-func (s *Store) Withdrawn(k template.Key) { s.enqueue(job{kind: jobDelete, k: k}) }
+// Withdrawn queues the deletion of k's shared copy (UDP-scoped keys only;
+// the collector itself never withdraws those, as RFC 7011 section 8.4 has
+// UDP withdrawals ignored).
+func (s *Store) Withdrawn(k template.Key) {
+	if k.Session == 0 {
+		s.enqueue(job{kind: jobDelete, k: k})
+	}
+}
 
 // Missing queues a fetch of k. When Redis has it (now, or within
 // Config.FetchWait), it goes into the shared store and arrived(k) is called.
-func (s *Store) Missing(k template.Key) { s.enqueue(job{kind: jobFetch, k: k}) }
+// A TCP session's key is never looked for.
+func (s *Store) Missing(k template.Key) {
+	if k.Session == 0 {
+		s.enqueue(job{kind: jobFetch, k: k})
+	}
+}
 
 func (s *Store) enqueue(j job) {
 	w := s.workers[s.partition(j.k)]
@@ -710,7 +723,7 @@ func (w *worker) catchUp(now int64) {
 	}
 	var local []job
 	w.s.shared.Range(func(t *template.Template) bool {
-		if t.Session == 0 && w.s.partition(t.Key) == w.idx && !t.Expired(now) {
+		if t.Key.Session == 0 && w.s.partition(t.Key) == w.idx && !t.Expired(now) {
 			local = append(local, job{kind: jobWrite, k: t.Key, t: t})
 		}
 		return true
@@ -797,9 +810,6 @@ func (w *worker) revalidate(k template.Key, now int64) {
 	if cur == nil && !wanted {
 		return // nobody here needs it
 	}
-	if cur != nil && cur.Session != 0 {
-		return
-	}
 	c := w.client()
 	if c == nil {
 		return // rechecked by catchUp
@@ -827,10 +837,6 @@ func (w *worker) apply(k template.Key, v *Value, found bool, expires int64, now 
 		return
 	}
 	if cur != nil {
-		if cur.Session != 0 {
-			delete(w.waiting, k)
-			return
-		}
 		if sameDefinition(cur, v) {
 			if e := cur.Expires(); e != 0 && expires > e {
 				cur.Refresh(expires) // retransmitted to another pod
