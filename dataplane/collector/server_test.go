@@ -114,15 +114,52 @@ func (h *harness) stop(t *testing.T) {
 	h.c = nil
 }
 
+// waitRecords waits until the output has want records and the mediator has
+// taken every record the collector queued (the positive marker for the
+// check that no more than want came), then checks the count.
 func (h *harness) waitRecords(t *testing.T, want uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for h.out.n.Load() < want && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if n := h.out.n.Load(); n >= want && float64(n) == h.metricValue("sluice_collected_records_total") {
+			break
+		}
 	}
-	time.Sleep(20 * time.Millisecond) // catch duplicates arriving late
 	if got := h.out.n.Load(); got != want {
 		t.Fatalf("got %d records, want %d\n%s", got, want, h.c.AppendMetrics(nil))
+	}
+}
+
+// metricValue returns a metric of the collector, summed over its labels
+// (-1 when there is no such metric).
+func (h *harness) metricValue(name string) float64 {
+	v, found := 0.0, false
+	for _, line := range strings.Split(string(h.c.AppendMetrics(nil)), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		f, err := strconv.ParseFloat(rest[strings.LastIndexByte(rest, ' ')+1:], 64)
+		if err != nil {
+			continue
+		}
+		v, found = v+f, true
+	}
+	if !found {
+		return -1
+	}
+	return v
+}
+
+// waitMetric waits until the collector's metric name satisfies ok, and
+// reports whether it did before a deadline. It may run on any goroutine.
+func (h *harness) waitMetric(name string, ok func(float64) bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if ok(h.metricValue(name)) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
 	}
 }
 
@@ -162,6 +199,7 @@ func TestUDPManyExporters(t *testing.T) {
 	var wg sync.WaitGroup
 	var want uint64
 	var mu sync.Mutex
+	var sent atomic.Int64 // datagrams, all exporters
 	for e := range exporters {
 		wg.Add(1)
 		go func() {
@@ -177,10 +215,18 @@ func TestUDPManyExporters(t *testing.T) {
 			want += octets
 			mu.Unlock()
 			conn.Write(tpl)
+			sent.Add(1)
 			for i, d := range data {
 				conn.Write(d)
-				if i%20 == 0 {
-					time.Sleep(time.Millisecond) // stay within the socket buffer
+				sent.Add(1)
+				// Stay within the socket buffer: let the collector read
+				// what was sent so far.
+				if i%20 == 19 {
+					n := float64(sent.Load())
+					if !h.waitMetric("sluice_packets_total", func(v float64) bool { return v >= n }) {
+						t.Errorf("the collector did not read %v datagrams", n)
+						return
+					}
 				}
 			}
 		}()
@@ -273,7 +319,9 @@ func TestTCPReconnectNeedsTemplatesAgain(t *testing.T) {
 	c.Write(data[0])
 	h.waitRecords(t, 5)
 	c.Close()
-	time.Sleep(50 * time.Millisecond) // let the server see the close
+	if !h.waitMetric("sluice_tcp_sessions", func(v float64) bool { return v == 0 }) {
+		t.Fatal("the server did not see the close")
+	}
 	c, err = net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
 	if err != nil {
 		t.Fatal(err)
@@ -281,10 +329,14 @@ func TestTCPReconnectNeedsTemplatesAgain(t *testing.T) {
 	defer c.Close()
 	// The new session's data waits for its templates (RFC 7011: TCP
 	// templates live as long as their session) and is decoded once they come.
+	// Held is the positive marker that the collector has handled it.
 	c.Write(data[1])
-	time.Sleep(50 * time.Millisecond)
+	h.waitMetric("sluice_held_sets", func(v float64) bool { return v >= 1 || h.out.n.Load() != 5 })
 	if got := h.out.n.Load(); got != 5 {
 		t.Fatalf("data decoded with a previous session's template: %d records", got)
+	}
+	if held := h.metricValue("sluice_held_sets"); held != 1 {
+		t.Fatalf("%v sets held, want the new session's data set", held)
 	}
 	c.Write(tpl)
 	c.Write(data[2])
@@ -313,8 +365,7 @@ func TestTCPBackpressureLosesNothing(t *testing.T) {
 		}
 		sent <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
-	if !strings.Contains(string(h.c.AppendMetrics(nil)), "sluice_tcp_backpressure_total 1") {
+	if !h.waitMetric("sluice_tcp_backpressure_total", func(v float64) bool { return v >= 1 }) {
 		t.Fatalf("no backpressure seen:\n%s", h.c.AppendMetrics(nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
