@@ -21,9 +21,14 @@ FUZZ_TARGETS := \
 	./cmd/sluice:FuzzConfig \
 	./dataplane/anon:FuzzParseKey \
 	./dataplane/filter:FuzzParse \
-	./dataplane/pipeline:FuzzParse
+	./dataplane/pipeline:FuzzParse \
+	./dataplane/entry:FuzzParse
+# Packages under testdata/ are in the module but outside ./... patterns.
+VET_EXTRA := ./testdata/exporters/...
+# Files `make generate` writes; committed, so regenerating must not change them.
+GENERATED := dataplane/ipfix/ies_iana.go
 
-.PHONY: all build run test test-deps bench fuzz-smoke generate lint clean
+.PHONY: all build run test test-deps check fmt-check vet tidy-check deps-check bench fuzz-smoke generate lint clean
 
 all: build
 
@@ -44,8 +49,7 @@ test-deps:
 	fi
 	$(GO) mod download
 
-test: test-deps
-	$(GO) vet ./...
+test: test-deps check
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./dataplane/collector/... ./dataplane/ring/... ./dataplane/template/... ./dataplane/mediator/... ./dataplane/pipeline/... ./dataplane/export/...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime=1x ./...
@@ -60,14 +64,33 @@ fuzz-smoke:
 		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); \
 	done
 
+# The generator reads IANA's registry from the shared folder beside the
+# repository (../shared/data/iana/ipfix.xml).
 generate:
 	cd dataplane/ipfix && $(GO) generate ./...
-	git diff --exit-code -- dataplane/ipfix/ies_iana.go
+	@git diff --exit-code -- $(GENERATED) || { echo "generated files differ from the committed ones (above): commit them"; exit 1; }
 
-lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	$(GO) test -count=1 -run 'TestDependencies' ./...
+# What CI checks besides the tests: the committed tree is gofmt-clean, vets
+# (testdata programs included), has a tidy go.mod, regenerates to itself and
+# keeps the data plane's dependency direction. `make test` runs it first.
+check: fmt-check vet tidy-check generate deps-check
+
+lint: check
+
+# Files listed by git but deleted in the working tree are left out.
+fmt-check:
+	@files=(); while IFS= read -r f; do [ -f "$$f" ] && files+=("$$f"); done < <(git ls-files '*.go'); \
+	out=$$(gofmt -l "$${files[@]}") || exit 1; \
+	if [ -n "$$out" ]; then echo "gofmt needed (run gofmt -w on them):"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./... $(VET_EXTRA)
+
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy (above): run go mod tidy"; exit 1; }
+
+deps-check:
+	$(GO) test -count=1 -run '^TestDependencies$$' ./dataplane/
 
 clean:
 	rm -rf $(BIN)
