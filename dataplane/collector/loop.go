@@ -286,6 +286,13 @@ func (l *loop) announced(t *template.Template, o origin) (DropReason, bool) {
 		Kind: entry.KindTemplate, Version: t.Key.Version, Domain: t.Key.Domain,
 		Exporter: t.Key.Exporter, TemplateID: lay.ID, Fingerprint: lay.Fingerprint,
 	}
+	if t.Key.Session != 0 {
+		// The ring has no session field: name a session's template by
+		// the session's address and port (o is the session: only its
+		// own data uses it), which the mediator tries before the
+		// address alone when it resolves sibling templates.
+		h.Exporter = o.src
+	}
 	if lay.Options {
 		h.Flags |= entry.FlagOptions
 	}
@@ -426,7 +433,8 @@ func (l *loop) withdraw(dk template.DomainKey, tr *ipfix.TemplateRecord, o origi
 			l.cache.Delete(k, old)
 		}
 	} else {
-		options := tr.ID == ipfix.WithdrawAllOptionsTemplates
+		// The set's kind says which (as in the offline decoder).
+		options := tr.Options
 		l.cache.DeleteWhere(func(t *template.Template) bool {
 			return t.Key.DomainKey() == dk && t.Layout.Options == options
 		})
