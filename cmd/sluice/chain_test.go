@@ -33,6 +33,7 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/anon"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/offline/pcap"
+	"github.com/sluice-flow/sluice/internal/tsharktest"
 )
 
 var (
@@ -203,19 +204,29 @@ func waitReady(t *testing.T, r *e2eRun) {
 }
 
 // records waits until sluice B has decoded want records (options
-// included), stops it and returns its JSON lines, decoded.
-func (s *chainSink) records(t *testing.T, want int) []map[string]any {
+// included) and all that was sent to it, stops it and returns its JSON
+// lines, decoded. All that was sent (the marker for the check that no more
+// than want came) is known from the sender: with sent nil, the sender has
+// closed its connections (B has no TCP session left) and B's mediator has
+// every record B's collector took; else B decoded sent() records.
+func (s *chainSink) records(t *testing.T, want int, sent func() float64) []map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	got := -1.0
 	for time.Now().Before(deadline) {
-		got, _ = s.r.metrics().sum("sluice_records_total")
-		if int(got) >= want {
+		m := s.r.metrics()
+		got, _ = m.sum("sluice_records_total")
+		collected, _ := m.sum("sluice_collected_records_total")
+		sessions, _ := m.sum("sluice_tcp_sessions")
+		all := sessions == 0 && collected == got
+		if sent != nil {
+			all = got == sent()
+		}
+		if int(got) >= want && all {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond) // anything beyond want would show now
 	s.r.sluice.signal(syscall.SIGTERM)
 	if !s.r.sluice.wait(15 * time.Second) {
 		t.Fatalf("%s did not stop", s.r.name)
@@ -307,10 +318,7 @@ type udpCapture struct {
 }
 
 func startUDPCapture(t *testing.T, dir, name string) *udpCapture {
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc := tsharktest.ListenUDP(t, "udp4", "127.0.0.1")
 	if u, ok := pc.(*net.UDPConn); ok {
 		u.SetReadBuffer(8 << 20)
 	}
@@ -357,8 +365,9 @@ func (c *udpCapture) tshark(t *testing.T, want int) string {
 }
 
 // tsharkFlows has tshark decode the IPFIX on one port of a capture: no
-// malformed packet or expert warning (sequence numbers included), want
-// flows. It returns tshark's verbose output.
+// malformed packet or expert warning (sequence numbers included; notes on
+// the transport aside, see tsharktest.Benign), want flows. It returns
+// tshark's verbose output.
 func tsharkFlows(t *testing.T, path, transport string, port, want int) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -375,7 +384,7 @@ func tsharkFlows(t *testing.T, path, transport string, port, want int) string {
 		if strings.HasPrefix(l, "Flow ") && !strings.Contains(l, ":") {
 			flows++
 		}
-		if (strings.Contains(l, "Expert Info") && !tcpChatter(l)) || strings.Contains(l, "Malformed") {
+		if (strings.Contains(l, "Expert Info") && !tsharktest.Benign(l)) || strings.Contains(l, "Malformed") {
 			t.Errorf("tshark %s port %d: %s", filepath.Base(path), port, l)
 		}
 	}
@@ -383,18 +392,6 @@ func tsharkFlows(t *testing.T, path, transport string, port, want int) string {
 		t.Errorf("tshark %s %s port %d: %d flows, want %d", filepath.Base(path), transport, port, flows, want)
 	}
 	return out
-}
-
-// tcpChatter tells TCP's own notes on a connection's life (tshark reports
-// opening and closing as expert information) from problems.
-func tcpChatter(l string) bool {
-	for _, n := range []string{"Connection establish request (SYN)", "Connection establish acknowledge (SYN+ACK)",
-		"Connection finish (FIN)", "This frame initiates the connection closing", "This frame undergoes the connection closing"} {
-		if strings.Contains(l, n) {
-			return true
-		}
-	}
-	return false
 }
 
 // tcpStreamSaver keeps the bytes of every TCP connection it accepts: an
@@ -514,7 +511,8 @@ func TestChainStages(t *testing.T) {
 	}
 
 	a := env.newRun(t, "a", false)
-	var filter []string
+	probe := tsharktest.NewProbe(t)
+	filter := []string{probe.Filter()}
 	for _, p := range pipes {
 		p.udp = startUDPCapture(t, a.dir, p.name)
 		p.stream = startTCPStreamSaver(t)
@@ -528,7 +526,8 @@ func TestChainStages(t *testing.T) {
 			e2eUnavailable(t, "dumpcap did not start capturing on lo: %s", capture.tail())
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	// "File:" comes a little before the capture does.
+	probe.WaitCaptured(t, capPath, 15*time.Second)
 	nets := filepath.Join(a.dir, "nets.csv")
 	if err := os.WriteFile(nets, []byte("prefix,asn\n10.0.0.0/8,64500\n10.1.0.0/16,64501\n2001:db8::/32,64510\n2001:db8:0:1::/64,64511\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -592,7 +591,7 @@ func TestChainStages(t *testing.T) {
 			want = append(want, flowCanon(f, f.src, f.dst))
 		}
 	}
-	recs, opts := chainData(byName["select"].sink.records(t, len(want)+1))
+	recs, opts := chainData(byName["select"].sink.records(t, len(want)+1, nil))
 	var got []string
 	for _, m := range recs {
 		got = append(got, recCanon(m))
@@ -613,7 +612,7 @@ func TestChainStages(t *testing.T) {
 			want = append(want, fmt.Sprintf("sourceIPv4Address=<absent> destinationIPv4Address=<absent> postOctetDeltaCount=%d observationPointId=42 interfaceName=edge1 ", f.octets))
 		}
 	}
-	recs, _ = chainData(byName["project"].sink.records(t, len(flows)+1))
+	recs, _ = chainData(byName["project"].sink.records(t, len(flows)+1, nil))
 	got = got[:0]
 	for _, m := range recs {
 		if len(m) != 5+5 && len(m) != 3+5 { // 5 header keys
@@ -630,7 +629,7 @@ func TestChainStages(t *testing.T) {
 	for _, f := range flows {
 		want = append(want, flowCanon(f, cp.Anonymize(f.src), cp.Anonymize(f.dst)))
 	}
-	recs, _ = chainData(byName["anonymise"].sink.records(t, len(flows)+1))
+	recs, _ = chainData(byName["anonymise"].sink.records(t, len(flows)+1, nil))
 	got = got[:0]
 	for _, m := range recs {
 		got = append(got, recCanon(m))
@@ -662,7 +661,7 @@ func TestChainStages(t *testing.T) {
 	for _, f := range flows {
 		want = append(want, flowCanon(f, f.src, f.dst)+fmt.Sprintf("originalExporterIPv4Address=127.0.0.1 originalObservationDomainId=%d samplingInterval=%d bgpSourceAsNumber=%d ", chainDomain, chainSampling, asn(f.src)))
 	}
-	recs, _ = chainData(byName["enrich"].sink.records(t, len(flows)+1))
+	recs, _ = chainData(byName["enrich"].sink.records(t, len(flows)+1, nil))
 	got = got[:0]
 	for _, m := range recs {
 		got = append(got, recCanon(m)+canon(m, "originalExporterIPv4Address", "originalObservationDomainId", "samplingInterval", "bgpSourceAsNumber"))
@@ -678,7 +677,7 @@ func TestChainStages(t *testing.T) {
 			want = append(want, flowCanon(f, f.src, f.dst))
 		}
 	}
-	recs, _ = chainData(byName["sample"].sink.records(t, len(want)+1))
+	recs, _ = chainData(byName["sample"].sink.records(t, len(want)+1, nil))
 	got = got[:0]
 	for _, m := range recs {
 		got = append(got, recCanon(m))
@@ -707,7 +706,7 @@ func TestChainStages(t *testing.T) {
 		want = append(want, k+fmt.Sprintf("octetDeltaCount=%d packetDeltaCount=%d deltaFlowCount=%d flowStartMilliseconds=%s flowEndMilliseconds=%s ",
 			a.octets, a.pkts, a.flows, msRFC3339(a.start), msRFC3339(a.end)))
 	}
-	recs, _ = chainData(byName["aggregate"].sink.records(t, len(ref)+1))
+	recs, _ = chainData(byName["aggregate"].sink.records(t, len(ref)+1, nil))
 	got = got[:0]
 	for _, m := range recs {
 		got = append(got, canon(m, "protocolIdentifier", "destinationTransportPort", "octetDeltaCount", "packetDeltaCount", "deltaFlowCount", "flowStartMilliseconds", "flowEndMilliseconds"))
@@ -719,6 +718,7 @@ func TestChainStages(t *testing.T) {
 	// The TCP re-export: the stream read as a file by ipfixDump, and the
 	// capture of the connection to each sluice B decoded by tshark, carry
 	// as many records as sluice B decoded.
+	probe.WaitCaptured(t, capPath, 15*time.Second) // the capture has all sent before
 	capture.signal(syscall.SIGTERM)
 	if !capture.wait(15 * time.Second) {
 		t.Fatalf("dumpcap did not stop")
