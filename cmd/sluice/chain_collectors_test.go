@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -69,7 +71,15 @@ print_refresh_time[out]: 1
 		t.Fatal(err)
 	}
 	nfacctd := c.start("nfacctd", "nfacctd", "-f", pmConf)
-	time.Sleep(500 * time.Millisecond) // it logs nothing once it listens
+	// It logs nothing once it listens: look for its socket.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if bound, _ := udpSocket(t, pmPort); bound {
+			break
+		}
+		if nfacctd.exited() || time.Now().After(deadline) {
+			t.Fatalf("nfacctd did not listen on udp port %d:\n%s", pmPort, nfacctd.tail())
+		}
+	}
 
 	a, aPort, _ := startChainSource(t, env, fmt.Sprintf(`pipelines:
   - stages:
@@ -93,7 +103,37 @@ print_refresh_time[out]: 1
 	if !a.sluice.wait(20 * time.Second) {
 		t.Fatal("sluice did not stop")
 	}
-	time.Sleep(2500 * time.Millisecond) // the last datagrams reach nfcapd; nfacctd writes every second
+	// Sluice has sent everything: wait until both collectors have read it
+	// from their sockets, and nfacctd (which writes every second) has
+	// written the sums of all of it.
+	trunc := func(a string, v4bits, v6bits int) string {
+		p, _ := netipPrefix(a, v4bits, v6bits)
+		return p
+	}
+	protoName := map[uint8]string{6: "TCP", 17: "UDP"}
+	wantSums := map[string]pmSums{}
+	for _, f := range flows {
+		if f.proto != 6 && f.proto != 17 {
+			continue
+		}
+		k := fmt.Sprintf("%s %s %d %d %s", trunc(f.src.String(), 16, 48), trunc(f.dst.String(), 16, 48), f.sport, f.dport, strings.ToLower(protoName[f.proto]))
+		wantSums[k] = pmSums{wantSums[k].pkts + f.pkts, wantSums[k].bytes + f.octets}
+	}
+	for _, p := range []int{port, pmPort} {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, queued := udpSocket(t, p); queued == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("udp port %d: datagrams left unread", p)
+			}
+		}
+	}
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if b, err := os.ReadFile(pmOut); err == nil && maps.Equal(readPmSums(t, b), wantSums) {
+			break
+		}
+	}
 	// nfacctd stops on SIGINT (SIGTERM leaves its core running).
 	nfacctd.signal(syscall.SIGINT)
 	nfcapd.signal(syscall.SIGTERM)
@@ -106,11 +146,6 @@ print_refresh_time[out]: 1
 		t.Errorf("nfcapd reports errors or no statistics:\n%s", log)
 	}
 
-	trunc := func(a string, v4bits, v6bits int) string {
-		p, _ := netipPrefix(a, v4bits, v6bits)
-		return p
-	}
-	protoName := map[uint8]string{6: "TCP", 17: "UDP"}
 	var want []string
 	for _, f := range flows {
 		if f.proto != 6 && f.proto != 17 {
@@ -143,29 +178,37 @@ print_refresh_time[out]: 1
 	if !nfacctd.wait(15 * time.Second) {
 		t.Fatal("nfacctd did not stop")
 	}
-	type sums struct{ pkts, bytes uint64 }
-	wantSums := map[string]*sums{}
-	for _, f := range flows {
-		if f.proto != 6 && f.proto != 17 {
-			continue
-		}
-		k := fmt.Sprintf("%s %s %d %d %s", trunc(f.src.String(), 16, 48), trunc(f.dst.String(), 16, 48), f.sport, f.dport, strings.ToLower(protoName[f.proto]))
-		if wantSums[k] == nil {
-			wantSums[k] = &sums{}
-		}
-		wantSums[k].pkts += f.pkts
-		wantSums[k].bytes += f.octets
-	}
 	b, err := os.ReadFile(pmOut)
 	if err != nil {
 		t.Fatalf("nfacctd wrote nothing: %v\n%s", err, nfacctd.tail())
 	}
-	pmRows, err := csv.NewReader(strings.NewReader(string(b))).ReadAll()
+	gotSums := readPmSums(t, b)
+	if len(gotSums) != len(wantSums) {
+		t.Errorf("nfacctd: %d 5-tuples, want %d", len(gotSums), len(wantSums))
+	}
+	for k, w := range wantSums {
+		if g, ok := gotSums[k]; !ok || g != w {
+			t.Errorf("nfacctd %s: %+v, want %+v", k, g, w)
+			break
+		}
+	}
+}
+
+// pmSums are nfacctd's packets and bytes for one 5-tuple.
+type pmSums struct{ pkts, bytes uint64 }
+
+// readPmSums sums nfacctd's CSV rows (appended every refresh) per 5-tuple.
+// A row cut short by a write in progress is left out.
+func readPmSums(t *testing.T, b []byte) map[string]pmSums {
+	t.Helper()
+	r := csv.NewReader(strings.NewReader(string(b)))
+	r.FieldsPerRecord = -1
+	rows, err := r.ReadAll()
 	if err != nil {
 		t.Fatalf("nfacctd csv: %v", err)
 	}
-	gotSums := map[string]*sums{}
-	for _, r := range pmRows {
+	sums := map[string]pmSums{}
+	for _, r := range rows {
 		if len(r) != 7 || r[0] == "SRC_IP" {
 			continue
 		}
@@ -173,21 +216,39 @@ print_refresh_time[out]: 1
 		fmt.Sscan(r[5], &p)
 		fmt.Sscan(r[6], &o)
 		k := strings.Join(r[:5], " ")
-		if gotSums[k] == nil {
-			gotSums[k] = &sums{}
+		sums[k] = pmSums{sums[k].pkts + p, sums[k].bytes + o}
+	}
+	return sums
+}
+
+// udpSocket reports whether a UDP socket of this network namespace is
+// bound to port, and how many bytes wait in the receive queues of those
+// that are (from /proc/net/udp and udp6).
+func udpSocket(t *testing.T, port int) (bound bool, queued int) {
+	t.Helper()
+	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
 		}
-		gotSums[k].pkts += p
-		gotSums[k].bytes += o
-	}
-	if len(gotSums) != len(wantSums) {
-		t.Errorf("nfacctd: %d 5-tuples, want %d", len(gotSums), len(wantSums))
-	}
-	for k, w := range wantSums {
-		if g := gotSums[k]; g == nil || *g != *w {
-			t.Errorf("nfacctd %s: %+v, want %+v", k, g, *w)
-			break
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 5 {
+				continue
+			}
+			_, hexPort, _ := strings.Cut(fs[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); err != nil || int(p) != port {
+				continue
+			}
+			_, rx, _ := strings.Cut(fs[4], ":")
+			n, err := strconv.ParseUint(rx, 16, 64)
+			if err != nil {
+				t.Fatalf("%s: %q", f, line)
+			}
+			bound, queued = true, queued+int(n)
 		}
 	}
+	return bound, queued
 }
 
 // netipPrefix returns address a with only the leading bits of its family

@@ -67,6 +67,43 @@ func waitRecords(t *testing.T, r *e2eRun, n int) {
 	t.Fatalf("%s decoded %v records, want %d", r.name, got, n)
 }
 
+// pipelineVersion returns the version of the pipeline r runs, from
+// GET /api/v1/pipeline.
+func pipelineVersion(t *testing.T, r *e2eRun) uint64 {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/api/v1/pipeline", r.admin), nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var cur struct {
+		Version uint64 `json:"version"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&cur); err != nil {
+		t.Fatalf("GET pipeline: %v", err)
+	}
+	return cur.Version
+}
+
+// waitMetric waits until r's metric name, summed over its labels,
+// satisfies ok.
+func waitMetric(t *testing.T, r *e2eRun, name string, ok func(float64) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v, _ := r.metrics().sum(name)
+		if ok(v) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s is %v", r.name, name, v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestChainHotReload replaces the pipeline many times (API and SIGHUP)
 // while records stream through: every record arrives downstream exactly
 // once, and records show that several versions ran.
@@ -100,34 +137,44 @@ func TestChainHotReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sent := make(chan error, 1)
-	go func() {
-		// About 40 chunks over about 2 s, so the swaps land mid-stream.
-		chunk := len(msgs)/40 + 1
-		for off := 0; off < len(msgs); off += chunk {
-			conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if _, err := conn.Write(msgs[off:min(off+chunk, len(msgs))]); err != nil {
-				sent <- err
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		sent <- conn.Close()
-	}()
+	// The stream goes in twelve parts (at message boundaries), part v-1
+	// once version v runs. For an even v (applied by PUT, which returns once
+	// it runs) A decodes the whole part before the next swap, so version v
+	// shows in the records; for an odd v the next swap comes while A is
+	// still decoding the part: mid-stream.
+	const parts = 12
+	cuts := append(msgBoundaries(msgs), len(msgs))
 	versions := 1
-	for v := 2; v <= 12; v++ {
-		if v == 7 {
-			if err := os.WriteFile(pipeFile, []byte(pipe(v)), 0o644); err != nil {
+	for v := 1; v <= parts; v++ {
+		lo, hi := cuts[(v-1)*(len(cuts)-1)/parts], cuts[v*(len(cuts)-1)/parts]
+		conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write(msgs[lo:hi]); err != nil {
+			t.Fatal(err)
+		}
+		if v%2 == 0 {
+			waitRecords(t, a, countRecords(msgs[:hi]))
+		}
+		if v == parts {
+			break
+		}
+		if next := v + 1; next == 7 {
+			if err := os.WriteFile(pipeFile, []byte(pipe(next)), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			a.sluice.signal(syscall.SIGHUP)
-		} else if code, body := putPipeline(t, a, "s3cret", pipe(v)); code != http.StatusOK {
-			t.Fatalf("PUT version %d: %d %s", v, code, body)
+			// The reload is asynchronous: wait until it runs, so the next
+			// PUT does not supersede it.
+			for deadline := time.Now().Add(20 * time.Second); pipelineVersion(t, a) != uint64(next); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("SIGHUP reload to version %d not applied:\n%s", next, a.sluice.tail())
+				}
+			}
+		} else if code, body := putPipeline(t, a, "s3cret", pipe(next)); code != http.StatusOK {
+			t.Fatalf("PUT version %d: %d %s", next, code, body)
 		}
 		versions++
-		time.Sleep(150 * time.Millisecond)
 	}
-	if err := <-sent; err != nil {
+	if err := conn.Close(); err != nil {
 		t.Fatal(err)
 	}
 	waitRecords(t, a, total+1)
@@ -160,7 +207,7 @@ func TestChainHotReload(t *testing.T) {
 	}
 
 	// Options records pass once per running snapshot? No: once, as sent.
-	recs, opts := chainData(b.records(t, total+1))
+	recs, opts := chainData(b.records(t, total+1, nil))
 	if opts != 1 {
 		t.Errorf("%d options records downstream, want 1", opts)
 	}
@@ -180,8 +227,10 @@ func TestChainHotReload(t *testing.T) {
 			break
 		}
 	}
-	if len(byVersion) < 3 {
-		t.Errorf("records carry %d pipeline versions (%v), want several: the swaps did not land mid-stream", len(byVersion), byVersion)
+	for v := 2; v <= 12; v += 2 {
+		if byVersion[fmt.Sprint(v)] == 0 {
+			t.Errorf("no record carries pipeline version %d: %v", v, byVersion)
+		}
 	}
 	t.Logf("%d records across %d reloads; per version: %v", len(recs), versions-1, byVersion)
 }
@@ -222,11 +271,18 @@ func TestChainDownstreamRestart(t *testing.T) {
 			}
 			write(msgs[:third])
 			firstN := countRecords(msgs[:third])
-			first := b.records(t, firstN) // waits for them, then stops B
+			// sent is how many records A wrote toward B so far.
+			sent := func() float64 {
+				v, _ := a.metrics().sum(`sluice_output_records_total{output="ipfix+tcp://127.0.0.1:` + fmt.Sprint(b.port) + `?queue=` + tc.queue + `",outcome="sent"}`)
+				return v
+			}
+			first := b.records(t, firstN, sent) // waits for them, then stops B
 			waitRecords(t, a, firstN)
 			write(msgs[third:])
 			waitRecords(t, a, total+1)
-			time.Sleep(500 * time.Millisecond) // A notices the peer is gone and queues
+			// A notices the peer is gone and queues: a dial to the stopped
+			// B failed.
+			waitMetric(t, a, "sluice_output_errors_total", func(v float64) bool { return v >= 1 })
 			b2 := &chainSink{r: env.newRun(t, "b2", false), port: b.port}
 			b2.out = filepath.Join(b2.r.dir, "b.jsonl")
 			_, adminPort := e2eFreePorts(t)
@@ -249,7 +305,7 @@ func TestChainDownstreamRestart(t *testing.T) {
 			dropped := m[`sluice_output_records_total{output="ipfix+tcp://127.0.0.1:`+fmt.Sprint(b.port)+`?queue=`+tc.queue+`",outcome="dropped"}`]
 			reconnects, _ := m.sum("sluice_output_reconnects_total")
 			rest := total + 1 - firstN - int(dropped)
-			second := b2.records(t, rest)
+			second := b2.records(t, rest, func() float64 { return sent() - float64(len(first)) })
 			seen := map[string]int{}
 			for _, r := range append(first, second...) {
 				if r["options"] == true {
