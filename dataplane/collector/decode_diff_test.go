@@ -144,7 +144,7 @@ func diffCases() map[string][]diffStep {
 		{diffTCP1, 1, msgOf(t1, withdrawSet(t1, ipfix.TemplateSetID, 256))},
 		{diffTCP1, 1, msgOf(t1, dataSet(t1, 257, 1, 2), dataSet(t1, 256, 3, 2))}, // 256 gone
 		{diffTCP1, 1, msgOf(t1, withdrawSet(t1, ipfix.TemplateSetID, ipfix.WithdrawAllTemplates))},
-		{diffTCP1, 1, msgOf(t1, dataSet(t1, 257, 5, 2))}, // 257 gone too
+		{diffTCP1, 1, msgOf(t1, dataSet(t1, 257, 5, 2))},                 // 257 gone too
 		{diffUDP, 0, msgOf(u, withdrawSet(u, ipfix.TemplateSetID, 256))}, // ignored over UDP
 		{diffUDP, 0, msgOf(u, dataSet(u, 256, 7, 2))},
 		{diffTCP2, 2, msgOf(t2, optTplSet(t2, 400, optSpecs), tplSet(t2, 258, tuple))},
