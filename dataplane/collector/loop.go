@@ -496,7 +496,9 @@ func (l *loop) sweep(now int64) {
 // can no longer come (counted as template_timeout). Its exporter entries
 // leave the API; their counts stay in the metrics.
 func (l *loop) sessionClosed(s *tcpSession) {
-	l.cache.DeleteWhere(func(t *template.Template) bool { return t.Key.Session == s.id })
+	for _, t := range l.cache.DeleteWhere(func(t *template.Template) bool { return t.Key.Session == s.id }) {
+		delete(l.announce, t.Key) // the session's templates were announced on its loop alone
+	}
 	if n := l.held.dropSession(s.id); n > 0 {
 		l.stats.droppedSets[DropTemplateTimeout].Add(uint64(n))
 		l.stats.heldSets.Store(int64(l.held.sets))

@@ -90,8 +90,8 @@ func TestClosedSessionCounts(t *testing.T) {
 	if ex := c.Exporters(); len(ex) != 1 || ex[0].TCPSession != 0 || metric(t, c, series) != "10" {
 		t.Fatalf("after close: %+v, %s", ex, metric(t, c, series))
 	}
-	if len(l.sessionKeys) != 0 || len(l.streams) != 1 {
-		t.Fatalf("loop kept the session: %v, %d streams", l.sessionKeys, len(l.streams))
+	if len(l.sessionKeys) != 0 || len(l.streams) != 1 || len(l.announce) != 1 {
+		t.Fatalf("loop kept the session: %v, %d streams, %d announced", l.sessionKeys, len(l.streams), len(l.announce))
 	}
 	// The UDP exporter is still active: the closed sessions' counts stay.
 	later := l.now + int64(3*time.Hour)
