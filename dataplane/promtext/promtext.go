@@ -52,9 +52,6 @@ func newFamily(name, typ, help string) *Family {
 	}
 }
 
-// Name returns the family's metric name.
-func (f *Family) Name() string { return f.name }
-
 var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
 
 // validName reports whether s matches [a-zA-Z_:][a-zA-Z0-9_:]*.
