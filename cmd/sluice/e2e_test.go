@@ -56,6 +56,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-flow/sluice/internal/tsharktest"
 	"golang.org/x/sys/unix"
 )
 
@@ -790,9 +791,9 @@ type e2eExpect struct {
 	trustSeq  bool
 }
 
-// settleAndStop waits until sluice_records_total reaches what the capture
-// holds and stops growing, checks the metrics and the exporters API, stops
-// sluice and returns its output lines.
+// settleAndStop waits until sluice has read every message the capture
+// holds and decoded all it read (rings empty, nothing held), checks the
+// metrics and the exporters API, stops sluice and returns its output lines.
 func (r *e2eRun) settleAndStop(want *e2eDecoded, exp e2eExpect) []string {
 	t := r.t
 	t.Helper()
@@ -800,26 +801,21 @@ func (r *e2eRun) settleAndStop(want *e2eDecoded, exp e2eExpect) []string {
 	begin := time.Now()
 	deadline := begin.Add(e2eSettleTimeout)
 	var m e2eMetrics
-	var last float64 = -1
-	stable := 0
 	for {
 		m = r.metrics()
 		n, _ := m.sum("sluice_records_total")
-		if n == last && n >= float64(total) {
-			stable++
-		} else {
-			stable = 0
-		}
-		last = n
-		if stable >= 3 { // unchanged over 600 ms
+		read, _ := m.sum("sluice_packets_total") // messages: UDP datagrams, TCP messages
+		queued, _ := m.sum("sluice_ring_bytes")
+		held, _ := m.sum("sluice_held_sets")
+		if n >= float64(total) && read >= float64(want.messages) && queued == 0 && held == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("sluice_records_total is %v after %v, want %d (%d data + %d options records in the capture)",
-				n, e2eSettleTimeout, total, want.data, want.options)
+			t.Errorf("sluice_records_total is %v after %v, want %d (%d data + %d options records in the capture); %v of %d messages read",
+				n, e2eSettleTimeout, total, want.data, want.options, read, want.messages)
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("records settled after %v", time.Since(begin).Round(time.Millisecond))
 	if n, _ := m.sum("sluice_records_total"); n != float64(total) {
@@ -945,21 +941,38 @@ func e2eLines(b []byte) []string {
 // --- captures ----------------------------------------------------------------------
 
 type e2eCapture struct {
-	r    *e2eRun
-	p    *e2eProc
-	path string
+	r     *e2eRun
+	p     *e2eProc
+	path  string
+	probe *tsharktest.Probe
 }
 
+// e2eNSProbePort is the capture probe's port in a namespace (nothing
+// listens on it; outside tshark's traceroute range).
+const e2eNSProbePort = 4700
+
 // startCapture starts dumpcap on the loopback for what is sent to the flow
-// port ("udp dst port P", or both directions of "tcp port P").
+// port ("udp dst port P", or both directions of "tcp port P"), and for a
+// probe port whose markers tell when the capture runs and has everything.
 func (r *e2eRun) startCapture(transport string) *e2eCapture {
 	t := r.t
 	t.Helper()
+	c := &e2eCapture{r: r, path: filepath.Join(r.dir, "capture.pcap")}
+	if r.ns == "" {
+		c.probe = tsharktest.NewProbe(t)
+	} else {
+		conn, err := e2eDialInNetns(r.ctx, "/run/netns/"+r.ns, "udp4", fmt.Sprintf("127.0.0.1:%d", e2eNSProbePort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		c.probe = tsharktest.ProbeOver(conn)
+	}
 	filter := fmt.Sprintf("udp dst port %d", r.port)
 	if transport == "tcp" {
 		filter = fmt.Sprintf("tcp port %d", r.port)
 	}
-	c := &e2eCapture{r: r, path: filepath.Join(r.dir, "capture.pcap")}
+	filter += " or " + c.probe.Filter()
 	c.p = r.start("dumpcap", "dumpcap", "-i", "lo", "-f", filter, "-P", "-w", c.path)
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(c.p.output(), "File:") {
@@ -968,18 +981,19 @@ func (r *e2eRun) startCapture(transport string) *e2eCapture {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// "File:" comes a little before the capture does.
+	c.probe.WaitCaptured(t, c.path, 15*time.Second)
 	return c
 }
 
 var e2eDumpcapDropRe = regexp.MustCompile(`Packets received/dropped on interface '[^']*': (\d+)/(\d+)`)
 
-// stop ends the capture (after a moment for the last packets) and checks
-// that dumpcap dropped nothing: the comparison needs every packet.
+// stop ends the capture (once it has taken everything sent before) and
+// checks that dumpcap dropped nothing: the comparison needs every packet.
 func (c *e2eCapture) stop() string {
 	t := c.r.t
 	t.Helper()
-	time.Sleep(500 * time.Millisecond)
+	c.probe.WaitCaptured(t, c.path, 15*time.Second)
 	c.p.signal(syscall.SIGTERM)
 	if !c.p.wait(15 * time.Second) {
 		t.Fatalf("dumpcap did not stop:\n%s", c.p.tail())

@@ -97,7 +97,7 @@ func TestRunOutputMatchesDecode(t *testing.T) {
 				t.Fatal(err)
 			}
 			var d pcap.Datagram
-			for {
+			for sent := 1; ; sent++ {
 				if err := r.Next(&d); err == io.EOF {
 					break
 				} else if err != nil {
@@ -106,7 +106,13 @@ func TestRunOutputMatchesDecode(t *testing.T) {
 				if _, err := conn.Write(d.Payload); err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(200 * time.Microsecond) // keep capture order across the socket
+				// Keep capture order (templates redefined): the collector
+				// has read this datagram before the next goes.
+				for deadline := time.Now().Add(10 * time.Second); collectorPackets(c) < float64(sent); time.Sleep(50 * time.Microsecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("the collector did not read datagram %d", sent)
+					}
+				}
 			}
 			conn.Close()
 			wantN := strings.Count(want, "\n")
@@ -132,6 +138,18 @@ func TestRunOutputMatchesDecode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// collectorPackets returns the datagrams and TCP messages c has read.
+func collectorPackets(c *collector.Collector) float64 {
+	n := 0.0
+	for line := range strings.Lines(string(c.AppendMetrics(nil))) {
+		if rest, ok := strings.CutPrefix(line, "sluice_packets_total{"); ok {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(rest[strings.LastIndexByte(rest, ' ')+1:]), 64)
+			n += v
+		}
+	}
+	return n
 }
 
 func freeUDPPort(t *testing.T) int {

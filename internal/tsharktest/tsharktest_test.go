@@ -82,3 +82,48 @@ func TestTracerouteRange(t *testing.T) {
 	}
 	t.Logf("tshark flags %d ports of %d-%d", flagged, first, last)
 }
+
+// TestProbe stands in for dumpcap with a listener that appends what it
+// receives to the "capture" file.
+func TestProbe(t *testing.T) {
+	pc := ListenUDP(t, "udp4", "127.0.0.1")
+	path := filepath.Join(t.TempDir(), "capture")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return
+			}
+			f.Write(buf[:n])
+			f.Close()
+		}
+	}()
+	conn, err := net.Dial("udp4", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	p := ProbeOver(conn)
+	if p.Port() != pc.LocalAddr().(*net.UDPAddr).Port || p.Filter() != "udp port "+strconv.Itoa(p.Port()) {
+		t.Fatalf("port %d, filter %q", p.Port(), p.Filter())
+	}
+	p.WaitCaptured(t, path, 10*time.Second)
+	p.WaitCaptured(t, path, 10*time.Second) // a new marker each time
+	b, _ := os.ReadFile(path)
+	markers := map[string]bool{}
+	for _, m := range regexp.MustCompile(`sluice-capture-probe-\d+-\d+`).FindAll(b, -1) {
+		markers[string(m)] = true
+	}
+	if len(markers) != 2 {
+		t.Errorf("capture holds %q, want two markers", b)
+	}
+	NewProbe(t) // opens and is closed at the end
+}
