@@ -18,7 +18,7 @@ FUZZ_TARGETS := \
 	./dataplane/ring:FuzzRingOps \
 	./dataplane/template/redistier:FuzzParseKey \
 	./dataplane/template/redistier:FuzzDecodeValue \
-	./cmd/sluice:FuzzConfig \
+	./controlplane/node:FuzzConfig \
 	./dataplane/anon:FuzzParseKey \
 	./dataplane/filter:FuzzParse \
 	./dataplane/pipeline:FuzzParse \

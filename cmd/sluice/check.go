@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/sluice-flow/sluice/controlplane/node"
 	"github.com/sluice-flow/sluice/dataplane/export"
 	"github.com/sluice-flow/sluice/dataplane/pipeline"
 )
@@ -13,12 +14,13 @@ import (
 // runCheck is `sluice check FILE...`: each pipeline file is parsed and
 // compiled (tables and key files read) with outputs validated but not
 // opened, so a file can be checked before a reload.
-func runCheck(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("check: want pipeline files")
+func runCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check", "FILE...", "Compiles pipeline files without running them: outputs are checked, not opened;\nerrors name the line.", stderr)
+	if err := parseFlags(fs, args, 1, stdout); err != nil {
+		return err
 	}
 	var failed bool
-	for _, path := range args {
+	for _, path := range fs.Args() {
 		file, err := os.ReadFile(path)
 		if err == nil {
 			set := pipeline.NewOutputSet(func(spec string) (export.Output, error) {
@@ -28,7 +30,7 @@ func runCheck(args []string, stdout io.Writer) error {
 				return &export.Discard{}, nil
 			})
 			var snap *pipeline.Snapshot
-			if snap, err = compilePipeline(file, set); err == nil {
+			if snap, err = node.CompilePipeline(file, set); err == nil {
 				snap.Discard()
 			}
 		}
@@ -40,7 +42,7 @@ func runCheck(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: ok\n", path)
 	}
 	if failed {
-		return errors.New("check: some files do not compile")
+		return errors.New("some files do not compile")
 	}
 	return nil
 }

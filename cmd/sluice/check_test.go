@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,11 +19,11 @@ func TestCheck(t *testing.T) {
 	os.WriteFile(good, []byte("pipelines:\n  - stages:\n      - select: protocolIdentifier == 6\n    outputs: [discard]\n"), 0o644)
 	os.WriteFile(bad, []byte("pipelines:\n  - stages:\n      - select: protocolIdentifier == 6\n      - project: {keep: [noSuchElement]}\n    outputs: [discard]\n"), 0o644)
 	var out bytes.Buffer
-	if err := runCheck([]string{good}, &out); err != nil || !strings.Contains(out.String(), "good.yaml: ok") {
+	if err := runCheck([]string{good}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "good.yaml: ok") {
 		t.Fatalf("good file: %v %q", err, out.String())
 	}
 	out.Reset()
-	err := runCheck([]string{good, bad}, &out)
+	err := runCheck([]string{good, bad}, &out, io.Discard)
 	if err == nil || !strings.Contains(out.String(), "bad.yaml: pipeline: line 4: project: unknown element \"noSuchElement\"") {
 		t.Fatalf("bad file: %v %q", err, out.String())
 	}
@@ -57,19 +58,7 @@ func TestREADMEPipeline(t *testing.T) {
 	path := filepath.Join(dir, "p.yaml")
 	os.WriteFile(path, []byte(yml), 0o644)
 	var out bytes.Buffer
-	if err := runCheck([]string{path}, &out); err != nil {
+	if err := runCheck([]string{path}, &out, io.Discard); err != nil {
 		t.Fatalf("README example does not compile: %s", out.String())
-	}
-}
-
-// The pipeline shown for --output alone compiles to the same outputs.
-func TestDefaultPipelineFile(t *testing.T) {
-	outs := []string{"jsonl:-", `jsonl:/tmp/a "b".jsonl`, "discard"}
-	c, err := pipeline.Parse(defaultPipelineFile(outs))
-	if err != nil {
-		t.Fatalf("%v\n%s", err, defaultPipelineFile(outs))
-	}
-	if len(c.Pipelines) != 1 || strings.Join(c.Pipelines[0].Outputs, "|") != strings.Join(outs, "|") {
-		t.Fatalf("parsed %+v", c.Pipelines)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -16,10 +15,9 @@ import (
 )
 
 // runGen is `sluice gen`: flags to a loadgen.Config, one run, the summary as
-// one JSON line. Flag errors (flag.ErrHelp too) are returned unchanged.
+// one JSON line.
 func runGen(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("gen", "[flags]", "Sends IPFIX or NetFlow v9 load and prints one JSON line with what it sent.", stderr)
 	addr := fs.String("addr", loadgen.DefaultAddr.String(), "collector address")
 	rate := fs.String("rate", "0", "target rate: records/s, or with a suffix 100krps, 300kpps (0 = as fast as possible)")
 	duration := fs.Duration("duration", 10*time.Second, "how long to send (0 = until --count)")
@@ -36,22 +34,18 @@ func runGen(args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch", loadgen.DefaultBatch, "messages per sendmmsg call")
 	gso := fs.Bool("gso", true, "use UDP GSO when every message has the same size")
 	keys := fs.Int("keys", 0, "distinct 5-tuples the data records cycle through, split among the exporters (0 = each exporter cycles through 16 messages' worth)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: sluice gen [flags]\n\nSends IPFIX or NetFlow v9 load and prints one JSON line with what it sent.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, 0, stdout); err != nil {
 		return err
 	}
 	if *duration == 0 && *count == 0 {
-		return errors.New("gen: give --duration or --count")
+		return usageError{errors.New("give --duration or --count")}
 	}
 	cfg := loadgen.Config{TCP: *tcp, Duration: *duration, Count: *count, Exporters: *exporters,
 		Records: *records, TemplateInterval: *tplInterval, DataFirst: *dataFirst, DistinctAddrs: *distinct,
 		AllowRemote: *allowRemote, Batch: *batch, NoGSO: !*gso, Keys: *keys}
 	var err error
 	if cfg.Addr, err = netip.ParseAddrPort(*addr); err != nil {
-		return fmt.Errorf("gen: --addr: %w", err)
+		return usageError{fmt.Errorf("--addr: %w", err)}
 	}
 	if cfg.Rate, err = loadgen.ParseRate(*rate); err != nil {
 		return err
@@ -64,7 +58,7 @@ func runGen(args []string, stdout, stderr io.Writer) error {
 	}
 	g, err := loadgen.New(cfg)
 	if errors.Is(err, loadgen.ErrRemote) {
-		return fmt.Errorf("gen: %s is outside loopback; pass --allow-remote to send there", cfg.Addr)
+		return fmt.Errorf("%s is outside loopback; pass --allow-remote to send there", cfg.Addr)
 	}
 	if err != nil {
 		return err

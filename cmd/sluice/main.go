@@ -1,10 +1,15 @@
-// Command sluice is the Sluice IPFIX collector and mediator. Subcommands:
-// run (the all-in-one collector) and decode (captures and IPFIX files to
-// JSON lines).
+// Command sluice is the Sluice IPFIX collector and mediator. Each
+// subcommand parses its flags, builds a typed config and calls a library
+// package: controlplane/node (run), dataplane/loadgen (gen),
+// dataplane/offline/decode (decode), dataplane/pipeline (check).
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"github.com/sluice-flow/sluice/controlplane/buildinfo"
+	"io"
 	"os"
 )
 
@@ -17,34 +22,124 @@ commands:
                    payloads to one JSON object per data record
   check FILE...    compile pipeline files without running them (outputs are
                    checked, not opened); errors name the line
+  version          print the version, commit and Go version
 
-Run 'sluice <command> -h' for a command's flags.
+Run 'sluice help <command>' or 'sluice <command> --help' for a command's flags.
 `
 
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	var err error
-	switch os.Args[1] {
-	case "run":
-		err = runAll(os.Args[2:], os.Stdout, os.Stderr)
-	case "gen":
-		err = runGen(os.Args[2:], os.Stdout, os.Stderr)
-	case "decode":
-		err = runDecode(os.Args[2:], os.Stdout, os.Stderr)
-	case "check":
-		err = runCheck(os.Args[2:], os.Stdout)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(os.Stdout, usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "sluice: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sluice:", err)
-		os.Exit(1)
-	}
+// command is a subcommand: it returns flag.ErrHelp after printing help.
+type command func(args []string, stdout, stderr io.Writer) error
+
+var commands = map[string]command{
+	"run":    runAll,
+	"gen":    runGen,
+	"decode": runDecode,
+	"check":  runCheck,
+	"version": func(args []string, stdout, _ io.Writer) error {
+		if len(args) > 0 {
+			return fmt.Errorf("version: unexpected argument %q", args[0])
+		}
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	},
 }
+
+func main() {
+	os.Exit(mainExit(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// mainExit runs the command line and returns the exit status: 0 on success
+// and for help, 2 for usage errors, 1 for failures.
+func mainExit(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "help":
+		if len(rest) == 0 {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		if _, ok := commands[rest[0]]; !ok {
+			fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", rest[0], usage)
+			return 2
+		}
+		name, rest = rest[0], []string{"--help"}
+	case "-version", "--version":
+		name, rest = "version", nil
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", name, usage)
+		return 2
+	}
+	err := cmd(rest, stdout, stderr)
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "sluice %s: %v\n", name, err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "sluice %s: %v\n", name, err)
+	return 1
+}
+
+// usageError is a command line the command cannot run (exit status 2).
+type usageError struct{ error }
+
+// newFlagSet returns a flag set whose usage text (synopsis, one line of
+// description, the flags) goes to stdout for --help and to stderr for a
+// flag error.
+func newFlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: sluice %s %s\n\n%s\n\n", name, synopsis, about)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; --help prints the usage to stdout and --version
+// the version, and both return flag.ErrHelp (exit status 0). minArgs is the number of positional arguments wanted (-1:
+// any number; 0: none).
+func parseFlags(fs *flag.FlagSet, args []string, minArgs int, stdout io.Writer) error {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help":
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return flag.ErrHelp
+		case "-version", "--version":
+			fmt.Fprintln(stdout, versionString())
+			return flag.ErrHelp
+		}
+		if a == "--" {
+			break
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	switch {
+	case minArgs == 0 && fs.NArg() > 0:
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	case minArgs > 0 && fs.NArg() < minArgs:
+		fs.Usage()
+		return usageError{errors.New("missing arguments")}
+	}
+	return nil
+}
+
+func versionString() string { return buildinfo.Read().String() }

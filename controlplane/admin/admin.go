@@ -20,6 +20,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/promtext"
 )
 
@@ -30,9 +31,10 @@ type Source interface {
 	Ready() bool
 	// AppendMetrics appends Prometheus text-format metrics.
 	AppendMetrics(dst []byte) []byte
-	// Exporters and Templates return values encoded as JSON.
-	Exporters() any
-	Templates() any
+	// Exporters and Templates return the views /api/v1/exporters and
+	// /api/v1/templates encode as JSON.
+	Exporters() []collector.ExporterStatus
+	Templates() []collector.TemplateStatus
 }
 
 // PipelineSource is implemented by sources whose pipeline can be read and

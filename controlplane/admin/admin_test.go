@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"github.com/sluice-flow/sluice/dataplane/collector"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,10 +19,12 @@ func (f *fakeSource) Ready() bool { return f.ready.Load() }
 func (f *fakeSource) AppendMetrics(b []byte) []byte {
 	return append(b, "# TYPE sluice_records_total counter\nsluice_records_total 42\n"...)
 }
-func (f *fakeSource) Exporters() any {
-	return []map[string]any{{"exporter": "192.0.2.1", "records": 7}}
+func (f *fakeSource) Exporters() []collector.ExporterStatus {
+	return []collector.ExporterStatus{{Exporter: "192.0.2.1", Records: 7}}
 }
-func (f *fakeSource) Templates() any { return []map[string]any{{"template_id": 256}} }
+func (f *fakeSource) Templates() []collector.TemplateStatus {
+	return []collector.TemplateStatus{{TemplateID: 256}}
+}
 
 // The data plane is replaced by a fake Source here: this test is about the
 // HTTP surface; the collector's own tests cover the numbers behind it.

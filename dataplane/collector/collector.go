@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"github.com/panjf2000/gnet/v2/pkg/logging"
 
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/ratelog"
@@ -117,6 +116,11 @@ func (c *Collector) Run(ctx context.Context) error {
 	for i, l := range c.listeners {
 		urls[i] = l.URL()
 	}
+	if !c.cfg.SharePort {
+		if err := checkPortsFree(c.listeners); err != nil {
+			return err
+		}
+	}
 	h := &handler{c: c}
 	tick := make(chan struct{})
 	go c.ticker(ctx, tick)
@@ -124,9 +128,9 @@ func (c *Collector) Run(ctx context.Context) error {
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(c.cfg.Loops),
 		gnet.WithReusePort(true),
-		gnet.WithSocketRecvBuffer(c.cfg.UDPReceiveBuffer),
+		gnet.WithSocketRecvBuffer(int(c.cfg.UDPReceiveBuffer)),
 		gnet.WithReadBufferCap(64<<10),
-		gnet.WithLogLevel(logging.ErrorLevel),
+		gnet.WithLogger(gnetLogger{c.log}),
 		// Half-open sessions (an exporter that vanished) close on their
 		// own, and with them the templates they own.
 		gnet.WithTCPKeepAlive(time.Minute),
@@ -346,7 +350,7 @@ const maxBatchRounds = 16
 // drainUDP reads the datagrams queued on a listener socket in batches.
 func (h *handler) drainUDP(l *loop, fd int) {
 	if _, done := h.c.rcvbufOnce.LoadOrStore(fd, struct{}{}); !done {
-		granted, forced := setReceiveBuffer(fd, h.c.cfg.UDPReceiveBuffer)
+		granted, forced := setReceiveBuffer(fd, int(h.c.cfg.UDPReceiveBuffer))
 		h.c.log.Info("udp receive buffer", "fd", fd, "asked", h.c.cfg.UDPReceiveBuffer,
 			"granted", granted, "forced", forced)
 	}

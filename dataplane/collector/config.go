@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"github.com/sluice-flow/sluice/dataplane/yamlconf"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -13,52 +14,56 @@ import (
 type Config struct {
 	// Listen lists listener URLs: udp://host:port or tcp://host:port (IPv6
 	// hosts in brackets). Default: udp://:4739 and tcp://:4739.
-	Listen []string
+	Listen []string `yaml:"-"`
 	// Loops is the number of event loops. Default: GOMAXPROCS.
-	Loops int
+	Loops int `yaml:"loops"`
 	// UDPReceiveBuffer is the socket receive buffer to ask for, in bytes.
 	// Listeners open with SO_RCVBUF (capped at net.core.rmem_max; TCP
 	// listeners and their sessions get it too); UDP sockets then try
 	// SO_RCVBUFFORCE (needs CAP_NET_ADMIN) at their first datagram.
 	// Default: 32 MiB, at most 1 GiB.
-	UDPReceiveBuffer int
+	UDPReceiveBuffer yamlconf.Size `yaml:"udp_receive_buffer"`
 	// UDPBatch is how many datagrams one recvmmsg call reads. Default: 64.
-	UDPBatch int
+	UDPBatch int `yaml:"udp_batch"`
 	// StockUDPRead turns the recvmmsg batches off, leaving gnet's own
 	// read of one datagram per wake-up: for measuring what batching buys.
-	StockUDPRead bool
+	StockUDPRead bool `yaml:"stock_udp_read"`
 	// MaxDatagram is the largest UDP datagram accepted whole; longer ones
 	// are dropped as truncated. Default: 65535.
-	MaxDatagram int
+	MaxDatagram int `yaml:"max_datagram"`
+	// SharePort lets the listening ports be shared with other processes
+	// that ask for it too (SO_REUSEPORT across processes). Without it, a
+	// port another process holds stops the start with an error.
+	SharePort bool `yaml:"share_port"`
 	// ScopeByPort scopes templates by exporter address and port instead of
 	// the address alone (RFC 7011 section 8 allows both for UDP).
-	ScopeByPort bool
+	ScopeByPort bool `yaml:"scope_by_port"`
 	// TemplateLifetime is how long a template learned over UDP lives
 	// without being retransmitted. Default: 1800 s.
-	TemplateLifetime time.Duration
+	TemplateLifetime time.Duration `yaml:"template_lifetime"`
 	// Held bounds the data sets held for a template not yet known.
-	Held HeldConfig
+	Held HeldConfig `yaml:"held"`
 	// RingSize is each loop's ring size in bytes. Default: 16 MiB.
-	RingSize int
+	RingSize yamlconf.Size `yaml:"ring_size"`
 	// MaxTemplates bounds the templates kept; new ones beyond it are
 	// refused and counted. Default: 262144.
-	MaxTemplates int
+	MaxTemplates int `yaml:"max_templates"`
 	// MaxTCPSessions bounds open TCP sessions; more are refused and
 	// counted. Default: 10000.
-	MaxTCPSessions int
+	MaxTCPSessions int `yaml:"max_tcp_sessions"`
 }
 
 // HeldConfig bounds the held-records buffer. Zero fields take defaults.
 type HeldConfig struct {
 	// MaxAge is how long a data set waits for its template. Default 5 s.
-	MaxAge time.Duration
+	MaxAge time.Duration `yaml:"max_age"`
 	// PerExporterBytes bounds what one exporter may have held in one event
 	// loop (an exporter's datagrams normally all reach the same loop).
 	// Default 4 MiB.
-	PerExporterBytes int
+	PerExporterBytes yamlconf.Size `yaml:"per_exporter_bytes"`
 	// TotalBytes bounds what all exporters together may have held.
 	// Default 64 MiB.
-	TotalBytes int64
+	TotalBytes yamlconf.Size `yaml:"total_bytes"`
 }
 
 // Listener is a parsed Config.Listen entry.
@@ -118,29 +123,42 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate checks the configuration and returns the first problem found.
+// Validate checks the configuration and returns the first problem found, as
+// a *yamlconf.FieldError naming the key of the config file.
 func (c Config) Validate() error {
 	c = c.withDefaults()
-	if _, err := ParseListeners(c.Listen); err != nil {
-		return err
+	for i, l := range c.Listen {
+		if _, err := ParseListeners([]string{l}); err != nil {
+			return yamlconf.Field(fmt.Sprintf("listen[%d]", i), "%v", err)
+		}
 	}
+	if _, err := ParseListeners(c.Listen); err != nil {
+		return yamlconf.Field("listen", "%v", err)
+	}
+	f := yamlconf.Field
 	switch {
-	case c.Loops < 0:
-		return fmt.Errorf("collector: loops %d is negative", c.Loops)
+	case c.Loops < 0 || c.Loops > 1024:
+		return f("loops", "%d not in 0..1024", c.Loops)
 	case c.UDPReceiveBuffer < 0 || c.UDPReceiveBuffer > 1<<30:
-		return fmt.Errorf("collector: udp receive buffer %d not in 0..1 GiB", c.UDPReceiveBuffer)
-	case c.MaxTemplates < 0 || c.MaxTCPSessions < 0:
-		return fmt.Errorf("collector: limits must not be negative")
+		return f("udp_receive_buffer", "%d not in 0..1 GiB", c.UDPReceiveBuffer)
+	case c.MaxTemplates < 0:
+		return f("max_templates", "must not be negative")
+	case c.MaxTCPSessions < 0:
+		return f("max_tcp_sessions", "must not be negative")
 	case c.UDPBatch < 1 || c.UDPBatch > 1024:
-		return fmt.Errorf("collector: udp batch %d not in 1..1024", c.UDPBatch)
+		return f("udp_batch", "%d not in 1..1024", c.UDPBatch)
 	case c.MaxDatagram < 512 || c.MaxDatagram > 65535:
-		return fmt.Errorf("collector: max datagram %d not in 512..65535", c.MaxDatagram)
+		return f("max_datagram", "%d not in 512..65535", c.MaxDatagram)
 	case c.TemplateLifetime < time.Second:
-		return fmt.Errorf("collector: template lifetime %v is under 1s", c.TemplateLifetime)
-	case c.Held.MaxAge < 0 || c.Held.PerExporterBytes < 0 || c.Held.TotalBytes < 0:
-		return fmt.Errorf("collector: held-records bounds must not be negative")
+		return f("template_lifetime", "%v is under 1s", c.TemplateLifetime)
+	case c.Held.MaxAge < 0:
+		return f("held.max_age", "must not be negative")
+	case c.Held.PerExporterBytes < 0:
+		return f("held.per_exporter_bytes", "must not be negative")
+	case c.Held.TotalBytes < 0:
+		return f("held.total_bytes", "must not be negative")
 	case c.RingSize < 64<<10 || c.RingSize > 1<<30:
-		return fmt.Errorf("collector: ring size %d not in 64 KiB..1 GiB", c.RingSize)
+		return f("ring_size", "%d not in 64 KiB..1 GiB", c.RingSize)
 	}
 	return nil
 }

@@ -11,7 +11,8 @@ import (
 // per (exporter scope, domain, version), the counters of TCP sessions that
 // have closed. Open sessions each have their own entry for the API; once
 // closed they are folded in here, so the per-exporter metrics stay monotonic
-// while the API lists open sessions only.
+// and the API shows the exporter (as "closed") until it has been idle as long
+// as any exporter may be.
 const closedSessions = ^uint64(0)
 
 // closeSession folds the entries of a closed TCP session (keys, all of one
@@ -36,34 +37,18 @@ func (r *exporterRegistry) closeSession(keys []template.DomainKey, now int64) {
 				}
 				c = r.overflow
 			} else {
-				// lastSeen stays 0: evictClosed, not the idle rule,
-				// decides when it goes.
 				c = &exporterStats{key: ck, firstSeen: e.firstSeen}
 				r.m[ck] = c
 			}
+		}
+		if last := e.lastSeen.Load(); last > c.lastSeen.Load() {
+			c.lastSeen.Store(last)
 		}
 		c.messages.Add(e.messages.Load())
 		c.records.Add(e.records.Load())
 		c.lost.Add(e.lost.Load())
 		c.outOfOrd.Add(e.outOfOrd.Load())
 		c.resets.Add(e.resets.Load())
-	}
-}
-
-// evictClosed forgets the closed-sessions entries no other entry of their
-// (exporter scope, domain, version) outlives: the metrics series ends with
-// its last live entry, not before. Called with r.mu held.
-func (r *exporterRegistry) evictClosed() {
-	live := make(map[ExporterKey]bool)
-	for k := range r.m {
-		if k.Session != closedSessions {
-			live[groupOf(k)] = true
-		}
-	}
-	for k := range r.m {
-		if k.Session == closedSessions && !live[groupOf(k)] {
-			delete(r.m, k)
-		}
 	}
 }
 

@@ -63,10 +63,10 @@ func newHeld(cfg *HeldConfig, total *atomic.Int64) *held {
 // be passed.
 func (h *held) add(k template.Key, now int64, m *ipfix.Message, o origin, body []byte) (DropReason, bool) {
 	size := len(body) + heldOverhead
-	if h.perExporter[scopeOf(k)]+size > h.cfg.PerExporterBytes {
+	if h.perExporter[scopeOf(k)]+size > int(h.cfg.PerExporterBytes) {
 		return DropHeldOverflow, false
 	}
-	if h.total.Add(int64(size)) > h.cfg.TotalBytes {
+	if h.total.Add(int64(size)) > int64(h.cfg.TotalBytes) {
 		h.total.Add(-int64(size))
 		return DropHeldOverflow, false
 	}

@@ -67,7 +67,7 @@ type loop struct {
 }
 
 func newLoop(c *Collector, idx int) *loop {
-	r := ring.New(c.cfg.RingSize)
+	r := ring.New(int(c.cfg.RingSize))
 	return &loop{
 		c:        c,
 		scoping:  template.Scoping{ByPort: c.cfg.ScopeByPort},

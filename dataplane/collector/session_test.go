@@ -72,8 +72,9 @@ func TestHeldPerSession(t *testing.T) {
 	}
 }
 
-// A closed session leaves the API but not the metrics; its counts go when
-// the last entry of its exporter and domain does.
+// A closed session's counts are folded into one "closed" entry of its
+// exporter and domain, kept in the API and the metrics until it has been
+// idle as long as any exporter may be.
 func TestClosedSessionCounts(t *testing.T) {
 	c, l := testCollector(t, Config{})
 	s := &tcpSession{id: 9, remote: netip.AddrPortFrom(exporterA.Addr(), 50000), loop: l}
@@ -87,18 +88,20 @@ func TestClosedSessionCounts(t *testing.T) {
 		t.Fatalf("before close: %+v, %s", ex, metric(t, c, series))
 	}
 	l.sessionClosed(s)
-	if ex := c.Exporters(); len(ex) != 1 || ex[0].TCPSession != 0 || metric(t, c, series) != "10" {
+	if ex := c.Exporters(); len(ex) != 2 || ex[0].Transport != "udp" || ex[1].Transport != "tcp" || !ex[1].Closed ||
+		ex[1].TCPSession != 0 || ex[1].Records != 6 || metric(t, c, series) != "10" {
 		t.Fatalf("after close: %+v, %s", ex, metric(t, c, series))
 	}
 	if len(l.sessionKeys) != 0 || len(l.streams) != 1 || len(l.announce) != 1 {
 		t.Fatalf("loop kept the session: %v, %d streams, %d announced", l.sessionKeys, len(l.streams), len(l.announce))
 	}
-	// The UDP exporter is still active: the closed sessions' counts stay.
+	// The UDP exporter is still active, the closed sessions' entry idle:
+	// it goes, and the series counts what stays.
 	later := l.now + int64(3*time.Hour)
 	c.exporters.get(template.DomainKey{Exporter: netip.AddrPortFrom(exporterA.Addr(), 0), Domain: 1, Version: 10}, later).lastSeen.Store(later)
 	c.exporters.evict(later)
-	if got := metric(t, c, series); got != "10" {
-		t.Fatalf("after evicting idle entries: %s, want 10", got)
+	if ex := c.Exporters(); len(ex) != 1 || ex[0].Transport != "udp" || metric(t, c, series) != "4" {
+		t.Fatalf("after evicting idle entries: %+v, %s", ex, metric(t, c, series))
 	}
 	c.exporters.evict(later + int64(3*time.Hour))
 	if n := len(c.exporters.m); n != 0 {

@@ -162,7 +162,6 @@ func (r *exporterRegistry) evict(now int64) {
 			n++
 		}
 	}
-	r.evictClosed()
 	if n > 0 {
 		r.gen.Add(1)
 	}

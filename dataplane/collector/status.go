@@ -28,7 +28,11 @@ type ExporterStatus struct {
 	Transport string `json:"transport"`
 	// TCPSession numbers the TCP session (as in TemplateStatus); 0 for
 	// UDP.
-	TCPSession     uint64    `json:"tcp_session,omitempty"`
+	TCPSession uint64 `json:"tcp_session,omitempty"`
+	// Closed marks the entry that sums the TCP sessions of this exporter
+	// and domain that have closed; it stays until the exporter has been
+	// idle for two hours.
+	Closed         bool      `json:"closed,omitempty"`
 	FirstSeen      time.Time `json:"first_seen"`
 	LastSeen       time.Time `json:"last_seen"`
 	Messages       uint64    `json:"messages"`
@@ -59,12 +63,13 @@ func (c *Collector) Exporters() []ExporterStatus {
 	sortByKey(es)
 	out := make([]ExporterStatus, 0, len(es))
 	for _, e := range es {
-		if e.key.Session == closedSessions {
-			continue // kept for the metrics only
+		session, closed := e.key.Session, e.key.Session == closedSessions
+		if closed {
+			session = 0
 		}
 		s := ExporterStatus{
 			Exporter: exporterName(e.key.Exporter), ObservationDomain: e.key.Domain, Version: e.key.Version,
-			Transport: transportName(e.key.Session), TCPSession: e.key.Session,
+			Transport: transportName(e.key.Session), TCPSession: session, Closed: closed,
 			FirstSeen: time.Unix(0, e.firstSeen).UTC(), LastSeen: time.Unix(0, e.lastSeen.Load()).UTC(),
 			Messages: e.messages.Load(), Records: e.records.Load(), SequenceLost: e.lost.Load(),
 			OutOfOrder: e.outOfOrd.Load(), SequenceResets: e.resets.Load(), Templates: counts[e.key],

@@ -151,8 +151,10 @@ func TestUDPAndTCPTemplatesOfOneAddressStayApart(t *testing.T) {
 		t.Fatalf("templates after the tcp session closed: %+v", ts)
 	}
 	send(u, ug, 200, 10)
-	// The closed session's entry is gone; the UDP one goes on.
-	if ex := h.c.Exporters(); len(ex) != 1 || ex[0].Transport != "udp" || ex[0].Records != 30 {
+	// The UDP entry goes on; the closed session's counts stay, apart,
+	// in an entry marked closed.
+	if ex := h.c.Exporters(); len(ex) != 2 || ex[0].Transport != "udp" || ex[0].Records != 30 ||
+		ex[1].Transport != "tcp" || !ex[1].Closed || ex[1].TCPSession != 0 || ex[1].Records != 20 || ex[1].Templates != 0 {
 		t.Fatalf("exporters after the tcp session closed: %+v", ex)
 	}
 	// The metrics still count both transports' records, once per

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"os"
@@ -24,28 +24,29 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte("collector: {held: {max_age: -1s}}\n"))
 	f.Add([]byte("outputs: [[1]]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rc := defaultRunConfig()
-		if err := applyConfig("fuzz.yaml", data, &rc); err != nil {
+		var rc Config
+		if err := Load("fuzz.yaml", data, &rc); err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error")
 			}
 			return
 		}
-		// Whatever loaded must be checkable without a panic.
-		_ = rc.Collector.Validate()
-		_, _ = collector.ParseListeners(rc.Collector.Listen)
+		// Whatever loaded has been validated: its listeners parse.
+		if _, err := collector.ParseListeners(rc.withDefaults().Collector.Listen); err != nil {
+			t.Fatalf("loaded config has bad listeners: %v", err)
+		}
 	})
 }
 
 func TestFullConfigExample(t *testing.T) {
-	rc := defaultRunConfig()
-	if err := loadConfigFile("testdata/config/full.yaml", &rc); err != nil {
+	var rc Config
+	if err := LoadFile("testdata/config/full.yaml", &rc); err != nil {
 		t.Fatal(err)
 	}
-	if err := rc.Collector.Validate(); err != nil {
+	if err := rc.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if len(rc.Collector.Listen) != 3 || len(rc.Redis.Addrs) != 1 || len(rc.RedisWarmUp) != 2 {
+	if len(rc.Listen) != 3 || len(rc.Redis.Addrs) != 1 || len(rc.Redis.WarmUp) != 2 {
 		t.Fatalf("example not fully applied: %+v", rc)
 	}
 }

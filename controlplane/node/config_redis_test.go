@@ -1,15 +1,13 @@
-package main
+package node
 
 import (
-	"io"
-	"strings"
 	"testing"
 	"time"
 )
 
 func TestConfigRedis(t *testing.T) {
-	rc := defaultRunConfig()
-	err := applyConfig("test.yaml", []byte(`
+	var rc Config
+	err := Load("test.yaml", []byte(`
 redis:
   addresses: [10.0.0.5:6379, "redis-1.redis:6379"]
   username: sluice
@@ -27,7 +25,7 @@ redis:
 	r := rc.Redis
 	if len(r.Addrs) != 2 || r.Addrs[1] != "redis-1.redis:6379" || r.Username != "sluice" || r.Password != "s3cret" ||
 		!r.TLS || r.CAFile != "/etc/sluice/redis-ca.pem" || r.ServerName != "redis.internal" || r.DB != 2 ||
-		len(rc.RedisWarmUp) != 3 || rc.RedisWarmUp[1] != "[2001:db8::1]:2055" || rc.RedisStartWait != 2*time.Second {
+		len(rc.Redis.WarmUp) != 3 || rc.Redis.WarmUp[1] != "[2001:db8::1]:2055" || rc.Redis.StartWait != 2*time.Second {
 		t.Fatalf("redis config not applied: %+v", r)
 	}
 
@@ -41,16 +39,13 @@ redis:
 }
 
 func TestRedisFlag(t *testing.T) {
-	addrs, err := parseRedisAddrs("10.0.0.1:6379, 10.0.0.2:6380")
+	addrs, err := ParseRedisAddrs("10.0.0.1:6379, 10.0.0.2:6380")
 	if err != nil || len(addrs) != 2 || addrs[1] != "10.0.0.2:6380" {
 		t.Fatalf("parseRedisAddrs: %v %v", addrs, err)
 	}
 	for _, bad := range []string{"10.0.0.1", "10.0.0.1:6379,", ":6379", "h:99999"} {
-		if _, err := parseRedisAddrs(bad); err == nil {
-			t.Errorf("parseRedisAddrs(%q) accepted", bad)
+		if _, err := ParseRedisAddrs(bad); err == nil {
+			t.Errorf("ParseRedisAddrs(%q) accepted", bad)
 		}
-	}
-	if err := runAll([]string{"--redis", "nope"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--redis") {
-		t.Errorf("bad --redis: %v", err)
 	}
 }

@@ -1,0 +1,265 @@
+package node
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-flow/sluice/dataplane/collector"
+	"github.com/sluice-flow/sluice/dataplane/export"
+	"github.com/sluice-flow/sluice/dataplane/template/redistier"
+	"github.com/sluice-flow/sluice/dataplane/yamlconf"
+)
+
+// Config is a node's configuration: the YAML config file of `sluice run`
+// (every key optional), then flags on top. The zero value of every field is
+// its documented default.
+type Config struct {
+	// Listen lists listener URLs (collector.Config.Listen). Default:
+	// udp://:4739 and tcp://:4739.
+	Listen []string `yaml:"listen"`
+	// Admin is the admin API's address; "off" disables it. Default
+	// 127.0.0.1:8080.
+	Admin string `yaml:"admin"`
+	// Outputs get every record when there is no pipeline file. Default:
+	// jsonl:- (standard output).
+	Outputs []string `yaml:"outputs"`
+	// Pipeline is a pipeline file; it replaces Outputs. In a config file
+	// it is relative to the file's directory.
+	Pipeline string `yaml:"pipeline"`
+	// AdminTokenFile holds the admin API token that GET and PUT
+	// /api/v1/pipeline need. In a config file it is relative to the
+	// file's directory.
+	AdminTokenFile string `yaml:"admin_token_file"`
+	// AdminToken is the token itself, used when AdminTokenFile is empty
+	// (cmd/ takes it from SLUICE_ADMIN_TOKEN). Empty: mutations are
+	// refused.
+	AdminToken string `yaml:"-"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// ShutdownTimeout bounds the drain at SIGTERM: half for the event
+	// loops, half for the mediator. Default 30s, at least 1s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Pprof serves net/http/pprof on this address; empty: off.
+	Pprof string `yaml:"pprof"`
+	// Collector configures ingest (its Listen comes from Listen).
+	Collector collector.Config `yaml:"collector"`
+	// Redis is the shared template store; no addresses: none.
+	Redis RedisConfig `yaml:"redis"`
+}
+
+// RedisConfig is the shared template store's connection plus how the start
+// waits for it. The template lifetime, fetch wait and port scoping follow
+// the collector's settings.
+type RedisConfig struct {
+	redistier.Config `yaml:",inline"`
+	// WarmUp lists the exporters whose templates are loaded before the
+	// listeners open: addresses, address:port, or "*" for all.
+	WarmUp []string `yaml:"warm_up"`
+	// StartWait bounds how long the start waits for Redis and the warm-up
+	// before listening anyway. Default 5s.
+	StartWait time.Duration `yaml:"start_wait"`
+}
+
+// Defaults.
+const (
+	DefaultAdmin     = "127.0.0.1:8080"
+	DefaultOutput    = "jsonl:-"
+	DefaultShutdown  = 30 * time.Second
+	DefaultStartWait = 5 * time.Second
+)
+
+// LoadFile applies the YAML config file at path to c: keys in the file
+// replace c's values; paths in it are taken relative to its directory.
+// Errors name the file and the line.
+func LoadFile(path string, c *Config) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return Load(path, data, c)
+}
+
+// Load is LoadFile with the file's contents given; name is its path.
+func Load(name string, data []byte, c *Config) error {
+	var fc Config = *c
+	// Lists in the file replace, not extend, what c holds.
+	fc.Listen, fc.Outputs, fc.Redis.Addrs, fc.Redis.WarmUp = nil, nil, nil, nil
+	fc.Pipeline, fc.AdminTokenFile = "", ""
+	if err := yamlconf.Decode(data, &fc); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if fc.Listen == nil {
+		fc.Listen = c.Listen
+	}
+	if fc.Outputs == nil {
+		fc.Outputs = c.Outputs
+	}
+	if fc.Redis.Addrs == nil {
+		fc.Redis.Addrs = c.Redis.Addrs
+	}
+	if fc.Redis.WarmUp == nil {
+		fc.Redis.WarmUp = c.Redis.WarmUp
+	}
+	if fc.Pipeline == "" {
+		fc.Pipeline = c.Pipeline
+	} else {
+		fc.Pipeline = relativeTo(name, fc.Pipeline)
+	}
+	if fc.AdminTokenFile == "" {
+		fc.AdminTokenFile = c.AdminTokenFile
+	} else {
+		fc.AdminTokenFile = relativeTo(name, fc.AdminTokenFile)
+		if _, err := os.Stat(fc.AdminTokenFile); err != nil {
+			return fmt.Errorf("%s: admin_token_file: %w", name, err)
+		}
+	}
+	*c = fc
+	return nil
+}
+
+// relativeTo resolves path against the directory of the config file.
+func relativeTo(configFile, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(filepath.Dir(configFile), path)
+}
+
+// Validate checks c and returns the first problem, as a *yamlconf.FieldError
+// naming the config file's key.
+func (c *Config) Validate() error {
+	f := yamlconf.Field
+	for i, l := range c.Listen {
+		if _, err := collector.ParseListeners([]string{l}); err != nil {
+			return f(fmt.Sprintf("listen[%d]", i), "%v", err)
+		}
+	}
+	if _, err := collector.ParseListeners(c.Listen); err != nil {
+		return f("listen", "%v", err)
+	}
+	if c.Admin != "" && c.Admin != "off" {
+		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+			return f("admin", "%q: want host:port or off", c.Admin)
+		}
+	}
+	for i, o := range c.Outputs {
+		if err := export.CheckSpec(o); err != nil {
+			return f(fmt.Sprintf("outputs[%d]", i), "%v", err)
+		}
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		return f("log_level", "%v", err)
+	}
+	if c.ShutdownTimeout != 0 && c.ShutdownTimeout < time.Second {
+		return f("shutdown_timeout", "%v: want at least 1s", c.ShutdownTimeout)
+	}
+	if err := c.Collector.Validate(); err != nil {
+		return yamlconf.Nest("collector", err)
+	}
+	for i, a := range c.Redis.Addrs {
+		if err := CheckRedisAddr(a); err != nil {
+			return f(fmt.Sprintf("redis.addresses[%d]", i), "%v", err)
+		}
+	}
+	for i, w := range c.Redis.WarmUp {
+		if err := checkWarmUp(w); err != nil {
+			return f(fmt.Sprintf("redis.warm_up[%d]", i), "%v", err)
+		}
+	}
+	if c.Redis.DB < 0 {
+		return f("redis.database", "%d is negative", c.Redis.DB)
+	}
+	if c.Redis.StartWait < 0 {
+		return f("redis.start_wait", "must not be negative")
+	}
+	return nil
+}
+
+// withDefaults fills the zero fields with their defaults.
+func (c Config) withDefaults() Config {
+	if c.Admin == "" {
+		c.Admin = DefaultAdmin
+	}
+	if len(c.Outputs) == 0 {
+		c.Outputs = []string{DefaultOutput}
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdown
+	}
+	if c.Redis.StartWait == 0 {
+		c.Redis.StartWait = DefaultStartWait
+	}
+	c.Collector.Listen = c.Listen
+	return c
+}
+
+// ParseLevel parses a log level: debug, info, warn or error ("" is info).
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// NewLogger returns the process's one structured logger, writing text lines
+// to w (stderr: standard output carries records).
+func NewLogger(level string, w io.Writer) (*slog.Logger, error) {
+	l, err := ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level %v", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// ParseRedisAddrs splits host:port[,host:port...].
+func ParseRedisAddrs(s string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		a = strings.TrimSpace(a)
+		if err := CheckRedisAddr(a); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// CheckRedisAddr checks one host:port Redis address.
+func CheckRedisAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" {
+		return fmt.Errorf("redis address %q: want host:port", a)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("redis address %q: bad port", a)
+	}
+	return nil
+}
+
+func checkWarmUp(s string) error {
+	if s == "*" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return nil
+	}
+	if _, err := netip.ParseAddrPort(s); err == nil {
+		return nil
+	}
+	return fmt.Errorf("%q: want an exporter address, address:port or *", s)
+}
