@@ -213,8 +213,9 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// waitRecords waits until the pods together output want records, then
-// makes sure no more come (duplicates).
+// waitRecords waits until the pods together output want records and each
+// pod's mediator has taken all its collector queued, nothing held (the
+// marker for the check that no more come: duplicates), then checks.
 func waitRecords(t testing.TB, want int64, pods ...*pod) {
 	t.Helper()
 	sum := func() int64 {
@@ -224,11 +225,20 @@ func waitRecords(t testing.TB, want int64, pods ...*pod) {
 		}
 		return n
 	}
+	drained := func() bool {
+		for _, p := range pods {
+			n := float64(p.out.n.Load())
+			if n+p.metric(t, "sluice_mediator_unknown_template_records_total") != p.metric(t, "sluice_collected_records_total") ||
+				p.metric(t, "sluice_held_sets") != 0 {
+				return false
+			}
+		}
+		return true
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for sum() < want && time.Now().Before(deadline) {
+	for !(sum() >= want && drained()) && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)
 	}
-	time.Sleep(30 * time.Millisecond)
 	if got := sum(); got != want {
 		var m strings.Builder
 		for _, p := range pods {
@@ -253,7 +263,10 @@ func filterMetrics(s string) string {
 
 // exporter sends from one UDP socket, as a router behind a load balancer
 // without affinity would reach several pods from one address.
-type exporter struct{ conn *net.UDPConn }
+type exporter struct {
+	conn *net.UDPConn
+	sent map[int]int // datagrams, by pod port
+}
 
 func newExporter(t testing.TB) *exporter {
 	t.Helper()
@@ -262,7 +275,7 @@ func newExporter(t testing.TB) *exporter {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &exporter{conn: c}
+	return &exporter{conn: c, sent: map[int]int{}}
 }
 
 func (e *exporter) send(t testing.TB, p *pod, msgs ...[]byte) {
@@ -272,6 +285,18 @@ func (e *exporter) send(t testing.TB, p *pod, msgs ...[]byte) {
 		if _, err := e.conn.WriteToUDP(m, to); err != nil {
 			t.Fatal(err)
 		}
+		e.sent[p.port]++
+	}
+}
+
+// waitRead waits until the pods have read every datagram e sent them, to
+// keep bursts within their receive buffers.
+func (e *exporter) waitRead(t testing.TB, pods ...*pod) {
+	t.Helper()
+	for _, p := range pods {
+		waitFor(t, 10*time.Second, "datagrams read", func() bool {
+			return p.metric(t, `sluice_packets_total{transport="udp"}`) >= float64(e.sent[p.port])
+		})
 	}
 }
 
@@ -411,11 +436,4 @@ func changedTraffic(domain uint32, seq uint32, msgs int) traffic {
 		tr.records = append(tr.records, 3)
 	}
 	return tr
-}
-
-// pace keeps bursts within the receive buffers.
-func pace(i int) {
-	if i%8 == 7 {
-		time.Sleep(time.Millisecond)
-	}
 }
