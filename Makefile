@@ -57,9 +57,11 @@ test: test-deps check
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=5 ./...
 
+# A target that moved or was renamed fails instead of fuzzing nothing.
 fuzz-smoke:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
+		$(GO) test -list "^$$fn\$$" $$pkg | grep -qx "$$fn" || { echo "fuzz-smoke: no $$fn in $$pkg"; exit 1; }; \
 		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
 		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); \
 	done
