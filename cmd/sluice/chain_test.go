@@ -243,6 +243,15 @@ func (s *chainSink) records(t *testing.T, want int, sent func() float64) []map[s
 		if err := dec.Decode(&m); err != nil {
 			t.Fatalf("%s: bad line %q: %v", s.r.name, line, err)
 		}
+		// A record carries when B read it (aggregates, made by A's
+		// pipeline, carry none); the checks below are about the fields A
+		// sent.
+		if v, ok := m["time_received_ns"]; ok {
+			if n, err := v.(json.Number).Int64(); err != nil || n <= 0 {
+				t.Fatalf("%s: bad time_received_ns in %q", s.r.name, line)
+			}
+			delete(m, "time_received_ns")
+		}
 		out = append(out, m)
 	}
 	if len(out) != want {

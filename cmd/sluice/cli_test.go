@@ -134,6 +134,7 @@ func TestRunStdoutOnlyRecords(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	sent := time.Now().UnixNano()
 	genOut, err := exec.CommandContext(ctx, env.sluice, "gen", "--addr", addr, "--count", "2").Output()
 	if err != nil {
 		t.Fatalf("sluice gen: %v\n%s", err, genOut)
@@ -162,9 +163,15 @@ func TestRunStdoutOnlyRecords(t *testing.T) {
 			if !ok {
 				t.Fatalf("stdout closed after %d lines", got)
 			}
-			var rec map[string]any
-			if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["exporter"] == nil {
+			var rec struct {
+				Exporter string `json:"exporter"`
+				Received int64  `json:"time_received_ns"`
+			}
+			if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Exporter == "" {
 				t.Fatalf("stdout line %d is not a record: %q", got+1, line)
+			}
+			if now := time.Now().UnixNano(); rec.Received < sent || rec.Received > now {
+				t.Fatalf("time_received_ns %d not between the send (%d) and now (%d)", rec.Received, sent, now)
 			}
 			got++
 		case <-deadline:

@@ -175,7 +175,7 @@ func (l *loop) handle(b []byte, o origin) {
 			Kind: entry.KindData, Version: m.Version, Domain: m.DomainID, Exporter: o.src,
 			TemplateID: ipfix.V5TemplateID, Fingerprint: ipfix.V5Layout().Fingerprint,
 			ExportTime: m.ExportTime, Sequence: m.Sequence, SysUptime: m.SysUptime,
-			ExportNanos: m.ExportNanos, Records: uint32(n),
+			ExportNanos: m.ExportNanos, Records: uint32(n), Session: o.sessionID(), Received: l.now,
 		}
 		if reason, ok := l.push(&l.hdr, m.Body(), o); ok {
 			st.records.Add(uint64(n))
@@ -214,7 +214,7 @@ func (l *loop) handle(b []byte, o origin) {
 				// Learned elsewhere since: older held data goes first.
 				l.release(k, t)
 			}
-			n, ok := l.data(t, set.Body, m, o, ex)
+			n, ok := l.data(t, set.Body, m, o, ex, l.now)
 			records += n
 			complete = complete && ok
 		}
@@ -231,9 +231,10 @@ func (l *loop) handle(b []byte, o origin) {
 }
 
 // data validates a data set against t, counts its records and hands it to
-// the ring. It returns the number of records, and false if the set was
-// malformed (its record count is then unknown).
-func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origin, ex *exporterStats) (int, bool) {
+// the ring. received is when the set's message was read. It returns the
+// number of records, and false if the set was malformed (its record count is
+// then unknown).
+func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origin, ex *exporterStats, received int64) (int, bool) {
 	lay := t.Layout
 	n := 0
 	if lay.RecordLen > 0 {
@@ -265,6 +266,7 @@ func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origi
 		Kind: entry.KindData, Version: m.Version, Domain: m.DomainID, Exporter: o.src,
 		TemplateID: lay.ID, Fingerprint: lay.Fingerprint, ExportTime: m.ExportTime,
 		Sequence: m.Sequence, SysUptime: m.SysUptime, ExportNanos: m.ExportNanos, Records: uint32(n),
+		Session: t.Key.Session, Received: received,
 	}
 	if reason, ok := l.push(&l.hdr, body, o); !ok {
 		l.stats.droppedRecs[reason].Add(uint64(n))
@@ -284,14 +286,7 @@ func (l *loop) announced(t *template.Template, o origin) (DropReason, bool) {
 	lay := t.Layout
 	h := entry.Header{
 		Kind: entry.KindTemplate, Version: t.Key.Version, Domain: t.Key.Domain,
-		Exporter: t.Key.Exporter, TemplateID: lay.ID, Fingerprint: lay.Fingerprint,
-	}
-	if t.Key.Session != 0 {
-		// The ring has no session field: name a session's template by
-		// the session's address and port (o is the session: only its
-		// own data uses it), which the mediator tries before the
-		// address alone when it resolves sibling templates.
-		h.Exporter = o.src
+		Exporter: t.Key.Exporter, TemplateID: lay.ID, Fingerprint: lay.Fingerprint, Session: t.Key.Session,
 	}
 	if lay.Options {
 		h.Flags |= entry.FlagOptions
@@ -439,7 +434,7 @@ func (l *loop) withdraw(dk template.DomainKey, tr *ipfix.TemplateRecord, o origi
 			return t.Key.DomainKey() == dk && t.Layout.Options == options
 		})
 	}
-	h := entry.Header{Kind: entry.KindWithdrawal, Version: dk.Version, Domain: dk.Domain, Exporter: o.src, TemplateID: tr.ID}
+	h := entry.Header{Kind: entry.KindWithdrawal, Version: dk.Version, Domain: dk.Domain, Exporter: o.src, TemplateID: tr.ID, Session: dk.Session}
 	if _, ok := l.push(&h, nil, o); !ok {
 		// Consumers ignore withdrawals today; count the lost entry anyway.
 		l.stats.lostWithdrawals.Add(1)
@@ -467,7 +462,7 @@ func (l *loop) release(k template.Key, t *template.Template) {
 		m := &ipfix.Message{Version: k.Version, DomainID: k.Domain, ExportTime: hs.exportTime,
 			Sequence: hs.sequence, SysUptime: hs.sysUptime, ExportNanos: hs.exportNanos}
 		ex := l.c.exporters.get(k.DomainKey(), l.now)
-		l.data(t, hs.body, m, origin{src: hs.src, transport: hs.transport, session: hs.session}, ex)
+		l.data(t, hs.body, m, origin{src: hs.src, transport: hs.transport, session: hs.session}, ex, hs.arrived)
 
 		l.stats.heldReleased.Add(1)
 	}

@@ -88,6 +88,7 @@ type drained struct {
 	templates, data, withdrawals int
 	records                      int
 	firstOctets                  []uint64 // octetDeltaCount of each data entry's first record, in order
+	received                     []int64  // each data entry's receive time, in order
 }
 
 func drain(t testing.TB, l *loop) drained {
@@ -112,6 +113,7 @@ func drain(t testing.TB, l *loop) drained {
 		case entry.KindData:
 			d.data++
 			d.records += int(h.Records)
+			d.received = append(d.received, h.Received)
 			if h.Version == ipfix.VersionIPFIX && len(body) >= 16 {
 				d.firstOctets = append(d.firstOctets, binary.BigEndian.Uint64(body[8:16]))
 			}
@@ -544,5 +546,21 @@ func TestTemplateLimit(t *testing.T) {
 	l.handle(g.templates(256, tuple[:2]), udpFrom(exporterA))
 	if got := metric(t, c, "sluice_template_redefinitions_total"); got != "1" {
 		t.Fatalf("redefinition at the limit refused: %s", got)
+	}
+}
+
+// Records carry the time their message was read; held ones keep the time
+// they arrived, not the time their template came.
+func TestReceiveTime(t *testing.T) {
+	_, l := testCollector(t, Config{})
+	g := newGen(1)
+	l.now = t0
+	l.handle(g.data(256, 0, 2), udpFrom(exporterA)) // held: no template yet
+	l.now = t0 + int64(3*time.Second)
+	l.handle(g.templates(256, tuple), udpFrom(exporterA))
+	l.handle(g.data(256, 2, 2), udpFrom(exporterA))
+	d := drain(t, l)
+	if len(d.received) != 2 || d.received[0] != t0 || d.received[1] != t0+int64(3*time.Second) {
+		t.Fatalf("receive times %v, want [%d %d]", d.received, t0, t0+int64(3*time.Second))
 	}
 }

@@ -31,7 +31,7 @@ const (
 )
 
 // HeaderLen is the fixed size of an entry header.
-const HeaderLen = 56
+const HeaderLen = 72
 
 // ErrShort is returned for an entry shorter than its header.
 var ErrShort = errors.New("entry: shorter than its header")
@@ -55,6 +55,12 @@ type Header struct {
 	ExportNanos uint32
 	// Records is the number of data records in a data entry.
 	Records uint32
+	// Session is the TCP transport session the entry's templates belong
+	// to (RFC 7011 section 8); 0 for UDP.
+	Session uint64
+	// Received is when the collector read the message, in Unix
+	// nanoseconds (data entries).
+	Received int64
 }
 
 // Put writes h into b[:HeaderLen] and returns HeaderLen. b must be at least
@@ -75,6 +81,8 @@ func Put(b []byte, h *Header) int {
 	binary.LittleEndian.PutUint32(b[44:], h.SysUptime)
 	binary.LittleEndian.PutUint32(b[48:], h.ExportNanos)
 	binary.LittleEndian.PutUint32(b[52:], h.Records)
+	binary.LittleEndian.PutUint64(b[56:], h.Session)
+	binary.LittleEndian.PutUint64(b[64:], uint64(h.Received))
 	return HeaderLen
 }
 
@@ -103,5 +111,7 @@ func Parse(b []byte, h *Header) ([]byte, error) {
 	h.SysUptime = binary.LittleEndian.Uint32(b[44:])
 	h.ExportNanos = binary.LittleEndian.Uint32(b[48:])
 	h.Records = binary.LittleEndian.Uint32(b[52:])
+	h.Session = binary.LittleEndian.Uint64(b[56:])
+	h.Received = int64(binary.LittleEndian.Uint64(b[64:]))
 	return b[HeaderLen:], nil
 }

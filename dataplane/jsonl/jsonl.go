@@ -28,6 +28,9 @@ type Meta struct {
 	Msg      *ipfix.Message
 	// Resolve is used for sub-template lists; nil shows them as octets.
 	Resolve Resolver
+	// Received is when the collector read the message, in Unix
+	// nanoseconds; 0 (offline decoding) leaves "time_received_ns" out.
+	Received int64
 
 	// Formatting RFC 3339 is a third of the encoding time; records of one
 	// message share an export time and mostly a second, so keep the last
@@ -89,7 +92,9 @@ const paddingOctetsID = 210
 //
 // Keys: "exporter" (address:port, or address alone when the port is 0),
 // "version", "observation_domain", "template_id", "export_time" (RFC 3339),
-// "options" (true for options records), then each field under its unique
+// "time_received_ns" (when the collector read the message, Unix nanoseconds,
+// the name goflow2 uses; left out when unknown), "options" (true for options
+// records), then each field under its unique
 // key (ipfix.Field.Key). Values: numbers as numbers, booleans as booleans,
 // addresses, MACs and times (RFC 3339) as strings, strings escaped, octet
 // arrays and values whose width does not fit their type as hex strings.
@@ -111,6 +116,10 @@ func AppendRecord(dst []byte, m *Meta, r *ipfix.Record) []byte {
 	dst = append(dst, `,"export_time":"`...)
 	dst = m.exportCache.appendUTC(dst, time.Unix(int64(m.Msg.ExportTime), 0).UTC())
 	dst = append(dst, '"')
+	if m.Received != 0 {
+		dst = append(dst, `,"time_received_ns":`...)
+		dst = strconv.AppendInt(dst, m.Received, 10)
+	}
 	if r.Layout.Options {
 		dst = append(dst, `,"options":true`...)
 	}

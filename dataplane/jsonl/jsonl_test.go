@@ -1,6 +1,7 @@
 package jsonl
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/netip"
 	"strings"
@@ -215,6 +216,17 @@ func TestAppendRecordNoAllocs(t *testing.T) {
 	buf := make([]byte, 0, 4096)
 	if n := testing.AllocsPerRun(100, func() { buf = AppendRecord(buf[:0], meta, r) }); n != 0 {
 		t.Fatalf("AppendRecord allocates %v times per record", n)
+	}
+	if bytes.Contains(buf, []byte("time_received_ns")) {
+		t.Fatalf("no receive time known, yet %s", buf)
+	}
+	meta.Received = 1764936000123456789
+	buf = AppendRecord(buf[:0], meta, r)
+	var obj map[string]any
+	dec := json.NewDecoder(bytes.NewReader(buf))
+	dec.UseNumber()
+	if err := dec.Decode(&obj); err != nil || obj["time_received_ns"] != json.Number("1764936000123456789") {
+		t.Fatalf("time_received_ns: %v in %s", err, buf)
 	}
 }
 

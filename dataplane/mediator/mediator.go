@@ -46,6 +46,7 @@ type Mediator struct {
 
 type tplKey struct {
 	exporter netip.AddrPort
+	session  uint64 // TCP session (0: UDP): its templates are its own
 	domain   uint32
 	version  uint16
 	id       uint16
@@ -237,7 +238,7 @@ func (m *Mediator) entry(rs *ringState, b []byte) {
 		m.badEntries.Add(1)
 		return
 	}
-	key := tplKey{h.Exporter, h.Domain, h.Version, h.TemplateID}
+	key := tplKey{h.Exporter, h.Session, h.Domain, h.Version, h.TemplateID}
 	switch h.Kind {
 	case entry.KindTemplate:
 		if err := ipfix.ParseTemplateRecord(body, h.Flags&entry.FlagOptions != 0, h.Flags&entry.FlagV9 != 0, &rs.tr); err != nil {
@@ -286,7 +287,7 @@ func (m *Mediator) data(rs *ringState, l *ipfix.Layout, key tplKey, body []byte)
 		Sequence: h.Sequence, SysUptime: h.SysUptime, ExportNanos: h.ExportNanos}
 	rs.scope.key = key
 	// Set fields one by one: the Meta keeps formatting caches across sets.
-	rs.meta.Exporter, rs.meta.Msg, rs.meta.Resolve = h.Exporter, &rs.msg, &rs.scope
+	rs.meta.Exporter, rs.meta.Msg, rs.meta.Resolve, rs.meta.Received = h.Exporter, &rs.msg, &rs.scope, h.Received
 	n := 0
 	it := ipfix.NewDataIter(l, body)
 	snap := m.cur
