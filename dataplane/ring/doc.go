@@ -13,10 +13,12 @@
 // goroutine.
 //
 // Layout of the buffer: a HeaderSize-byte header, then a power-of-two entry
-// area. In the header, magic, version and the area size share the first
-// 64-byte line; head (written by the producer) and tail (written by the
-// consumer) are monotonically increasing byte counters, each on its own line,
-// and the sleeping flag has a line of its own too. An entry is a 4-byte
+// area. In the header, magic, version, the area size and the producer's
+// Meta (generation, index, count; written once when formatting) share the
+// first 64-byte line; head and the closed flag (written by the producer)
+// and tail and the checkpoint (written by the consumer) each have their
+// own line, head and tail being monotonically increasing byte counters, and
+// the sleeping flag has a line of its own too. An entry is a 4-byte
 // length then the payload, padded to 8 bytes; an entry that does not fit
 // before the end of the area is placed at its start, after a wrap marker.
 //
@@ -28,4 +30,12 @@
 // are sequentially consistent, which the sleeping-flag handshake in Wait
 // relies on to lose no wake-up. The same holds between processes sharing a
 // mapping, as the atomics are plain locked instructions on the shared memory.
+//
+// File rings (Create, Open): the split pod keeps one ring per collector
+// event loop in a file on a tmpfs. The consumer's tail is in the file, so a
+// mediator that restarts resumes where the last Publish left it; entries it
+// had skipped and handed on without publishing are read again, and
+// Checkpoint lets the successor count them. A collector restart makes new
+// files with a new generation, renamed over the old paths, so a consumer
+// drains the old mapping before it follows the new one.
 package ring

@@ -20,7 +20,9 @@ const (
 	// MaxEntryLimit caps MaxEntry on large rings.
 	MaxEntryLimit = 256 << 10
 	// Version is the layout version written to and checked in the header.
-	Version = 1
+	// Version 2 added the generation, index and count of a file ring, the
+	// producer's closed flag and the consumer's checkpoint.
+	Version = 2
 
 	magic    = 0x47524c53 // "SLRG" in memory on little-endian machines
 	lineSize = 64
@@ -30,9 +32,14 @@ const (
 	offVersion = 4   // uint32
 	offCap     = 8   // uint64, size of the entry area
 	offHdrSize = 16  // uint32, HeaderSize
+	offGen     = 24  // uint64, the producer's generation (Meta), set when formatting
+	offIndex   = 32  // uint32, Meta.Index
+	offCount   = 36  // uint32, Meta.Count
 	offHead    = 64  // uint64, written by the producer
 	offRefused = 72  // uint64, written by the producer
+	offClosed  = 80  // uint32, written by the producer: nothing more will come
 	offTail    = 128 // uint64, written by the consumer
+	offCheck   = 136 // uint64, written by the consumer: see Checkpoint
 	offWaiting = 192 // uint32, written by the consumer, read by the producer
 
 	frameHeader = 4
@@ -58,6 +65,8 @@ type Ring struct {
 	head     *atomic.Uint64
 	tail     *atomic.Uint64
 	refused  *atomic.Uint64
+	closed   *atomic.Uint32
+	check    *atomic.Uint64
 	// localProducer is set once Producer is called: only then can a Commit
 	// in this process wake the consumer through notify.
 	localProducer atomic.Bool
@@ -79,6 +88,7 @@ type Producer struct {
 	head     *atomic.Uint64
 	tail     *atomic.Uint64
 	refused  *atomic.Uint64
+	closed   *atomic.Uint32
 	waiting  *atomic.Uint32
 	notify   chan struct{}
 
@@ -98,10 +108,11 @@ type Consumer struct {
 	maxEntry int
 	head     *atomic.Uint64
 	tail     *atomic.Uint64
+	check    *atomic.Uint64
 	waiting  *atomic.Uint32
 	notify   chan struct{}
 
-	pos       uint64 // tail as this side knows it
+	pos       uint64 // read position: tail plus what Skip moved past
 	headCache uint64 // last head loaded; reloaded only when the ring looks empty
 	adv       uint64 // bytes Release moves tail by; 0 when no entry is held
 	timer     *time.Timer
@@ -171,14 +182,8 @@ func On(mem []byte, init bool) (*Ring, error) {
 		binary.NativeEndian.PutUint32(mem[offHdrSize:], HeaderSize)
 		u32(mem, offMagic).Store(magic)
 	} else {
-		if got := u32(mem, offMagic).Load(); got != magic {
-			return nil, fmt.Errorf("%w: magic %#x", ErrMagic, got)
-		}
-		if v := binary.NativeEndian.Uint32(mem[offVersion:]); v != Version {
-			return nil, fmt.Errorf("%w: %d, want %d", ErrVersion, v, Version)
-		}
-		if h := binary.NativeEndian.Uint32(mem[offHdrSize:]); h != HeaderSize {
-			return nil, fmt.Errorf("%w: header size %d, want %d", ErrVersion, h, HeaderSize)
+		if err := checkIdent(mem); err != nil {
+			return nil, err
 		}
 		if c := binary.NativeEndian.Uint64(mem[offCap:]); c != size {
 			return nil, fmt.Errorf("%w: header says %d bytes of entries, memory holds %d", ErrSize, c, size)
@@ -196,20 +201,36 @@ func On(mem []byte, init bool) (*Ring, error) {
 		head:     u64(mem, offHead),
 		tail:     u64(mem, offTail),
 		refused:  u64(mem, offRefused),
+		closed:   u32(mem, offClosed),
+		check:    u64(mem, offCheck),
 	}
 	data := mem[HeaderSize:]
 	notify := make(chan struct{}, 1)
 	waiting := u32(mem, offWaiting)
 	r.prod = Producer{
 		data: data, mask: size - 1, size: size, maxEntry: r.maxEntry,
-		head: r.head, tail: r.tail, refused: r.refused, waiting: waiting, notify: notify,
+		head: r.head, tail: r.tail, refused: r.refused, closed: r.closed, waiting: waiting, notify: notify,
 		resv: -1,
 	}
 	r.cons = Consumer{
 		ring: r, data: data, mask: size - 1, size: size, maxEntry: r.maxEntry,
-		head: r.head, tail: r.tail, waiting: waiting, notify: notify,
+		head: r.head, tail: r.tail, check: r.check, waiting: waiting, notify: notify,
 	}
 	return r, nil
+}
+
+// checkIdent checks the magic, the version and the header size.
+func checkIdent(mem []byte) error {
+	if got := u32(mem, offMagic).Load(); got != magic {
+		return fmt.Errorf("%w: magic %#x", ErrMagic, got)
+	}
+	if v := binary.NativeEndian.Uint32(mem[offVersion:]); v != Version {
+		return fmt.Errorf("%w: %d, want %d", ErrVersion, v, Version)
+	}
+	if h := binary.NativeEndian.Uint32(mem[offHdrSize:]); h != HeaderSize {
+		return fmt.Errorf("%w: header size %d, want %d", ErrVersion, h, HeaderSize)
+	}
+	return nil
 }
 
 func u64(mem []byte, off int) *atomic.Uint64 { return (*atomic.Uint64)(unsafe.Pointer(&mem[off])) }
@@ -342,15 +363,77 @@ func (c *Consumer) Next() []byte {
 	return c.data[start : start+uint64(n) : start+uint64(n)]
 }
 
-// Release frees the entry returned by Next; its bytes may be overwritten
-// from then on.
+// Release frees the entry returned by Next, and any Skip moved past; their
+// bytes may be overwritten from then on.
 func (c *Consumer) Release() {
+	c.Skip()
+	c.Publish()
+}
+
+// Skip moves past the entry returned by Next without freeing it: the view
+// Next gave stays valid, and its space closed to the producer, until
+// Publish. Entries skipped and not yet published are what a consumer that
+// dies reads again from the file; Checkpoint tells its successor how far
+// that goes.
+func (c *Consumer) Skip() {
 	if c.adv == 0 {
-		panic("BUG: ring: Release without Next")
+		panic("BUG: ring: Skip or Release without Next")
 	}
 	c.pos += c.adv
 	c.adv = 0
-	c.tail.Store(c.pos) // release: reads of the entry before tail
+}
+
+// Publish frees every entry Skip moved past: one atomic store.
+func (c *Consumer) Publish() {
+	c.tail.Store(c.pos) // release: reads of the entries before tail
+}
+
+// Pos returns the read position: a byte counter that Skip and Release
+// advance, comparable with Checkpointed.
+func (c *Consumer) Pos() uint64 { return c.pos }
+
+// Checkpoint records the read position in the header (one atomic store):
+// a consumer that calls it after Skip and before handing the entry on lets
+// a successor attached to the same file tell, with Checkpointed, which of
+// the entries it reads again were handed on before.
+func (c *Consumer) Checkpoint() { c.check.Store(c.pos) }
+
+// Checkpointed returns the position the last Checkpoint recorded; entries
+// ending at or before it, and after the tail, were handed on by an earlier
+// consumer that never released them. Safe from any goroutine.
+func (r *Ring) Checkpointed() uint64 { return r.check.Load() }
+
+// Close tells the consumer that the producer will commit nothing more (a
+// collector that stopped cleanly). It is the producer's to call.
+func (p *Producer) Close() { p.closed.Store(1) }
+
+// Closed reports whether the producer called Close. Safe from any
+// goroutine.
+func (r *Ring) Closed() bool { return r.closed.Load() != 0 }
+
+// Meta says which producer formatted a ring kept in a file: the
+// generation (a number new at each producer start) and the ring's index
+// among Count rings. It is written once, when the ring is formatted.
+type Meta struct {
+	Generation uint64
+	Index      int
+	Count      int
+}
+
+// Meta returns what the header says of the producer. Safe from any
+// goroutine.
+func (r *Ring) Meta() Meta {
+	return Meta{
+		Generation: binary.NativeEndian.Uint64(r.mem[offGen:]),
+		Index:      int(binary.NativeEndian.Uint32(r.mem[offIndex:])),
+		Count:      int(binary.NativeEndian.Uint32(r.mem[offCount:])),
+	}
+}
+
+func (r *Ring) setMeta(m Meta) {
+	binary.NativeEndian.PutUint64(r.mem[offGen:], m.Generation)
+	binary.NativeEndian.PutUint32(r.mem[offIndex:], uint32(m.Index))
+	binary.NativeEndian.PutUint32(r.mem[offCount:], uint32(m.Count))
 }
 
 // ready reports whether an entry is committed and not yet released.

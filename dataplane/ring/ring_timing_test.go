@@ -18,39 +18,7 @@ func BenchmarkRingSPSC(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
 			r := New(1 << 20)
-			p, c := r.Producer(), r.Consumer()
-			payload := make([]byte, size)
-			n := b.N
-			done := make(chan uint64)
-			b.ReportAllocs()
-			b.SetBytes(int64(size))
-			b.ResetTimer()
-			go func() {
-				var sum uint64
-				for range n {
-					e := c.Next()
-					for e == nil {
-						c.Wait(time.Second, nil)
-						e = c.Next()
-					}
-					sum += uint64(e[0]) + uint64(e[len(e)-1])
-					c.Release()
-				}
-				done <- sum
-			}()
-			for i := range n {
-				e := p.Reserve(size)
-				for e == nil {
-					runtime.Gosched()
-					e = p.Reserve(size)
-				}
-				payload[0] = byte(i)
-				copy(e, payload)
-				p.Commit(size)
-			}
-			<-done
-			b.StopTimer()
-			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "entries/s")
+			benchSPSC(b, r.Producer(), r.Consumer(), size)
 		})
 	}
 }
@@ -79,4 +47,42 @@ func BenchmarkRingSingle(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 		})
 	}
+}
+
+// benchSPSC moves b.N entries of size bytes from p, on this goroutine, to c
+// on another, and reports entries/s and ns/entry.
+func benchSPSC(b *testing.B, p *Producer, c *Consumer, size int) {
+	payload := make([]byte, size)
+	n := b.N
+	done := make(chan uint64)
+	b.ReportAllocs()
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	go func() {
+		var sum uint64
+		for range n {
+			e := c.Next()
+			for e == nil {
+				c.Wait(time.Second, nil)
+				e = c.Next()
+			}
+			sum += uint64(e[0]) + uint64(e[len(e)-1])
+			c.Release()
+		}
+		done <- sum
+	}()
+	for i := range n {
+		e := p.Reserve(size)
+		for e == nil {
+			runtime.Gosched()
+			e = p.Reserve(size)
+		}
+		payload[0] = byte(i)
+		copy(e, payload)
+		p.Commit(size)
+	}
+	<-done
+	b.StopTimer()
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "entries/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/entry")
 }
