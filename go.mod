@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/panjf2000/gnet/v2 v2.9.7
+	github.com/pebbe/zmq4 v1.4.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.74.0
 	github.com/redis/rueidis v1.0.79
