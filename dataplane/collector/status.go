@@ -287,31 +287,30 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 		labels[i] = exporterLabels(e)
 	}
 	// Per-exporter families are shown even before the first exporter.
-	w.Head(exporterRecordsTotal)
-	for i, e := range exps {
-		w.Uint(exporterRecordsTotal, e.records.Load(), labels[i]...)
-	}
-	w.Head(exporterMessagesTotal)
-	for i, e := range exps {
-		w.Uint(exporterMessagesTotal, e.messages.Load(), labels[i]...)
-	}
-	w.Head(sequenceLostTotal)
-	for i, e := range exps {
-		w.Uint(sequenceLostTotal, e.lost.Load(), labels[i]...)
-	}
-	w.Head(sequenceOutOfOrder)
-	for i, e := range exps {
-		w.Uint(sequenceOutOfOrder, e.outOfOrd.Load(), labels[i]...)
-	}
-	w.Head(sequenceResetsTotal)
-	for i, e := range exps {
-		w.Uint(sequenceResetsTotal, e.resets.Load(), labels[i]...)
+	for _, pf := range perExporterFamilies {
+		w.Head(pf.family)
+		for i, e := range exps {
+			w.Uint(pf.family, pf.value(e), labels[i]...)
+		}
 	}
 	return w.Bytes()
 }
 
 // exporterName shows a scope: the address, with the port when templates are
 // scoped by port; "other" for the registry's overflow entry.
+// perExporterFamilies are the metric families with one series per exporter
+// scope and domain.
+var perExporterFamilies = []struct {
+	family *promtext.Family
+	value  func(*exporterStats) uint64
+}{
+	{exporterRecordsTotal, func(e *exporterStats) uint64 { return e.records.Load() }},
+	{exporterMessagesTotal, func(e *exporterStats) uint64 { return e.messages.Load() }},
+	{sequenceLostTotal, func(e *exporterStats) uint64 { return e.lost.Load() }},
+	{sequenceOutOfOrder, func(e *exporterStats) uint64 { return e.outOfOrd.Load() }},
+	{sequenceResetsTotal, func(e *exporterStats) uint64 { return e.resets.Load() }},
+}
+
 func exporterName(a netip.AddrPort) string {
 	switch {
 	case !a.IsValid():
