@@ -101,10 +101,57 @@ func TestSameContentDifferentIDs(t *testing.T) {
 	}
 }
 
-type idOut struct{ ids []uint16 }
+type idOut struct {
+	ids      []uint16
+	received []int64
+}
 
-func (o *idOut) Record(_ *jsonl.Meta, r *ipfix.Record) { o.ids = append(o.ids, r.Layout.ID) }
-func (o *idOut) Flush() error                          { return nil }
-func (o *idOut) Close() error                          { return nil }
-func (o *idOut) Name() string                          { return "ids" }
-func (o *idOut) Stats() export.Stats                   { return export.Stats{Sent: uint64(len(o.ids))} }
+func (o *idOut) Record(m *jsonl.Meta, r *ipfix.Record) {
+	o.ids = append(o.ids, r.Layout.ID)
+	o.received = append(o.received, m.Received)
+}
+func (o *idOut) Flush() error        { return nil }
+func (o *idOut) Close() error        { return nil }
+func (o *idOut) Name() string        { return "ids" }
+func (o *idOut) Stats() export.Stats { return export.Stats{Sent: uint64(len(o.ids))} }
+
+// A TCP session's templates are its own (RFC 7011 section 8): the same ID
+// from a UDP exporter on the same address names another template. Records
+// also carry the receive time of their entry.
+func TestSessionScopedTemplates(t *testing.T) {
+	r := ring.New(1 << 20)
+	p := r.Producer()
+	out := &idOut{}
+	m := New([]*ring.Ring{r}, []export.Output{out}, nil)
+	exp := netip.MustParseAddrPort("192.0.2.1:9999")
+	scope := netip.AddrPortFrom(exp.Addr(), 0)
+	announce := func(session uint64, id uint16, specs []ipfix.FieldSpec) uint64 {
+		raw := ipfix.AppendTemplateRecord(nil, id, specs)
+		var tr ipfix.TemplateRecord
+		if err := ipfix.ParseTemplateRecord(raw, false, false, &tr); err != nil {
+			t.Fatal(err)
+		}
+		l, err := ipfix.Compile(&tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		push(t, p, entry.Header{Kind: entry.KindTemplate, Version: 10, Exporter: scope, Session: session, TemplateID: id, Fingerprint: l.Fingerprint}, raw)
+		return l.Fingerprint
+	}
+	x := []ipfix.FieldSpec{{ID: 8, Length: 4}}
+	y := []ipfix.FieldSpec{{ID: 12, Length: 4}, {ID: 7, Length: 2}}
+	fpX := announce(0, 1024, x) // UDP: 1024 has fields x
+	announce(7, 1025, x)        // session 7: 1025 has the same fields
+	announce(7, 1024, y)        // session 7: its own 1024 differs
+	push(t, p, entry.Header{Kind: entry.KindData, Version: 10, Exporter: exp, TemplateID: 1024, Fingerprint: fpX, Records: 1, Received: 111}, []byte{10, 0, 0, 1})
+	push(t, p, entry.Header{Kind: entry.KindData, Version: 10, Exporter: exp, Session: 7, TemplateID: 1025, Fingerprint: fpX, Records: 1, Received: 222}, []byte{10, 0, 0, 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.Run(ctx)
+	if len(out.ids) != 2 || out.ids[0] != 1024 || out.ids[1] != 1025 {
+		t.Fatalf("records named templates %v, want [1024 1025]", out.ids)
+	}
+	if len(out.received) != 2 || out.received[0] != 111 || out.received[1] != 222 {
+		t.Fatalf("receive times %v, want [111 222]", out.received)
+	}
+}
