@@ -3,6 +3,7 @@ module github.com/sluice-flow/sluice
 go 1.26.8
 
 require (
+	github.com/godbus/dbus/v5 v5.2.4
 	github.com/panjf2000/gnet/v2 v2.9.7
 	github.com/pebbe/zmq4 v1.4.0
 	github.com/prometheus/client_model v0.6.3

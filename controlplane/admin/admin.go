@@ -1,13 +1,13 @@
-// Package admin serves the per-process admin API over fasthttp: health and
-// readiness probes, Prometheus metrics, and read-only JSON views of the
-// exporters and templates the data plane knows. It reads the data plane
-// through the Source interface and never blocks it.
+// Package admin serves Sluice's HTTP API over fasthttp: health and
+// readiness probes, Prometheus metrics, JSON views of the exporters and
+// templates, and the operations (pipeline, listeners, drain) behind a
+// Bearer token. `sluice run` and the split pod's controller serve the same
+// path set through this one server, each as a Source; the data plane is
+// read through it and never blocked.
 package admin
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -25,7 +25,9 @@ import (
 )
 
 // Source is what the admin API shows. Its methods are called from the
-// server's goroutines and must be safe for concurrent use.
+// server's goroutines and must be safe for concurrent use. A source may
+// also implement PipelineSource, StatusSource, ViewSource, ListenerSource
+// and DrainSource; a route whose interface the source lacks answers 501.
 type Source interface {
 	// Ready reports whether the process is accepting flow export.
 	Ready() bool
@@ -49,11 +51,83 @@ type PipelineSource interface {
 	SetPipeline(ctx context.Context, file []byte) (version uint64, err error)
 }
 
+// ViewSource is implemented by sources whose views can fail (the
+// controller reads them over D-Bus): its methods replace Source's
+// Exporters and Templates, and an error answers 503.
+type ViewSource interface {
+	ExportersView(ctx context.Context) ([]collector.ExporterStatus, error)
+	TemplatesView(ctx context.Context) ([]collector.TemplateStatus, error)
+}
+
+// StatusSource is implemented by sources with more to say in
+// /api/v1/status than the server finds in Source.
+type StatusSource interface {
+	Status(ctx context.Context) (Status, error)
+}
+
+// ListenerSource is implemented by sources that open and close listeners
+// at run time (POST and DELETE /api/v1/listeners). A URL that does not
+// parse, or names no open listener, is an *InputError.
+type ListenerSource interface {
+	AddListener(ctx context.Context, url string) error
+	RemoveListener(ctx context.Context, url string) error
+}
+
+// DrainSource is implemented by sources that drain on request (POST
+// /api/v1/drain): stop reading, empty the rings into the outputs, flush.
+// Drain returns once drained or when ctx ends.
+type DrainSource interface {
+	Drain(ctx context.Context) error
+}
+
+// Status is the view /api/v1/status encodes.
+type Status struct {
+	Ready     bool      `json:"ready"`
+	Draining  bool      `json:"draining"`
+	Version   string    `json:"version"`
+	Started   time.Time `json:"started"`
+	Listeners []string  `json:"listeners"`
+	// Pipeline is the version of the pipeline in force.
+	Pipeline  uint64 `json:"pipeline_version"`
+	Exporters int    `json:"exporters"`
+	Templates int    `json:"templates"`
+	// Components lists the pod's processes (the split pod only).
+	Components []Component `json:"components,omitempty"`
+}
+
+// Component is one process of the split pod as the controller sees it.
+type Component struct {
+	// Name is "collector", "mediator" or "bus".
+	Name  string `json:"name"`
+	Up    bool   `json:"up"`
+	Ready bool   `json:"ready"`
+	// Owner is the process's unique name on the pod's bus.
+	Owner string `json:"owner,omitempty"`
+	// Error says why the component could not be read, if it could not.
+	Error string `json:"error,omitempty"`
+}
+
 // InputError marks an error caused by the request (HTTP 400).
 type InputError struct{ Err error }
 
 func (e *InputError) Error() string { return e.Err.Error() }
 func (e *InputError) Unwrap() error { return e.Err }
+
+// Route is one method and path the server answers, as the OpenAPI
+// document names it (path parameters in braces).
+type Route struct {
+	Method, Path string
+}
+
+// Mount hands every request under Prefix to Handler, behind the token when
+// Auth is set. Routes lists what Handler answers, for /openapi.json and
+// its test.
+type Mount struct {
+	Prefix  string
+	Auth    bool
+	Handler fasthttp.RequestHandler
+	Routes  []Route
+}
 
 // Config configures the server.
 type Config struct {
@@ -63,6 +137,9 @@ type Config struct {
 	// pipeline file): requests carry "Authorization: Bearer <Token>". The
 	// default, empty, refuses them all.
 	Token string
+	// Mounts add handlers for the paths under their prefixes (the
+	// controller's bus bridge).
+	Mounts []Mount
 }
 
 // Server is the admin HTTP server.
@@ -73,6 +150,7 @@ type Server struct {
 	srv   *fasthttp.Server
 	ln    net.Listener
 	start time.Time
+	spec  []byte // /openapi.json: the document cut to the routes served
 }
 
 // New returns a server for src.
@@ -81,6 +159,7 @@ func New(cfg Config, src Source, log *slog.Logger) *Server {
 		cfg.Addr = "127.0.0.1:8080"
 	}
 	s := &Server{cfg: cfg, src: src, log: log, start: time.Now()}
+	s.spec = specFor(s.Routes())
 	s.srv = &fasthttp.Server{
 		Handler:            s.handle,
 		Name:               "sluice",
@@ -123,110 +202,6 @@ func (s *Server) Serve() error {
 // Shutdown stops the server, waiting for open requests up to ctx's end.
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.srv.ShutdownWithContext(ctx)
-}
-
-func (s *Server) handle(ctx *fasthttp.RequestCtx) {
-	if string(ctx.Path()) == "/api/v1/pipeline" {
-		s.pipeline(ctx)
-		return
-	}
-	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set("Allow", "GET, HEAD")
-		ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
-		return
-	}
-	switch string(ctx.Path()) {
-	case "/healthz":
-		ctx.SetContentType("text/plain; charset=utf-8")
-		ctx.WriteString("ok\n")
-	case "/readyz":
-		ctx.SetContentType("text/plain; charset=utf-8")
-		if !s.src.Ready() {
-			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.WriteString("not ready\n")
-			return
-		}
-		ctx.WriteString("ready\n")
-	case "/metrics":
-		ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
-		b := s.src.AppendMetrics(make([]byte, 0, 16<<10))
-		b = s.appendProcessMetrics(b)
-		ctx.Write(b)
-	case "/api/v1/exporters":
-		s.json(ctx, s.src.Exporters())
-	case "/api/v1/templates":
-		s.json(ctx, s.src.Templates())
-	default:
-		ctx.Error("not found\n", fasthttp.StatusNotFound)
-	}
-}
-
-// pipelineApplyWait bounds how long a PUT waits for the data plane to put
-// the new pipeline in force.
-const pipelineApplyWait = 10 * time.Second
-
-// pipeline serves GET and PUT /api/v1/pipeline; both need the token.
-func (s *Server) pipeline(ctx *fasthttp.RequestCtx) {
-	ps, ok := s.src.(PipelineSource)
-	if !ok {
-		ctx.Error("not found\n", fasthttp.StatusNotFound)
-		return
-	}
-	if !ctx.IsGet() && !ctx.IsPut() {
-		ctx.Response.Header.Set("Allow", "GET, PUT")
-		ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
-		return
-	}
-	if s.cfg.Token == "" {
-		ctx.Error("forbidden: no admin token is configured\n", fasthttp.StatusForbidden)
-		return
-	}
-	auth := ctx.Request.Header.Peek("Authorization")
-	want := "Bearer " + s.cfg.Token
-	if subtle.ConstantTimeCompare(auth, []byte(want)) != 1 {
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sluice"`)
-		ctx.Error("unauthorized\n", fasthttp.StatusUnauthorized)
-		return
-	}
-	if ctx.IsGet() {
-		v, file := ps.Pipeline()
-		s.json(ctx, struct {
-			Version  uint64 `json:"version"`
-			Pipeline string `json:"pipeline"`
-		}{v, string(file)})
-		return
-	}
-	c, cancel := context.WithTimeout(context.Background(), pipelineApplyWait)
-	defer cancel()
-	v, err := ps.SetPipeline(c, append([]byte(nil), ctx.PostBody()...))
-	if err != nil {
-		var ie *InputError
-		code := fasthttp.StatusServiceUnavailable
-		if errors.As(err, &ie) {
-			code = fasthttp.StatusBadRequest
-		}
-		ctx.SetStatusCode(code)
-		s.json(ctx, struct {
-			Error string `json:"error"`
-		}{err.Error()})
-		return
-	}
-	s.log.Info("pipeline replaced through the admin API", "version", v, "remote", ctx.RemoteAddr().String())
-	s.json(ctx, struct {
-		Version uint64 `json:"version"`
-	}{v})
-}
-
-func (s *Server) json(ctx *fasthttp.RequestCtx, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		ctx.Error("internal error\n", fasthttp.StatusInternalServerError)
-		s.log.Error("admin: encoding response", "path", string(ctx.Path()), "err", err)
-		return
-	}
-	ctx.SetContentType("application/json")
-	ctx.Write(b)
-	ctx.WriteString("\n")
 }
 
 // The process families the perf scripts read.

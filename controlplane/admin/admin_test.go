@@ -30,17 +30,7 @@ func (f *fakeSource) Templates() []collector.TemplateStatus {
 // HTTP surface; the collector's own tests cover the numbers behind it.
 func TestEndpoints(t *testing.T) {
 	src := &fakeSource{}
-	s := New(Config{Addr: "127.0.0.1:0"}, src, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	}()
-	base := "http://" + s.Addr()
+	_, base := startServer(t, src, "")
 	get := func(path string) (int, string) {
 		t.Helper()
 		resp, err := http.Get(base + path)
@@ -84,4 +74,37 @@ func TestEndpoints(t *testing.T) {
 	if resp.StatusCode != 405 {
 		t.Fatalf("POST /metrics: %d", resp.StatusCode)
 	}
+	code, body = get("/api/v1/status")
+	var st Status
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || !st.Ready || st.Exporters != 1 || st.Templates != 1 || st.Version == "" {
+		t.Fatalf("/api/v1/status: %d %s", code, body)
+	}
+	// Operations the source lacks answer 501; without a token, 403.
+	for _, path := range []string{"/api/v1/drain", "/api/v1/listeners"} {
+		resp, err := http.Post(base+path, "application/json", strings.NewReader(`{"url":"udp://:2055"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 403 || !strings.Contains(string(b), `"error":"forbidden"`) {
+			t.Errorf("POST %s without a token: %d %s", path, resp.StatusCode, b)
+		}
+	}
+}
+
+// startServer serves src on a free port until the test ends.
+func startServer(t *testing.T, src Source, token string) (*Server, string) {
+	t.Helper()
+	s := New(Config{Addr: "127.0.0.1:0", Token: token}, src, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return s, "http://" + s.Addr()
 }
