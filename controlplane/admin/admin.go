@@ -168,6 +168,7 @@ func New(cfg Config, src Source, log *slog.Logger) *Server {
 		IdleTimeout:        60 * time.Second,
 		MaxRequestBodySize: 1 << 20,
 		NoDefaultDate:      true,
+		Logger:             HTTPLogger{log},
 	}
 	return s
 }
