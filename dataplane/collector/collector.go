@@ -48,6 +48,14 @@ type Collector struct {
 	rcvbufOnce      sync.Map // listener fd -> struct{}: buffer size set and logged
 	limiter         ratelog.Limiter
 	remote          Remote // optional shared tier (Redis)
+
+	hooks     hookBus
+	rdir      *ringDir // file rings (split pod); nil: rings in process memory
+	running   atomic.Bool
+	draining  atomic.Bool
+	stopped   chan struct{} // closed when Run has returned
+	loopsDone chan struct{} // closed when the event loops have stopped
+	rt        runtimeListeners
 }
 
 func nowNanos() int64 { return time.Now().UnixNano() }
@@ -73,17 +81,37 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 		log = slog.Default()
 	}
 	c := &Collector{cfg: cfg, log: log, listeners: ls, shared: template.NewShared(),
-		stopping: make(chan struct{}), booted: make(chan struct{})}
+		stopping: make(chan struct{}), booted: make(chan struct{}), stopped: make(chan struct{}),
+		loopsDone: make(chan struct{})}
+	c.rt.elsDone = make(chan struct{})
 	c.limiter.Every = 10 * time.Second
+	c.exporters.seen = func(k template.DomainKey) {
+		c.hooks.exporterSeen(ExporterEvent{Exporter: k.Exporter, Domain: k.Domain, Version: k.Version, TCPSession: k.Session})
+	}
+	if cfg.RingDir != "" {
+		d, err := openRingDir(cfg.RingDir, cfg.Loops, int(cfg.RingSize))
+		if err != nil {
+			return nil, err
+		}
+		c.rdir = d
+		log.Info("rings", "dir", cfg.RingDir, "generation", d.gen, "loops", cfg.Loops, "size", int64(cfg.RingSize))
+	}
 	for i := range cfg.Loops {
-		c.loops = append(c.loops, newLoop(c, i))
+		var r *ring.Ring
+		if c.rdir != nil {
+			r = c.rdir.files[i].Ring
+		} else {
+			r = ring.New(int(cfg.RingSize))
+		}
+		c.loops = append(c.loops, newLoop(c, i, r))
 	}
 	empty := map[gnet.EventLoop]*loop{}
 	c.byEventLoop.Store(&empty)
 	return c, nil
 }
 
-// Rings returns the loops' rings. Each must be consumed by one goroutine.
+// Rings returns the loops' rings. Each must be consumed by one goroutine
+// (with RingDir set, that consumer is normally another process's).
 func (c *Collector) Rings() []*ring.Ring {
 	out := make([]*ring.Ring, len(c.loops))
 	for i, l := range c.loops {
@@ -134,20 +162,30 @@ func (c *Collector) Run(ctx context.Context) error {
 		// Half-open sessions (an exporter that vanished) close on their
 		// own, and with them the templates they own.
 		gnet.WithTCPKeepAlive(time.Minute),
+		gnet.WithTicker(true),
 	)
 	close(tick)
+	c.running.Store(false)
+	close(c.loopsDone)
+	c.rt.closeAll()
+	c.rt.closePeers()
 	for _, l := range c.loops {
 		if n := l.held.dropAll(); n > 0 {
 			l.stats.droppedSets[DropShutdown].Add(uint64(n))
 		}
 		l.stats.heldSets.Store(0)
 		l.stats.heldBytes.Store(0)
+		// The loops are gone: tell a consumer in another process that
+		// nothing more comes, so it may follow the next collector's rings
+		// as soon as it has drained these.
+		l.prod.Close()
 	}
 	select {
 	case <-c.booted:
 	default:
 		close(c.booted)
 	}
+	close(c.stopped)
 	return err
 }
 
@@ -167,6 +205,7 @@ func (c *Collector) Stop(ctx context.Context) error {
 	if eng == nil {
 		return nil
 	}
+	c.rt.closeAll() // no new sessions or datagrams from run-time listeners
 	c.quiesce(ctx)
 	err := eng.Stop(ctx)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -291,11 +330,13 @@ func (c *Collector) loopFor(el gnet.EventLoop) *loop {
 // owns the connection.
 type handler struct {
 	gnet.BuiltinEventEngine
-	c *Collector
+	c        *Collector
+	tickOnce sync.Once
 }
 
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	h.c.eng.Store(&eng)
+	h.c.running.Store(true)
 	close(h.c.booted)
 	for _, l := range h.c.listeners {
 		h.c.log.Info("listening", "network", l.Network, "addr", l.Addr.String(), "loops", h.c.cfg.Loops)
@@ -303,7 +344,22 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	return gnet.None
 }
 
+// OnTick runs first once gnet has made its event loops (OnBoot runs before
+// they exist), which is when the control connections can be enrolled.
+func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	h.tickOnce.Do(func() {
+		if eng := h.c.eng.Load(); eng != nil {
+			go h.c.enrollControl(*eng)
+		}
+	})
+	return time.Hour, gnet.None
+}
+
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if h.c.rt.isControl(c) {
+		h.c.rt.loopOpened(h.c, c.EventLoop())
+		return nil, gnet.None
+	}
 	if h.c.tcpOpen.Load() >= int64(h.c.cfg.MaxTCPSessions) {
 		h.c.refusedSessions.Add(1)
 		h.c.limiter.Warn(h.c.log, "refusing tcp session: too many open", "max", h.c.cfg.MaxTCPSessions)
@@ -330,8 +386,12 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 }
 
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
-	if s, ok := c.Context().(*tcpSession); ok {
-		return h.tcp(c, s)
+	if ctx := c.Context(); ctx != nil {
+		if s, ok := ctx.(*tcpSession); ok {
+			return h.tcp(c, s)
+		}
+		_, _ = c.Discard(-1) // a control connection: nothing is sent on it
+		return gnet.None
 	}
 	l := h.c.loopFor(c.EventLoop())
 	l.now = time.Now().UnixNano()
@@ -347,8 +407,9 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 // same loop are served too.
 const maxBatchRounds = 16
 
-// drainUDP reads the datagrams queued on a listener socket in batches.
-func (h *handler) drainUDP(l *loop, fd int) {
+// drainUDP reads the datagrams queued on a listener socket in batches and
+// reports whether it read them all.
+func (h *handler) drainUDP(l *loop, fd int) bool {
 	if _, done := h.c.rcvbufOnce.LoadOrStore(fd, struct{}{}); !done {
 		granted, forced := setReceiveBuffer(fd, int(h.c.cfg.UDPReceiveBuffer))
 		h.c.log.Info("udp receive buffer", "fd", fd, "asked", h.c.cfg.UDPReceiveBuffer,
@@ -362,9 +423,10 @@ func (h *handler) drainUDP(l *loop, fd int) {
 	}
 	for range maxBatchRounds {
 		if l.drainOnce(fd) < l.udp.size() {
-			return // the socket is drained
+			return true // the socket is drained
 		}
 	}
+	return false
 }
 
 // drainOnce reads and handles one recvmmsg batch and returns its size.

@@ -45,6 +45,12 @@ type Config struct {
 	Held HeldConfig `yaml:"held"`
 	// RingSize is each loop's ring size in bytes. Default: 16 MiB.
 	RingSize yamlconf.Size `yaml:"ring_size"`
+	// RingDir, when set, keeps the rings in memory-mapped files in this
+	// directory (a tmpfs shared with a mediator process: the split pod),
+	// one per loop, named ring.FileName, with a generation new at each
+	// start. A lock file keeps a second collector out. Empty: the rings
+	// are in process memory (sluice run).
+	RingDir string `yaml:"-"`
 	// MaxTemplates bounds the templates kept; new ones beyond it are
 	// refused and counted. Default: 262144.
 	MaxTemplates int `yaml:"max_templates"`

@@ -66,8 +66,7 @@ type loop struct {
 	stop        <-chan struct{}
 }
 
-func newLoop(c *Collector, idx int) *loop {
-	r := ring.New(int(c.cfg.RingSize))
+func newLoop(c *Collector, idx int, r *ring.Ring) *loop {
 	return &loop{
 		c:        c,
 		scoping:  template.Scoping{ByPort: c.cfg.ScopeByPort},
@@ -399,6 +398,8 @@ func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, withdrewAl
 		}
 		l.cache.Put(t)
 		st.templates.Add(1)
+		l.c.hooks.templateLearned(TemplateEvent{Exporter: k.Exporter, Domain: k.Domain, ID: k.ID,
+			Version: k.Version, TCPSession: k.Session, Options: lay.Options})
 		// Announce at once, not only with data that uses it: a template
 		// may be needed only inside another's subTemplateList.
 		l.announced(t, o)

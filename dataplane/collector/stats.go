@@ -124,6 +124,7 @@ type exporterRegistry struct {
 	m        map[template.DomainKey]*exporterStats
 	overflow *exporterStats
 	gen      atomic.Uint64
+	seen     func(template.DomainKey) // called for each new entry; must not block
 }
 
 const (
@@ -147,6 +148,9 @@ func (r *exporterRegistry) get(k template.DomainKey, now int64) *exporterStats {
 		}
 		e = &exporterStats{key: k, firstSeen: now}
 		r.m[k] = e
+		if r.seen != nil {
+			r.seen(k)
+		}
 	}
 	return e
 }

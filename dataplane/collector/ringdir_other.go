@@ -1,0 +1,22 @@
+//go:build !unix
+
+package collector
+
+import (
+	"errors"
+
+	"github.com/sluice-flow/sluice/dataplane/ring"
+)
+
+type ringDir struct {
+	files []*ring.File
+	gen   uint64
+}
+
+func openRingDir(dir string, loops, size int) (*ringDir, error) {
+	return nil, errors.New("collector: file rings need a unix system")
+}
+
+func (d *ringDir) close() {}
+
+func (d *ringDir) unlock() {}
