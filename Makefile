@@ -4,8 +4,9 @@ GO ?= go
 BIN := bin
 # Debian packages the tests drive: real exporters, an independent decoder,
 # the traffic replayer, network namespace tools, Redis (shared templates) and
-# libfixbuf's ipfixDump (a second independent decoder of re-exported IPFIX).
-TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools
+# libfixbuf's ipfixDump (a second independent decoder of re-exported IPFIX),
+# and libzmq (sluice-api links it through cgo).
+TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev
 FUZZTIME ?= 20s
 # package:FuzzTarget pairs run by fuzz-smoke.
 FUZZ_TARGETS := \
@@ -26,7 +27,7 @@ FUZZ_TARGETS := \
 # Packages under testdata/ are in the module but outside ./... patterns.
 VET_EXTRA := ./testdata/exporters/...
 # Files `make generate` writes; committed, so regenerating must not change them.
-GENERATED := dataplane/ipfix/ies_iana.go
+GENERATED := dataplane/ipfix/ies_iana.go dataplane/ipfix/ies_vendor.go
 
 .PHONY: all build run test test-deps check fmt-check vet tidy-check deps-check bench fuzz-smoke generate lint clean
 
@@ -34,6 +35,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/sluice ./cmd/sluice
+	CGO_ENABLED=1 $(GO) build -trimpath -o $(BIN)/sluice-api ./cmd/sluice-api
 
 run: build
 	./$(BIN)/sluice run $(ARGS)
@@ -66,8 +68,9 @@ fuzz-smoke:
 		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); \
 	done
 
-# The generator reads IANA's registry from the shared folder beside the
-# repository (../shared/data/iana/ipfix.xml).
+# The generator reads IANA's registry and the vendor element lists from the
+# shared folder beside the repository (../shared/data/iana/ipfix.xml,
+# ../shared/data/vendor-ies/).
 generate:
 	cd dataplane/ipfix && $(GO) generate ./...
 	@git diff --exit-code -- $(GENERATED) || { echo "generated files differ from the committed ones (above): commit them"; exit 1; }
