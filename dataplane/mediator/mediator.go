@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,14 @@ type Mediator struct {
 	entries    atomic.Uint64
 	unknownFP  atomic.Uint64 // data entries whose template never came
 	badEntries atomic.Uint64
+	replayed   atomic.Uint64 // records read again after a restart
+
+	// durable: the rings outlive this process (file rings), so entries
+	// are released only once the outputs have flushed what came of them.
+	durable  bool
+	dir      *ringDir // set by NewDir; owned by Run's goroutine
+	flushReq chan chan struct{}
+	applied  appliedHooks
 }
 
 type tplKey struct {
@@ -56,6 +65,15 @@ type tplKey struct {
 // by template key (for sub-template lists).
 type ringState struct {
 	c     *ring.Consumer
+	file  *ring.File // nil for a ring in process memory
+	gen   uint64
+	// replayEnd is the checkpoint a former consumer left: entries ending
+	// at or before it were handed on before and are counted as replayed.
+	replayEnd  uint64
+	replaying  bool // the entry being decoded is one of those
+	superseded bool // a newer generation holds the path: drain, then drop
+	state      *os.File // the templates read, for a successor (file rings)
+	stateBuf   []byte
 	byFP  map[uint64]*ipfix.Layout
 	byKey map[tplKey]*ipfix.Layout
 	hdr   entry.Header
@@ -101,16 +119,24 @@ func NewPipeline(rings []*ring.Ring, first *pipeline.Snapshot, log *slog.Logger)
 	if log == nil {
 		log = slog.Default()
 	}
-	m := &Mediator{log: log, logs: ratelog.Limiter{Every: 10 * time.Second}, cur: first, version: 1}
+	m := &Mediator{log: log, logs: ratelog.Limiter{Every: 10 * time.Second}, cur: first, version: 1,
+		flushReq: make(chan chan struct{})}
 	first.Version = 1
 	m.live.Store(first)
 	for _, r := range rings {
-		rs := &ringState{c: r.Consumer(), byFP: map[uint64]*ipfix.Layout{}, byKey: map[tplKey]*ipfix.Layout{}}
-		rs.byFP[ipfix.V5Layout().Fingerprint] = ipfix.V5Layout()
-		rs.scope.rs = rs
-		m.rings = append(m.rings, rs)
+		m.rings = append(m.rings, newRingState(r))
 	}
 	return m
+}
+
+func newRingState(r *ring.Ring) *ringState {
+	rs := &ringState{c: r.Consumer(), byFP: map[uint64]*ipfix.Layout{}, byKey: map[tplKey]*ipfix.Layout{}}
+	rs.byFP[ipfix.V5Layout().Fingerprint] = ipfix.V5Layout()
+	rs.scope.rs = rs
+	if cp, tail := r.Checkpointed(), rs.c.Pos(); cp > tail {
+		rs.replayEnd = cp
+	}
+	return rs
 }
 
 // ErrNotApplied is returned by Apply when the mediator did not take the
@@ -160,6 +186,7 @@ func (m *Mediator) adopt() {
 	old.Retire()
 	close(p.done)
 	m.log.Info("pipeline applied", "version", p.s.Version)
+	m.applied.send(p.s.Version)
 }
 
 // Run consumes until ctx ends, then drains what the rings still hold (call
@@ -167,8 +194,15 @@ func (m *Mediator) adopt() {
 // outputs and returns.
 func (m *Mediator) Run(ctx context.Context) {
 	idle := 0
+	var lastScan time.Time
 	for {
 		m.adopt()
+		if m.dir != nil {
+			if now := time.Now(); now.Sub(lastScan) >= scanEvery {
+				m.scan()
+				lastScan = now
+			}
+		}
 		n := m.poll(256)
 		m.cur.Tick(time.Now())
 		if n > 0 {
@@ -182,6 +216,10 @@ func (m *Mediator) Run(ctx context.Context) {
 			m.cur.Tick(time.Now())
 			m.flush()
 			return
+		case done := <-m.flushReq:
+			m.flush()
+			close(done)
+			continue
 		default:
 		}
 		if idle == 0 {
@@ -212,21 +250,45 @@ func (m *Mediator) Close() error {
 }
 
 // poll takes up to max entries from each ring and returns how many it took.
+// While a collector restart leaves superseded rings, only those are read:
+// the old generation is drained before the new one is followed.
+//
+// With durable rings an entry is skipped, checkpointed and then decoded, and
+// released only after the outputs have flushed at the end of the round: a
+// mediator killed meanwhile leaves at most one round (max entries per ring)
+// to be read again, and its successor counts those records as replayed.
 func (m *Mediator) poll(max int) int {
 	total := 0
+	onlyOld := m.dir != nil && m.dir.superseded > 0
 	for _, rs := range m.rings {
+		if onlyOld && !rs.superseded {
+			continue
+		}
 		for range max {
 			b := rs.c.Next()
 			if b == nil {
 				break
 			}
-			m.entry(rs, b)
-			rs.c.Release()
+			if m.durable {
+				rs.c.Skip()
+				rs.c.Checkpoint()
+				rs.replaying = rs.replayEnd != 0 && rs.c.Pos() <= rs.replayEnd
+				m.entry(rs, b)
+			} else {
+				m.entry(rs, b)
+				rs.c.Release()
+			}
 			total++
 		}
 	}
 	if total > 0 {
 		m.entries.Add(uint64(total))
+		if m.durable {
+			m.flush()
+			for _, rs := range m.rings {
+				rs.c.Publish()
+			}
+		}
 	}
 	return total
 }
@@ -254,10 +316,16 @@ func (m *Mediator) entry(rs *ringState, b []byte) {
 		// has announced more than it allows.
 		rs.byFP[h.Fingerprint] = l
 		rs.byKey[key] = l
+		if rs.state != nil {
+			m.keepTemplate(rs, b)
+		}
 	case entry.KindReset:
 		clear(rs.byFP)
 		clear(rs.byKey)
 		rs.byFP[ipfix.V5Layout().Fingerprint] = ipfix.V5Layout()
+		if rs.state != nil {
+			m.forgetTemplates(rs)
+		}
 	case entry.KindWithdrawal:
 		// Keep layouts: entries queued before the withdrawal may still
 		// need them, and the fingerprint names the content anyway.
@@ -296,6 +364,9 @@ func (m *Mediator) data(rs *ringState, l *ipfix.Layout, key tplKey, body []byte)
 		n++
 	}
 	m.records.Add(uint64(n))
+	if rs.replaying {
+		m.replayed.Add(uint64(n))
+	}
 	if l.Options {
 		m.optRecords.Add(uint64(n))
 	}
@@ -310,6 +381,10 @@ var (
 	outputQueued         = promtext.Gauge("sluice_output_queued_records", "Records waiting in an output's queue.")
 	outputReconnects     = promtext.Counter("sluice_output_reconnects_total", "Reconnections of an output.")
 	outputErrorsTotal    = promtext.Counter("sluice_output_errors_total", "Write or connection errors of an output.")
+	replayedTotal        = promtext.Counter("sluice_mediator_replayed_records_total", "Records read again from file rings after a mediator restart: handed to the pipeline before, not yet released (they may repeat in the outputs).")
+	ringsAttached        = promtext.Gauge("sluice_mediator_rings", "File rings attached (split pod).")
+	ringGeneration       = promtext.Gauge("sluice_mediator_ring_generation", "Generation of the newest collector rings attached (split pod).")
+	ringAttachErrors     = promtext.Counter("sluice_mediator_ring_attach_errors_total", "Ring files refused: wrong size, magic or version (split pod).")
 )
 
 // AppendMetrics appends the mediator's, the pipelines' and the outputs'
@@ -321,6 +396,12 @@ func (m *Mediator) AppendMetrics(dst []byte) []byte {
 	w.Uint(recordsTotal, m.records.Load())
 	w.Uint(optionsRecordsTotal, m.optRecords.Load())
 	w.Uint(unknownTemplateTotal, m.unknownFP.Load())
+	if d := m.dir; d != nil {
+		w.Uint(replayedTotal, m.replayed.Load())
+		w.Int(ringsAttached, d.attached.Load())
+		w.Int(ringGeneration, int64(d.gen.Load()))
+		w.Uint(ringAttachErrors, d.attachErrs.Load())
+	}
 	w = promtext.NewWriter(snap.AppendMetrics(w.Bytes()))
 	w.Head(outputRecordsTotal)
 	for _, o := range outputs {
