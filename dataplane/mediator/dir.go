@@ -22,7 +22,7 @@ const scanEvery = 100 * time.Millisecond
 // goroutine owns it; the counters are read by others.
 type ringDir struct {
 	path       string
-	superseded int              // rings in m.rings that a newer generation replaced
+	superseded int               // rings in m.rings that a newer generation replaced
 	lastErr    map[string]string // per file: the last attach error logged
 	gen        atomic.Uint64     // the newest generation attached
 	attached   atomic.Int64      // rings attached now
@@ -177,9 +177,11 @@ type Status struct {
 
 // Status returns the mediator's summary. Safe for concurrent use.
 func (m *Mediator) Status() Status {
-	s := Status{Ready: true, Rings: len(m.rings), Entries: m.entries.Load(), Records: m.records.Load(),
+	s := Status{Ready: true, Entries: m.entries.Load(), Records: m.records.Load(),
 		Replayed: m.replayed.Load(), PipelineVersion: m.live.Load().Version}
-	if d := m.dir; d != nil {
+	if d := m.dir; d == nil {
+		s.Rings = len(m.rings) // fixed after New
+	} else {
 		s.RingDir, s.Rings, s.Generation = d.path, int(d.attached.Load()), d.gen.Load()
 		s.Ready = s.Rings > 0
 		s.AttachErrors = d.attachErrs.Load()

@@ -64,24 +64,24 @@ type tplKey struct {
 // ringState is the decoding state of one ring: layouts by fingerprint and
 // by template key (for sub-template lists).
 type ringState struct {
-	c     *ring.Consumer
-	file  *ring.File // nil for a ring in process memory
-	gen   uint64
+	c    *ring.Consumer
+	file *ring.File // nil for a ring in process memory
+	gen  uint64
 	// replayEnd is the checkpoint a former consumer left: entries ending
 	// at or before it were handed on before and are counted as replayed.
 	replayEnd  uint64
-	replaying  bool // the entry being decoded is one of those
-	superseded bool // a newer generation holds the path: drain, then drop
+	replaying  bool     // the entry being decoded is one of those
+	superseded bool     // a newer generation holds the path: drain, then drop
 	state      *os.File // the templates read, for a successor (file rings)
 	stateBuf   []byte
-	byFP  map[uint64]*ipfix.Layout
-	byKey map[tplKey]*ipfix.Layout
-	hdr   entry.Header
-	msg   ipfix.Message
-	rec   ipfix.Record
-	meta  jsonl.Meta
-	scope resolver
-	tr    ipfix.TemplateRecord
+	byFP       map[uint64]*ipfix.Layout
+	byKey      map[tplKey]*ipfix.Layout
+	hdr        entry.Header
+	msg        ipfix.Message
+	rec        ipfix.Record
+	meta       jsonl.Meta
+	scope      resolver
+	tr         ipfix.TemplateRecord
 }
 
 type resolver struct {
