@@ -127,18 +127,25 @@ func (s Status) String() string {
 // reverse-direction copies of IANA information elements.
 const ReversePEN = 29305
 
+// CiscoPEN is Cisco's private enterprise number. Cisco's NetFlow v9 types
+// above 32767 are its PEN 9 elements with the top bit set.
+const CiscoPEN = 9
+
 // InfoElement describes one information element. Values returned by Lookup
 // are shared and must not be modified.
 type InfoElement struct {
 	Name      string
-	ID        uint16 // without the enterprise bit
-	PEN       uint32 // 0 for IANA elements
+	ID        uint16 // without the enterprise bit; the field type for V9
+	PEN       uint32 // 0 for IANA elements and v9 types
 	Type      DataType
 	Semantics Semantics
 	Status    Status
 	Units     string
 	// Reverse is set for RFC 5103 reverse elements (PEN 29305).
 	Reverse bool
+	// V9 is set for NetFlow v9 field types IANA does not number; they
+	// exist only in v9 templates, and ID may exceed 32767.
+	V9 bool
 	// Known is false for elements synthesized for an unregistered ID.
 	Known bool
 }

@@ -6,7 +6,8 @@ import "strconv"
 type Field struct {
 	FieldSpec
 	// IE describes the element; never nil. Unregistered elements get a
-	// synthesized octetArray description named by UnknownName.
+	// synthesized octetArray description named by UnknownName (by
+	// UnknownNameV9 in v9 layouts).
 	IE *InfoElement
 	// Scope marks the scope fields of an options template.
 	Scope bool
@@ -103,7 +104,7 @@ func Compile(t *TemplateRecord) (*Layout, error) {
 		f := &l.Fields[i]
 		f.FieldSpec = s
 		f.Scope = i < int(t.ScopeCount)
-		f.IE = resolveIE(s, f.Scope && t.V9)
+		f.IE = resolveIE(s, f.Scope, t.V9)
 		switch f.IE.Type {
 		case TypeBasicList, TypeSubTemplateList, TypeSubTemplateMultiList:
 			l.Lists = true
@@ -136,9 +137,16 @@ func Compile(t *TemplateRecord) (*Layout, error) {
 	return l, nil
 }
 
-func resolveIE(s FieldSpec, v9Scope bool) *InfoElement {
-	if v9Scope && s.PEN == 0 && int(s.ID) < len(v9ScopeIEs) && s.ID > 0 {
-		return &v9ScopeIEs[s.ID]
+func resolveIE(s FieldSpec, scope, v9 bool) *InfoElement {
+	if v9 {
+		if scope && int(s.ID) < len(v9ScopeIEs) && s.ID > 0 {
+			return &v9ScopeIEs[s.ID]
+		}
+		if ie := LookupV9(s.ID); ie != nil {
+			return ie
+		}
+		e := ElementForV9(s.ID)
+		return &e
 	}
 	if ie := Lookup(s.PEN, s.ID); ie != nil {
 		return ie

@@ -16,6 +16,9 @@ import (
 // package's directory (the same path as the go:generate directive).
 const ianaXML = "../../../shared/data/iana/ipfix.xml"
 
+// vendorDir holds the vendor element lists ies_vendor.go is generated from.
+const vendorDir = "../../../shared/data/vendor-ies"
+
 func TestRegistryKnownElements(t *testing.T) {
 	// Facts from IANA's ipfix.xml (2024-07-02).
 	tests := []struct {
@@ -138,8 +141,24 @@ func TestLookupNameRoundTrip(t *testing.T) {
 			t.Errorf("LookupName(%q) = %p, want %p", rev.Name, got, rev)
 		}
 	}
-	if n := len(byName); n != 2*len(ianaIEs) {
-		t.Errorf("byName has %d names, want %d (names not unique?)", n, 2*len(ianaIEs))
+	// Every vendor and v9 name is its own, but for v9 types that are
+	// Cisco's PEN 9 elements with the top bit set.
+	twins := 0
+	for i := range v9IEs {
+		if ie := LookupName(v9IEs[i].Name); ie != &v9IEs[i] {
+			if ie == nil || ie.PEN != CiscoPEN || ie.ID|0x8000 != v9IEs[i].ID {
+				t.Errorf("LookupName(%q) = %+v, want v9 type %d", v9IEs[i].Name, ie, v9IEs[i].ID)
+			}
+			twins++
+		}
+	}
+	for i := range vendorIEs {
+		if ie := LookupName(vendorIEs[i].Name); ie != &vendorIEs[i] {
+			t.Errorf("LookupName(%q) = %+v, want %+v", vendorIEs[i].Name, ie, vendorIEs[i])
+		}
+	}
+	if n, want := len(byName), 2*len(ianaIEs)+len(vendorIEs)+len(v9IEs)-twins; n != want {
+		t.Errorf("byName has %d names, want %d (names not unique?)", n, want)
 	}
 	if ie := LookupName("noSuchElement"); ie != nil {
 		t.Errorf("LookupName(noSuchElement) = %+v", *ie)
@@ -172,9 +191,12 @@ func TestElementFor(t *testing.T) {
 	if got := ElementFor(ReversePEN, 8); got.Name != "reverseSourceIPv4Address" || !got.Reverse || !got.Known {
 		t.Errorf("ElementFor(ReversePEN, 8) = %+v", got)
 	}
-	want := InfoElement{Name: "e9id12235", ID: 12235, PEN: 9, Type: TypeOctetArray}
-	if got := ElementFor(9, 12235); got != want {
-		t.Errorf("ElementFor(9, 12235) = %+v, want %+v", got, want)
+	want := InfoElement{Name: "e9id1", ID: 1, PEN: 9, Type: TypeOctetArray}
+	if got := ElementFor(9, 1); got != want {
+		t.Errorf("ElementFor(9, 1) = %+v, want %+v", got, want)
+	}
+	if got := ElementFor(9, 12235); got != *Lookup(9, 12235) || got.Name != "appHTTPHost" {
+		t.Errorf("ElementFor(9, 12235) = %+v", got)
 	}
 	want = InfoElement{Name: "_ipfix_600", ID: 600, Type: TypeOctetArray}
 	if got := ElementFor(0, 600); got != want {
@@ -189,6 +211,10 @@ func TestLookupAllocs(t *testing.T) {
 		sink = Lookup(ReversePEN, 2)
 		sink = Lookup(0, 600)
 		sink = Lookup(9, 1)
+		sink = Lookup(5951, 128)
+		sink = LookupV9(40001)
+		sink = LookupV9(8)
+		sink = LookupV9(65)
 	})
 	_ = sink
 	if allocs != 0 {
@@ -215,22 +241,28 @@ func TestRegistryGeneratedUpToDate(t *testing.T) {
 	if err != nil {
 		t.Skipf("go command not found: %v", err)
 	}
-	out := filepath.Join(t.TempDir(), "ies_iana.go")
+	if _, err := os.Stat(vendorDir); errors.Is(err, fs.ErrNotExist) {
+		testenv.SkipOrFail(t, "vendor element lists %s not present; cannot check ies_vendor.go is up to date", vendorDir)
+	}
+	dir := t.TempDir()
 	// Default -in is ianaXML, which this also checks.
-	cmd := exec.Command(goBin, "run", "./internal/iegen", "-out", out)
+	cmd := exec.Command(goBin, "run", "./internal/iegen", "-out", filepath.Join(dir, "ies_iana.go"),
+		"-vendor", vendorDir, "-vendor-out", filepath.Join(dir, "ies_vendor.go"))
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go run ./internal/iegen: %v\n%s", err, msg)
 	}
-	got, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := os.ReadFile("ies_iana.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("ies_iana.go is stale; run: go run ./internal/iegen -in %s -out ies_iana.go", ianaXML)
+	for _, name := range []string{"ies_iana.go", "ies_vendor.go"} {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is stale; run: make generate", name)
+		}
 	}
 }
 

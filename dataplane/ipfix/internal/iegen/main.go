@@ -1,5 +1,8 @@
-// Command iegen generates the IANA information-element table of package
-// ipfix from IANA's IPFIX registry XML (https://www.iana.org/assignments/ipfix/ipfix.xml).
+// Command iegen generates the information-element tables of package ipfix:
+// the IANA table from IANA's IPFIX registry XML
+// (https://www.iana.org/assignments/ipfix/ipfix.xml), and with -vendor the
+// enterprise-specific and NetFlow v9 tables from the element lists of libfds
+// and Logstash's NetFlow codec (see vendor.go).
 //
 // It is run by go generate in dataplane/ipfix; see registry.go.
 package main
@@ -12,6 +15,7 @@ import (
 	"go/format"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,15 +103,17 @@ var statuses = map[string]string{
 func main() {
 	in := flag.String("in", "../../../shared/data/iana/ipfix.xml", "IANA IPFIX registry XML")
 	out := flag.String("out", "ies_iana.go", "generated Go file")
+	vendorDir := flag.String("vendor", "", "folder of vendor element lists (libfds/, logstash-codec-netflow/); empty: no vendor table")
+	vendorOut := flag.String("vendor-out", "ies_vendor.go", "generated Go file of the vendor and v9 tables")
 	flag.Parse()
 
-	if err := run(*in, *out, os.Stderr); err != nil {
+	if err := run(*in, *out, *vendorDir, *vendorOut, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-func run(in, out string, warn io.Writer) error {
+func run(in, out, vendorDir, vendorOut string, warn io.Writer) error {
 	f, err := os.Open(in)
 	if err != nil {
 		return fmt.Errorf("iegen: %w", err)
@@ -144,6 +150,27 @@ func run(in, out string, warn io.Writer) error {
 		return err
 	}
 	if err := os.WriteFile(out, src, 0o644); err != nil {
+		return fmt.Errorf("iegen: %w", err)
+	}
+	if vendorDir == "" {
+		return nil
+	}
+	libfds, err := loadLibfds(filepath.Join(vendorDir, "libfds"))
+	if err != nil {
+		return err
+	}
+	logstash, err := loadLogstash(filepath.Join(vendorDir, "logstash-codec-netflow"))
+	if err != nil {
+		return err
+	}
+	ipfixTab, v9Tab, err := buildVendor(elems, libfds, logstash)
+	if err != nil {
+		return err
+	}
+	if src, err = renderVendor(ipfixTab, v9Tab); err != nil {
+		return err
+	}
+	if err := os.WriteFile(vendorOut, src, 0o644); err != nil {
 		return fmt.Errorf("iegen: %w", err)
 	}
 	return nil
