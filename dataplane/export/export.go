@@ -38,7 +38,7 @@ type Stats struct {
 }
 
 // outputForms lists the output specs, for error messages.
-const outputForms = "jsonl:-, jsonl:PATH, jsonl+tcp://HOST:PORT, discard, ipfix+tcp://HOST:PORT, ipfix+udp://HOST:PORT or ipfix-file:PATH"
+const outputForms = "jsonl:-, jsonl:PATH, jsonl+tcp://HOST:PORT, discard, ipfix+tcp://HOST:PORT, ipfix+udp://HOST:PORT, ipfix-file:PATH, kafka://BROKER/TOPIC or graphql+http(s)://HOST/PATH"
 
 // Parse builds an output from its flag form: "jsonl:-" (stdout),
 // "jsonl:PATH[?rotate_size=256MiB&rotate_every=1h]" (a file, appended to;
@@ -47,7 +47,10 @@ const outputForms = "jsonl:-, jsonl:PATH, jsonl+tcp://HOST:PORT, discard, ipfix+
 // "ipfix+tcp://host:port[?queue=16MiB]",
 // "ipfix+udp://host:port[?mtu=1428&template_interval=60s]" (without mtu,
 // datagrams carry up to 1400 octets), and
-// "ipfix-file:PATH[?rotate_size=256MiB&rotate_every=1h]".
+// "ipfix-file:PATH[?rotate_size=256MiB&rotate_every=1h]", Kafka:
+// "kafka://BROKER[,BROKER...]/TOPIC[?format=json|goflow2-pb&key=...]" (see
+// KafkaConfig), and GraphQL ingestion: "graphql+http(s)://HOST/PATH[?batch=N]"
+// (see GraphQLConfig).
 func Parse(spec string, stdout io.Writer) (Output, error) {
 	switch {
 	case spec == "discard":
@@ -68,6 +71,12 @@ func Parse(spec string, stdout io.Writer) (Output, error) {
 		return NewJSONLTCP(spec, addr, queue), nil
 	case isIPFIXSpec(spec):
 		return openIPFIX(spec)
+	case strings.HasPrefix(spec, "kafka://"):
+		c, err := parseKafkaSpec(spec)
+		if err != nil {
+			return nil, err
+		}
+		return NewKafka(spec, c)
 	}
 	return nil, fmt.Errorf("export: unknown output %q (want %s)", spec, outputForms)
 }

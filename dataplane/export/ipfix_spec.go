@@ -37,6 +37,9 @@ func CheckSpec(spec string) error {
 	case isIPFIXSpec(spec):
 		_, err := parseIPFIXSpec(spec)
 		return err
+	case strings.HasPrefix(spec, "kafka://"):
+		_, err := parseKafkaSpec(spec)
+		return err
 	}
 	return fmt.Errorf("export: unknown output %q (want %s)", spec, outputForms)
 }
