@@ -134,3 +134,30 @@ func TestVendorTables(t *testing.T) {
 		}
 	}
 }
+
+func TestMPLSLabel(t *testing.T) {
+	f := func(b []byte, label uint32, exp uint8, bottom, ok bool) {
+		t.Helper()
+		l, e, s, k := MPLSLabel(b)
+		if l != label || e != exp || s != bottom || k != ok {
+			t.Errorf("MPLSLabel(% x) = %d %d %v %v, want %d %d %v %v", b, l, e, s, k, label, exp, bottom, ok)
+		}
+	}
+	// tshark on akvorado's mpls capture: 20005 exp 0, 524250 exp 0 bottom.
+	f([]byte{0x04, 0xe2, 0x50}, 20005, 0, false, true)
+	f([]byte{0x7f, 0xfd, 0xa1}, 524250, 0, true, true)
+	f([]byte{0xff, 0xff, 0xff}, 1<<20-1, 7, true, true)
+	f([]byte{0x00, 0x00, 0x0e}, 0, 7, false, true)
+	f([]byte{1, 2}, 0, 0, false, false)
+	f([]byte{1, 2, 3, 4}, 0, 0, false, false)
+	for id := uint16(70); id <= 79; id++ {
+		if !Lookup(0, id).IsMPLSLabelStackSection() || !Lookup(ReversePEN, id).IsMPLSLabelStackSection() {
+			t.Errorf("element %d is not a label stack section", id)
+		}
+	}
+	for _, ie := range []*InfoElement{Lookup(0, 64), Lookup(0, 80), Lookup(0, 203), LookupV9(40001)} {
+		if ie != nil && ie.IsMPLSLabelStackSection() {
+			t.Errorf("%s is a label stack section", ie.Name)
+		}
+	}
+}

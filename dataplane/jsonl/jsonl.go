@@ -1,6 +1,7 @@
 // Package jsonl encodes decoded flow records as JSON lines: one object per
 // data record with the exporter, domain, template and export time, then every
-// field by its IANA name with a typed value. It appends to the caller's
+// field by its registered name (IANA, vendor or NetFlow v9) with a typed
+// value. It appends to the caller's
 // buffer and uses no reflection or fmt, so it can run on the hot path.
 package jsonl
 
@@ -95,8 +96,10 @@ const paddingOctetsID = 210
 // "time_received_ns" (when the collector read the message, Unix nanoseconds,
 // the name goflow2 uses; left out when unknown), "options" (true for options
 // records), then each field under its unique
-// key (ipfix.Field.Key). Values: numbers as numbers, booleans as booleans,
-// addresses, MACs and times (RFC 3339) as strings, strings escaped, octet
+// key (ipfix.Field.Key). Values, typed by the element registry (IANA,
+// vendor, NetFlow v9): numbers as numbers, booleans as booleans,
+// addresses, MACs and times (RFC 3339) as strings, strings escaped, MPLS
+// label stack entries as {"label":N,"exp":N,"bottom_of_stack":bool}, octet
 // arrays and values whose width does not fit their type as hex strings.
 // NetFlow v9/v5 uptime-relative times (flowStartSysUpTime,
 // flowEndSysUpTime) are made absolute from the header.
@@ -240,8 +243,26 @@ func AppendValue(dst []byte, m *Meta, ie *ipfix.InfoElement, b []byte, depth int
 				return out
 			}
 		}
+	case ipfix.TypeOctetArray:
+		if ie.IsMPLSLabelStackSection() {
+			if label, exp, bottom, ok := ipfix.MPLSLabel(b); ok {
+				return appendMPLSLabel(dst, label, exp, bottom)
+			}
+		}
 	}
 	return appendHex(dst, b)
+}
+
+// appendMPLSLabel writes a label stack entry as tshark shows it: label,
+// exp bits, bottom of stack.
+func appendMPLSLabel(dst []byte, label uint32, exp uint8, bottom bool) []byte {
+	dst = append(dst, `{"label":`...)
+	dst = strconv.AppendUint(dst, uint64(label), 10)
+	dst = append(dst, `,"exp":`...)
+	dst = strconv.AppendUint(dst, uint64(exp), 10)
+	dst = append(dst, `,"bottom_of_stack":`...)
+	dst = strconv.AppendBool(dst, bottom)
+	return append(dst, '}')
 }
 
 func appendBasicList(dst []byte, m *Meta, b []byte, depth int) ([]byte, bool) {
