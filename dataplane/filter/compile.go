@@ -249,7 +249,7 @@ func (c *compiler) cmp(name string, op Op, lits []Literal, in bool) (pred, kcons
 	} else if t, ok := registryType(name); ok {
 		typ = t
 	} else {
-		typ = ipfix.TypeOctetArray // unregistered: _ipfix_N, eNidM
+		typ = ipfix.TypeOctetArray // unregistered: _ipfix_N, _v9_N, eNidM
 	}
 	cls := classOf(typ)
 	for _, l := range lits {

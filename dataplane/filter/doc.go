@@ -1,8 +1,10 @@
 // Package filter implements the select language of the mediator: a small
 // boolean language over IPFIX information elements named as in the IANA
 // registry (sourceIPv4Address), as RFC 5103 reverse elements
-// (reverseOctetDeltaCount) or by a layout's field key (octetDeltaCount_2 for
-// the second occurrence of an element in a template).
+// (reverseOctetDeltaCount), as the vendor and NetFlow v9 registry names
+// them (ixiaL7AppName, xlateSrcAddrIpv4: see ipfix.LookupName) or by a
+// layout's field key (octetDeltaCount_2 for the second occurrence of an
+// element in a template).
 //
 // An expression is parsed once (Parse), compiled once per template layout
 // (Expr.Compile) and then evaluated per record (Program.Match) without
@@ -38,7 +40,7 @@
 //     false (so "x != 1" is false too, while "not x == 1" is true) and
 //     "has" false; different templates carry different fields, so this is
 //     not an error. Names that are neither registered elements nor field
-//     keys (name_N, _ipfix_N, eNidM) are rejected by Parse.
+//     keys (name_N, _ipfix_N, _v9_N, eNidM) are rejected by Parse.
 //   - A literal that cannot match the element's data type (a string against
 //     an address) is a compile error naming the field.
 //   - Unsigned, signed and float elements of any encoded width compare
