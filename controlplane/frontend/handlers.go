@@ -205,9 +205,9 @@ func readJSONBody(c *fasthttp.RequestCtx) ([]byte, bool) {
 		fail(c, fasthttp.StatusRequestEntityTooLarge, apiError{Error: "too_large", Message: "body over " + itoa(maxJSONBody) + " bytes"})
 		return nil, false
 	}
-	var r io.Reader = bytes.NewReader(c.Request.Body())
-	if st := c.RequestBodyStream(); st != nil {
-		r = st
+	r := c.RequestBodyStream()
+	if r == nil {
+		r = bytes.NewReader(c.Request.Body())
 	}
 	b, err := io.ReadAll(io.LimitReader(r, maxJSONBody+1))
 	if err != nil {

@@ -187,9 +187,9 @@ func (s *Server) uploadFile(c *fasthttp.RequestCtx, tenant, _ string) {
 		fail(c, fasthttp.StatusConflict, apiError{Error: "file_limit", Message: "delete files first: at most " + itoa(s.cfg.MaxFilesPerTenant)})
 		return
 	}
-	var body io.Reader = bytes.NewReader(c.Request.Body())
-	if st := c.RequestBodyStream(); st != nil {
-		body = st
+	body := c.RequestBodyStream()
+	if body == nil {
+		body = bytes.NewReader(c.Request.Body())
 	}
 	br := bufio.NewReaderSize(body, 64<<10)
 	prefix, _ := br.Peek(16)
@@ -218,6 +218,7 @@ func (s *Server) uploadFile(c *fasthttp.RequestCtx, tenant, _ string) {
 	n, err := io.Copy(io.MultiWriter(out, fr), io.LimitReader(br, s.cfg.MaxUploadBytes+1))
 	cerr := out.Close()
 	drop := func() { os.Remove(tmp) }
+	cl := c.Request.Header.ContentLength() // -1 for chunked
 	switch {
 	case err != nil:
 		drop()
@@ -227,6 +228,11 @@ func (s *Server) uploadFile(c *fasthttp.RequestCtx, tenant, _ string) {
 		drop()
 		fail(c, fasthttp.StatusRequestEntityTooLarge, apiError{Error: "too_large",
 			Message: "a file may have " + strconv.FormatInt(s.cfg.MaxUploadBytes, 10) + " bytes"})
+		return
+	case cl >= 0 && n != int64(cl):
+		drop()
+		fail(c, fasthttp.StatusBadRequest, apiError{Error: "bad_upload",
+			Message: "the body ended after " + strconv.FormatInt(n, 10) + " of " + itoa(cl) + " bytes"})
 		return
 	case cerr != nil:
 		drop()
