@@ -31,10 +31,12 @@ Run 'sluice help <command>' or 'sluice <command> --help' for a command's flags.
 type command func(args []string, stdout, stderr io.Writer) error
 
 var commands = map[string]command{
-	"run":    runAll,
-	"gen":    runGen,
-	"decode": runDecode,
-	"check":  runCheck,
+	"run":       runAll,
+	"gen":       runGen,
+	"decode":    runDecode,
+	"check":     runCheck,
+	"collector": runSplit("collector"),
+	"mediator":  runSplit("mediator"),
 	"version": func(args []string, stdout, _ io.Writer) error {
 		if len(args) > 0 {
 			return fmt.Errorf("version: unexpected argument %q", args[0])

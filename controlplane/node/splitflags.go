@@ -1,0 +1,186 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sluice-flow/sluice/dataplane/yamlconf"
+)
+
+// SplitFlags are the flags of `sluice collector` and `sluice mediator`:
+// those of `sluice run` that concern the process, plus --ring-dir and
+// --bus. They live here rather than in cmd/ so that both commands share
+// them and the command stays wiring; only Run reads the signals, and the
+// environment comes in through getenv.
+type SplitFlags struct {
+	role                                                string
+	config, admin, pipeline, tokenFile, logLevel, redis string
+	pprof, ringDir, bus                                 string
+	listens, outputs                                    listFlag
+	loops                                               int
+	ringSize                                            yamlconf.Size
+	scopePort, stockUDP, sharePort                      bool
+	lifetime                                            time.Duration
+}
+
+type listFlag []string
+
+func (s *listFlag) String() string     { return strings.Join(*s, ",") }
+func (s *listFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// SplitAbout is the one-line description of a split command.
+func SplitAbout(role string) string {
+	if role == "collector" {
+		return "Runs the split pod's ingest: listeners and event loops writing into file rings in --ring-dir for `sluice mediator`."
+	}
+	return "Runs the split pod's mediator: pipelines and outputs over the file rings `sluice collector` writes in --ring-dir."
+}
+
+// NewSplitFlags registers the flags of role ("collector" or "mediator") on
+// fs.
+func NewSplitFlags(role string, fs *flag.FlagSet) *SplitFlags {
+	f := &SplitFlags{role: role}
+	fs.StringVar(&f.config, "config", "", "YAML config file as for sluice run; flags override it")
+	fs.StringVar(&f.ringDir, "ring-dir", DefaultRingDir, "directory of the shared-memory ring files (a tmpfs shared with the other process)")
+	fs.StringVar(&f.bus, "bus", DefaultBus, "D-Bus address of the pod's bus")
+	fs.StringVar(&f.admin, "admin", "off", "serve this process's admin API (metrics, health) on this address")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
+	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address (off by default)")
+	if role == "collector" {
+		fs.Var(&f.listens, "listen", "listener URL, repeatable: udp://:4739, tcp://[::]:4739 (default udp://:4739 and tcp://:4739)")
+		fs.IntVar(&f.loops, "loops", -1, "event loops, one ring file each (default: one per CPU)")
+		fs.Func("ring-size", "size of each ring file, e.g. 64MiB (default 16MiB)", func(v string) (err error) {
+			f.ringSize, err = yamlconf.ParseSize(v)
+			return err
+		})
+		fs.BoolVar(&f.scopePort, "scope-port", false, "scope templates by exporter address and port")
+		fs.BoolVar(&f.sharePort, "share-port", false, "share the listening ports with other processes that also ask for it (SO_REUSEPORT)")
+		fs.DurationVar(&f.lifetime, "template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
+		fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...]")
+		fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up (no recvmmsg; for measurements)")
+		return f
+	}
+	fs.Var(&f.outputs, "output", "output, repeatable, as for sluice run (default jsonl:-)")
+	fs.StringVar(&f.pipeline, "pipeline", "", "pipeline file (YAML); SIGHUP reloads it")
+	fs.StringVar(&f.tokenFile, "admin-token-file", "", "file holding the admin API token (or set SLUICE_ADMIN_TOKEN)")
+	return f
+}
+
+// Config builds the process's configuration: the file, then the flags,
+// then getenv for secrets not given otherwise.
+func (f *SplitFlags) Config(getenv func(string) string) (SplitConfig, error) {
+	var c SplitConfig
+	if f.config != "" {
+		if err := LoadFile(f.config, &c.Config); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return c, fmt.Errorf("--config: %w", err)
+			}
+			return c, err
+		}
+	}
+	c.RingDir, c.Bus, c.Admin, c.Pprof = f.ringDir, f.bus, f.admin, f.pprof
+	if f.logLevel != "" {
+		c.LogLevel = f.logLevel
+	}
+	if len(f.listens) > 0 {
+		c.Listen = f.listens
+	}
+	if f.loops >= 0 {
+		c.Collector.Loops = f.loops
+	}
+	if f.ringSize != 0 {
+		c.Collector.RingSize = f.ringSize
+	}
+	c.Collector.ScopeByPort = c.Collector.ScopeByPort || f.scopePort
+	c.Collector.StockUDPRead = c.Collector.StockUDPRead || f.stockUDP
+	c.Collector.SharePort = c.Collector.SharePort || f.sharePort
+	if f.lifetime != 0 {
+		c.Collector.TemplateLifetime = f.lifetime
+	}
+	if f.redis != "" {
+		addrs, err := ParseRedisAddrs(f.redis)
+		if err != nil {
+			return c, fmt.Errorf("--redis: %w", err)
+		}
+		c.Redis.Addrs = addrs
+	}
+	if c.Redis.Password == "" {
+		c.Redis.Password = getenv("SLUICE_REDIS_PASSWORD")
+	}
+	if f.pipeline != "" && len(f.outputs) > 0 {
+		return c, errors.New("--output and --pipeline both given; name the outputs in the pipeline file")
+	}
+	if len(f.outputs) > 0 {
+		c.Outputs, c.Pipeline = f.outputs, ""
+	}
+	if f.pipeline != "" {
+		if _, err := os.Stat(f.pipeline); err != nil {
+			return c, fmt.Errorf("--pipeline: %w", err)
+		}
+		c.Pipeline = f.pipeline
+	}
+	if f.tokenFile != "" {
+		c.AdminTokenFile = f.tokenFile
+	}
+	c.AdminToken = getenv("SLUICE_ADMIN_TOKEN")
+	if c.RingDir == "" {
+		return c, errors.New("--ring-dir: empty")
+	}
+	return c, c.Validate()
+}
+
+// Run builds the configuration and the process of f's role and runs it
+// until SIGTERM or SIGINT; the mediator reloads its pipeline file on
+// SIGHUP. Logs go to stderr, jsonl:- records to stdout.
+func (f *SplitFlags) Run(getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := f.Config(getenv)
+	if err != nil {
+		return err
+	}
+	log, err := NewLogger(cfg.LogLevel, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if f.role == "collector" {
+		p, err := NewCollectorProcess(cfg, log)
+		if err != nil {
+			return err
+		}
+		return p.Run(ctx)
+	}
+	p, err := NewMediatorProcess(cfg, stdout, log)
+	if err != nil {
+		return err
+	}
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	go func() {
+		for {
+			select {
+			case <-hups:
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				v, err := p.Reload(rctx)
+				cancel()
+				if err != nil {
+					log.Error("pipeline reload failed; the running pipeline stays", "err", err)
+					continue
+				}
+				log.Info("pipeline reloaded", "version", v)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return p.Run(ctx)
+}
