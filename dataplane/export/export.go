@@ -77,6 +77,12 @@ func Parse(spec string, stdout io.Writer) (Output, error) {
 			return nil, err
 		}
 		return NewKafka(spec, c)
+	case strings.HasPrefix(spec, "graphql+http://"), strings.HasPrefix(spec, "graphql+https://"):
+		c, err := parseGraphQLSpec(spec)
+		if err != nil {
+			return nil, err
+		}
+		return NewGraphQL(spec, c)
 	}
 	return nil, fmt.Errorf("export: unknown output %q (want %s)", spec, outputForms)
 }

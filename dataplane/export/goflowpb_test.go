@@ -197,6 +197,9 @@ func goflowRef(t testing.TB, obj []kv, h refHeader, sampling map[string]uint64) 
 		return u
 	}
 	label := func(v any) uint32 {
+		if o, ok := v.(map[string]any); ok { // {"label":..,"exp":..,"bottom_of_stack":..}
+			return uint32(num(o["label"]))
+		}
 		s := v.(string)
 		if l, _, ok := strings.Cut(s, "/"); ok { // label/exp/bottom-of-stack
 			n, _ := strconv.ParseUint(l, 10, 32)

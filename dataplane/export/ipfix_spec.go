@@ -40,6 +40,9 @@ func CheckSpec(spec string) error {
 	case strings.HasPrefix(spec, "kafka://"):
 		_, err := parseKafkaSpec(spec)
 		return err
+	case strings.HasPrefix(spec, "graphql+http://"), strings.HasPrefix(spec, "graphql+https://"):
+		_, err := parseGraphQLSpec(spec)
+		return err
 	}
 	return fmt.Errorf("export: unknown output %q (want %s)", spec, outputForms)
 }

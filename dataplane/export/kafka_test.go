@@ -99,6 +99,8 @@ type fedRecord struct {
 	exporter netip.AddrPort
 	json     string                 // the sluice decode JSON, without newline
 	pb       *goflow2pb.FlowMessage // the reference FlowMessage, or nil
+	exportMs int64                  // the header's export time and uptime,
+	uptime   uint32                 // which the JSON leaves out
 }
 
 // feedCaptures decodes captures and hands every record to o, each capture
@@ -117,7 +119,8 @@ func feedCaptures(t testing.TB, o Output, pb bool) []fedRecord {
 		eachCaptureRecord(t, d, filepath.Join("../../testdata/captures", f), func(r *decode.Record) {
 			m := jsonl.Meta{Exporter: exp, Msg: r.Msg, Resolve: r.Resolver}
 			line = jsonl.AppendRecord(line[:0], &m, r.Rec)
-			fr := fedRecord{exporter: exp, json: strings.TrimSuffix(string(line), "\n")}
+			fr := fedRecord{exporter: exp, json: strings.TrimSuffix(string(line), "\n"),
+				exportMs: int64(r.Msg.ExportTime)*1000 + int64(r.Msg.ExportNanos/1e6), uptime: r.Msg.SysUptime}
 			if pb {
 				obj := orderedJSON(t, line)
 				if r.Rec.Layout.Options {
