@@ -3,6 +3,7 @@
 package ring
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -75,9 +76,8 @@ func Open(path string) (*File, error) {
 		return nil, fmt.Errorf("ring: %w", err)
 	}
 	n := st.Size()
-	if n < HeaderSize+MinCap || n > HeaderSize+MaxCap {
-		return nil, fmt.Errorf("%w: %d bytes, want %d plus a power of two between %d and %d, in %s",
-			ErrSize, n, HeaderSize, MinCap, MaxCap, path)
+	if err := checkFileSize(n, path); err != nil {
+		return nil, err
 	}
 	mem, err := mmapFile(f, int(n))
 	if err != nil {
@@ -89,6 +89,17 @@ func Open(path string) (*File, error) {
 		return nil, fmt.Errorf("%w, in %s", err, path)
 	}
 	return &File{Ring: r, path: path, mem: mem}, nil
+}
+
+// checkFileSize refuses a file that cannot hold a ring: HeaderSize plus a
+// power of two between MinCap and MaxCap.
+func checkFileSize(n int64, path string) error {
+	c := n - HeaderSize
+	if c < MinCap || c > MaxCap || c&(c-1) != 0 {
+		return fmt.Errorf("%w: %d bytes, want %d plus a power of two between %d and %d, in %s",
+			ErrSize, n, HeaderSize, MinCap, MaxCap, path)
+	}
+	return nil
 }
 
 func mmapFile(f *os.File, n int) ([]byte, error) {
@@ -118,6 +129,13 @@ func ReadMeta(path string) (Meta, error) {
 		return Meta{}, fmt.Errorf("ring: %w", err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Meta{}, fmt.Errorf("ring: %w", err)
+	}
+	if err := checkFileSize(st.Size(), path); err != nil {
+		return Meta{}, err
+	}
 	var words [lineSize / 8]uint64 // aligned for the atomic load of the magic
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), lineSize)
 	if _, err := f.ReadAt(b, 0); err != nil {
@@ -125,6 +143,9 @@ func ReadMeta(path string) (Meta, error) {
 	}
 	if err := checkIdent(b); err != nil {
 		return Meta{}, fmt.Errorf("%w, in %s", err, path)
+	}
+	if c := binary.NativeEndian.Uint64(b[offCap:]); int64(c)+HeaderSize != st.Size() {
+		return Meta{}, fmt.Errorf("%w: header says %d bytes of entries, the file holds %d, in %s", ErrSize, c, st.Size()-HeaderSize, path)
 	}
 	r := Ring{mem: b}
 	return r.Meta(), nil
