@@ -35,7 +35,9 @@ type Input struct {
 	ScopeByPort bool
 }
 
-// DefaultMaxKeys bounds a job's tables: about 100 to 200 MB at the bound.
+// DefaultMaxKeys bounds a job's tables. At the bound a topn table takes
+// about 100 MB (8-octet keys) to 210 MB (64-octet keys), a graph about
+// 400 MB (hosts and conversations each at the bound).
 const DefaultMaxKeys = 2 << 20
 
 func (in *Input) maxKeys() int {

@@ -3,17 +3,112 @@ package analysis
 import (
 	"bytes"
 	"container/heap"
+	"encoding/binary"
 	"slices"
 )
 
 // table counts per key, up to a bound on distinct keys. A key first seen
 // when the table is full is not added: its records go to over.
+//
+// It is an open-addressing hash table with linear probing: slots hold 32
+// bits of the key's hash and the index of its entry, so a probe reads one
+// small slot and the key is compared only when those bits agree. Entries
+// (key and counters) are kept in the order keys came.
 type table[K keyArray] struct {
-	idx  map[K]int32
-	keys []K
-	cnt  []counts
-	max  int
-	over Totals
+	slots   []hslot // power of two; idx 0 is empty
+	shift   uint    // 64 - log2(len(slots))
+	entries []entry[K]
+	max     int
+	over    Totals
+}
+
+type hslot struct {
+	tag uint32 // low hash bits
+	idx uint32 // entry index + 1
+}
+
+type entry[K keyArray] struct {
+	key K
+	c   counts
+}
+
+const minSlots = 1024
+
+func newTable[K keyArray](max int) *table[K] {
+	return &table[K]{slots: make([]hslot, minSlots), shift: 64 - 10, max: max}
+}
+
+// hashKey hashes a key's bytes 8 at a time (keys are multiples of 8
+// long): a multiply per word, and a final mix so the high bits, which
+// pick the slot, depend on every input bit.
+func hashKey(b []byte) uint64 {
+	h := uint64(0x9E3779B97F4A7C15)
+	for len(b) >= 8 {
+		h = (h ^ binary.LittleEndian.Uint64(b)) * 0xBF58476D1CE4E5B9
+		h ^= h >> 31
+		b = b[8:]
+	}
+	h *= 0x94D049BB133111EB
+	return h ^ h>>29
+}
+
+func (t *table[K]) add(k *K, c counts) {
+	h := hashKey(keyBytes(k))
+	tag := uint32(h)
+	mask := uint64(len(t.slots) - 1)
+	for i := h >> t.shift; ; i = (i + 1) & mask {
+		s := t.slots[i]
+		if s.idx == 0 {
+			if len(t.entries) >= t.max {
+				t.over.add(c)
+				return
+			}
+			t.entries = append(t.entries, entry[K]{key: *k, c: c})
+			t.slots[i] = hslot{tag: tag, idx: uint32(len(t.entries))}
+			if len(t.entries)*4 > len(t.slots)*3 {
+				t.grow()
+			}
+			return
+		}
+		if s.tag == tag {
+			if e := &t.entries[s.idx-1]; e.key == *k {
+				e.c.add(c)
+				return
+			}
+		}
+	}
+}
+
+// grow doubles the slots and places every entry again.
+func (t *table[K]) grow() {
+	t.slots = make([]hslot, 2*len(t.slots))
+	t.shift--
+	mask := uint64(len(t.slots) - 1)
+	for n := range t.entries {
+		h := hashKey(keyBytes(&t.entries[n].key))
+		i := h >> t.shift
+		for t.slots[i].idx != 0 {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = hslot{tag: uint32(h), idx: uint32(n + 1)}
+	}
+}
+
+// len is the number of keys held.
+func (t *table[K]) len() int { return len(t.entries) }
+
+// key returns entry i's key.
+func (t *table[K]) key(i int32) *K { return &t.entries[i].key }
+
+// top returns the indices of the n keys with the most m, most first. Ties
+// go to the larger other counters, then to the smaller key bytes, so the
+// order is the same on every run.
+func (t *table[K]) top(n int, m Metric) []int32 {
+	less := func(a, b int32) bool { // a ranks below b
+		ea, eb := &t.entries[a], &t.entries[b]
+		return rankBelow(&ea.c, &eb.c, m, keyBytes(&ea.key), keyBytes(&eb.key))
+	}
+	return topIndices(len(t.entries), n, less)
 }
 
 // Totals count records and their counters. As a result's Overflow, they
@@ -32,34 +127,6 @@ func (o *Totals) add(c counts) {
 	o.Octets += c.octets
 	o.Packets += c.packets
 	o.Flows += c.flows
-}
-
-func newTable[K keyArray](max int) *table[K] {
-	return &table[K]{idx: make(map[K]int32, min(max, 1024)), max: max}
-}
-
-func (t *table[K]) add(k *K, c counts) {
-	if i, ok := t.idx[*k]; ok {
-		t.cnt[i].add(c)
-		return
-	}
-	if len(t.keys) >= t.max {
-		t.over.add(c)
-		return
-	}
-	t.idx[*k] = int32(len(t.keys))
-	t.keys = append(t.keys, *k)
-	t.cnt = append(t.cnt, c)
-}
-
-// top returns the indices of the n keys with the most m, most first. Ties
-// go to the larger other counters, then to the smaller key bytes, so the
-// order is the same on every run.
-func (t *table[K]) top(n int, m Metric) []int32 {
-	less := func(a, b int32) bool { // a ranks below b
-		return rankBelow(&t.cnt[a], &t.cnt[b], m, keyBytes(&t.keys[a]), keyBytes(&t.keys[b]))
-	}
-	return topIndices(len(t.keys), n, less)
 }
 
 // rankBelow reports whether (ca, ka) ranks below (cb, kb) by m.

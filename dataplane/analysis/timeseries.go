@@ -109,7 +109,7 @@ func runSplit[K keyArray](s *scan, c *seriesConfig, res *TimeseriesResult) error
 	k := &splitSink[K]{s: s, key: &c.key, idx: make(map[K]int, len(top)), other: len(top)}
 	series := make([]Series, 0, len(top)+1)
 	for si, i := range top {
-		key := rank.t.keys[i]
+		key := *rank.t.key(i)
 		k.idx[key] = si
 		vals := c.key.values(keyBytes(&key))
 		names := make([]string, len(vals))
@@ -120,7 +120,7 @@ func runSplit[K keyArray](s *scan, c *seriesConfig, res *TimeseriesResult) error
 		}
 		series = append(series, Series{Name: strings.Join(names, " "), Key: vals})
 	}
-	hasOther := len(rank.t.keys) > len(top) || rank.t.over.Records > 0
+	hasOther := rank.t.len() > len(top) || rank.t.over.Records > 0
 	if hasOther {
 		series = append(series, Series{Name: "other"})
 	}
@@ -217,9 +217,11 @@ func newTimeline(c *seriesConfig, n int) *timeline {
 	return &timeline{step: c.step, clipS: c.start, clipE: c.end, series: make([][]slot, n), sums: make([][3]float64, n)}
 }
 
+// floorDiv divides rounding down; b > 0. One division: the remainder
+// is what the product says.
 func floorDiv(a, b int64) int64 {
 	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
+	if q*b > a {
 		q--
 	}
 	return q
@@ -260,8 +262,10 @@ func (t *timeline) add(si int, start, end int64, c counts) error {
 	if end > start {
 		b = floorDiv(end-1, t.step)
 	}
-	if err := t.ensure(a, b); err != nil {
-		return err
+	if !t.used || a < t.lo || b > t.hi {
+		if err := t.ensure(a, b); err != nil {
+			return err
+		}
 	}
 	sl := t.series[si]
 	sum := &t.sums[si]
@@ -276,9 +280,9 @@ func (t *timeline) add(si int, start, end int64, c counts) error {
 		x.d[2] += v[2]
 		return nil
 	}
-	d := float64(end - start)
-	f1 := float64((a+1)*t.step-start) / d
-	f2 := float64(end-b*t.step) / d
+	inv := 1 / float64(end-start)
+	f1 := float64((a+1)*t.step-start) * inv
+	f2 := float64(end-b*t.step) * inv
 	x, y := &sl[i], &sl[j]
 	x.d[0] += v[0] * f1
 	x.d[1] += v[1] * f1
@@ -287,7 +291,7 @@ func (t *timeline) add(si int, start, end int64, c counts) error {
 	y.d[1] += v[1] * f2
 	y.d[2] += v[2] * f2
 	if j > i+1 {
-		fs := float64(t.step) / d
+		fs := float64(t.step) * inv
 		r0, r1, r2 := v[0]*fs, v[1]*fs, v[2]*fs
 		x = &sl[i+1]
 		x.r[0] += r0

@@ -67,13 +67,13 @@ func runTopN[K keyArray](s *scan, c *topnConfig, res *TopNResult) error {
 	}
 	t := k.t
 	for _, i := range t.top(c.n, c.metric) {
-		cn := &t.cnt[i]
+		e := &t.entries[i]
 		res.Rows = append(res.Rows, TopNRow{
-			Key:    c.key.values(keyBytes(&t.keys[i])),
-			Octets: cn.octets, Packets: cn.packets, Flows: cn.flows,
+			Key:    c.key.values(keyBytes(&e.key)),
+			Octets: e.c.octets, Packets: e.c.packets, Flows: e.c.flows,
 		})
 	}
-	res.Keys, res.Total, res.Overflow, res.Summary = len(t.keys), k.total, t.over, s.sum
+	res.Keys, res.Total, res.Overflow, res.Summary = t.len(), k.total, t.over, s.sum
 	return nil
 }
 
