@@ -3,4 +3,4 @@ package main
 import "github.com/sluice-flow/sluice/controlplane/frontend"
 
 // analyzer returns the analysis job types the binary runs.
-func analyzer() frontend.Analyzer { return nil }
+func analyzer() frontend.Analyzer { return frontend.Analysis{} }

@@ -183,7 +183,7 @@ func newTestServer(t testing.TB, r *redisServer, workers int, edit func(*Config)
 	if edit != nil {
 		edit(&cfg)
 	}
-	s, err := New(cfg, nil)
+	s, err := New(cfg, Analysis{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,6 +106,7 @@ type Broker struct {
 	bindErr  error
 
 	// Owned by Run's goroutine.
+	zctx    *zmq.Context
 	router  *zmq.Socket
 	conns   map[string]*brokerConn
 	idle    []*brokerConn
@@ -122,6 +123,7 @@ type brokerConn struct {
 	info     WorkerInfo
 	lastSeen time.Time
 	job      *brokerJob
+	leaving  bool // said BYE while it had a job: gone once the job ends
 }
 
 type brokerJob struct {
@@ -201,6 +203,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer func() { _ = b.zctx.Term() }()
 	defer b.router.Close()
 	w := b.wake
 	defer w.close()
@@ -244,8 +247,13 @@ func (b *Broker) open() error {
 			return fmt.Errorf("dispatch: %w", err)
 		}
 	}
-	r, err := zmq.NewSocket(zmq.ROUTER)
+	zctx, err := zmq.NewContext()
 	if err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	r, err := zctx.NewSocket(zmq.ROUTER)
+	if err != nil {
+		_ = zctx.Term()
 		return fmt.Errorf("dispatch: %w", err)
 	}
 	_ = r.SetLinger(0)
@@ -255,14 +263,16 @@ func (b *Broker) open() error {
 	_ = r.SetSndhwm(100000)
 	if err := r.Bind(b.cfg.Endpoint); err != nil {
 		r.Close()
+		_ = zctx.Term()
 		return fmt.Errorf("dispatch: bind %s: %w", b.cfg.Endpoint, err)
 	}
-	w, err := newWaker()
+	w, err := newWaker(zctx)
 	if err != nil {
 		r.Close()
+		_ = zctx.Term()
 		return fmt.Errorf("dispatch: %w", err)
 	}
-	b.router = r
+	b.zctx, b.router = zctx, r
 	b.mu.Lock()
 	b.wake = w
 	b.mu.Unlock()
@@ -309,7 +319,7 @@ func (b *Broker) handle(id, cmd string, args [][]byte) {
 		}
 		j := c.job
 		c.job = nil
-		b.idle = append(b.idle, c)
+		b.release(c)
 		var outs []Output
 		if err := json.Unmarshal(args[1], &outs); err != nil || len(outs) != len(args)-2 {
 			b.events(Event{Kind: EventFailed, Job: j.job.ID, Attempt: j.job.Attempt, Worker: c.info,
@@ -326,15 +336,28 @@ func (b *Broker) handle(id, cmd string, args [][]byte) {
 		}
 		j := c.job
 		c.job = nil
-		b.idle = append(b.idle, c)
+		b.release(c)
 		reason := string(args[1])
 		if j.canceled {
 			reason = "canceled"
 		}
 		b.events(Event{Kind: EventFailed, Job: j.job.ID, Attempt: j.job.Attempt, Worker: c.info, Reason: reason})
 	case cmdBye:
+		if c.job != nil {
+			c.leaving = true // its result follows
+			return
+		}
 		b.lose(c, "worker left")
 	}
+}
+
+// release makes c idle after its job, or forgets it if it is leaving.
+func (b *Broker) release(c *brokerConn) {
+	if c.leaving {
+		b.lose(c, "worker left")
+		return
+	}
+	b.idle = append(b.idle, c)
 }
 
 func (b *Broker) register(id string, args [][]byte) {

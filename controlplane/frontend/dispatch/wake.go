@@ -21,10 +21,11 @@ type waker struct {
 	done chan struct{}
 }
 
-// newWaker must be called on the goroutine that will poll w.pull.
-func newWaker() (*waker, error) {
+// newWaker must be called on the goroutine that will poll w.pull; inproc
+// needs both ends in one ZeroMQ context.
+func newWaker(zctx *zmq.Context) (*waker, error) {
 	addr := "inproc://sluice-dispatch-wake-" + strconv.FormatUint(wakeSeq.Add(1), 10)
-	pull, err := zmq.NewSocket(zmq.PULL)
+	pull, err := zctx.NewSocket(zmq.PULL)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +36,7 @@ func newWaker() (*waker, error) {
 	}
 	w := &waker{pull: pull, sig: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	ready := make(chan error, 1)
-	go w.forward(addr, ready)
+	go w.forward(zctx, addr, ready)
 	if err := <-ready; err != nil {
 		pull.Close()
 		return nil, err
@@ -43,9 +44,9 @@ func newWaker() (*waker, error) {
 	return w, nil
 }
 
-func (w *waker) forward(addr string, ready chan<- error) {
+func (w *waker) forward(zctx *zmq.Context, addr string, ready chan<- error) {
 	defer close(w.done)
-	push, err := zmq.NewSocket(zmq.PUSH)
+	push, err := zctx.NewSocket(zmq.PUSH)
 	if err == nil {
 		_ = push.SetLinger(0)
 		_ = push.SetSndhwm(4)

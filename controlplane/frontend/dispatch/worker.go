@@ -15,6 +15,10 @@ import (
 	zmq "github.com/pebbe/zmq4"
 )
 
+// lingerAtExit bounds how long a leaving worker waits for its last
+// messages (the result, BYE) to reach the broker.
+const lingerAtExit = 2 * time.Second
+
 // Handler runs one job. progress takes values in [0, 1] and may be called
 // from any goroutine, as often as convenient (the worker sends at most one
 // update per ProgressEvery). The handler must return soon after ctx ends.
@@ -62,6 +66,7 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 type worker struct {
 	cfg    WorkerConfig
 	h      Handler
+	zctx   *zmq.Context
 	wake   *waker
 	dealer *zmq.Socket
 
@@ -89,7 +94,15 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, h Handler) error {
 		return fmt.Errorf("dispatch: worker without a broker endpoint")
 	}
 	w := &worker{cfg: cfg.withDefaults(), h: h}
-	wk, err := newWaker()
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	w.zctx = zctx
+	// Term waits (up to the linger) until the last messages are sent: a
+	// process that exits right after would otherwise lose them.
+	defer func() { _ = zctx.Term() }()
+	wk, err := newWaker(zctx)
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
@@ -100,7 +113,10 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, h Handler) error {
 	if err := w.connect(); err != nil {
 		return err
 	}
-	defer func() { w.dealer.Close() }()
+	defer func() {
+		_ = w.dealer.SetLinger(lingerAtExit)
+		w.dealer.Close()
+	}()
 
 	nextBeat := time.Now().Add(w.cfg.Heartbeat)
 	for {
@@ -123,7 +139,6 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, h Handler) error {
 		}
 		reconnect := w.readDealer()
 		if done := w.collect(); done {
-			w.send(cmdBye)
 			return nil
 		}
 		w.sendProgress()
@@ -147,7 +162,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, h Handler) error {
 }
 
 func (w *worker) connect() error {
-	d, err := zmq.NewSocket(zmq.DEALER)
+	d, err := w.zctx.NewSocket(zmq.DEALER)
 	if err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
@@ -259,6 +274,11 @@ func (w *worker) collect() bool {
 	id := []byte(w.job.ID)
 	w.cancel()
 	w.job = nil
+	w.jobs++
+	last := w.cfg.MaxJobs > 0 && w.jobs >= w.cfg.MaxJobs
+	if last {
+		w.send(cmdBye) // before the result, so the broker sends no other job
+	}
 	if r.err != nil {
 		w.send(cmdFail, id, []byte(r.err.Error()))
 	} else {
@@ -269,8 +289,7 @@ func (w *worker) collect() bool {
 		}
 		w.send(cmdDone, parts...)
 	}
-	w.jobs++
-	return w.cfg.MaxJobs > 0 && w.jobs >= w.cfg.MaxJobs
+	return last
 }
 
 func (w *worker) sendProgress() {
