@@ -17,6 +17,7 @@ const usage = `usage: sluice <command> [flags] [args]
 
 commands:
   run              start the all-in-one collector (listeners, mediator, admin API)
+  controller       run the split pod's controller (private D-Bus, pod HTTP API)
   gen              send IPFIX or NetFlow v9 load to a collector
   decode FILE...   decode pcap/pcapng captures, IPFIX files and raw NetFlow
                    payloads to one JSON object per data record
@@ -31,12 +32,13 @@ Run 'sluice help <command>' or 'sluice <command> --help' for a command's flags.
 type command func(args []string, stdout, stderr io.Writer) error
 
 var commands = map[string]command{
-	"run":       runAll,
-	"gen":       runGen,
-	"decode":    runDecode,
-	"check":     runCheck,
-	"collector": runSplit("collector"),
-	"mediator":  runSplit("mediator"),
+	"run":        runAll,
+	"gen":        runGen,
+	"decode":     runDecode,
+	"check":      runCheck,
+	"controller": runController,
+	"collector":  runSplit("collector"),
+	"mediator":   runSplit("mediator"),
 	"version": func(args []string, stdout, _ io.Writer) error {
 		if len(args) > 0 {
 			return fmt.Errorf("version: unexpected argument %q", args[0])

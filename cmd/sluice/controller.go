@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/sluice-flow/sluice/controlplane/controller"
+	"github.com/sluice-flow/sluice/controlplane/node"
+)
+
+// runController is `sluice controller`: the pod's bus daemon and HTTP API.
+func runController(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("controller", "[flags]", "Runs the split pod's controller: its private dbus-daemon and its HTTP API.", stderr)
+	var cfg controller.Config
+	var redis, tokenFile, logLevel string
+	fs.StringVar(&cfg.BusDir, "bus-dir", "/run/sluice", "directory of the bus socket (DIR/bus) and its configuration")
+	fs.StringVar(&cfg.API, "api", ":8080", "HTTP API address")
+	fs.StringVar(&redis, "redis", "", "keep the pipeline in Redis (sluice:pipeline:default): host:port[,host:port...]")
+	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/sluice", "volume for the pipeline without --redis")
+	fs.StringVar(&tokenFile, "token-file", "", "file holding the API token (or set SLUICE_ADMIN_TOKEN)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args, 0, stdout); err != nil {
+		return err
+	}
+	cfg.Token = os.Getenv("SLUICE_ADMIN_TOKEN")
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil || strings.TrimSpace(string(b)) == "" {
+			return fmt.Errorf("--token-file: %v", err)
+		}
+		cfg.Token = strings.TrimSpace(string(b))
+	}
+	log, err := node.NewLogger(logLevel, stderr)
+	if err != nil {
+		return usageError{err}
+	}
+	if redis != "" {
+		addrs, err := node.ParseRedisAddrs(redis)
+		if err != nil {
+			return usageError{fmt.Errorf("--redis: %w", err)}
+		}
+		if cfg.Store, err = controller.NewRedisStore(addrs, "", os.Getenv("SLUICE_REDIS_PASSWORD"), "default"); err != nil {
+			return err
+		}
+	}
+	c, err := controller.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return c.Run(ctx)
+}
