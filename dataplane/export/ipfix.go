@@ -122,6 +122,14 @@ func (e *ipfixEncoder) template(l *ipfix.Layout) *exportTemplate {
 	specs := make([]ipfix.FieldSpec, len(l.Fields))
 	for i := range l.Fields {
 		specs[i] = l.Fields[i].FieldSpec
+		if l.V9 && specs[i].PEN == 0 && specs[i].ID&0x8000 != 0 {
+			// A NetFlow v9 type above 32767 (Cisco ASA's 40001...) has
+			// no IPFIX number; written as is, its top bit would announce
+			// an enterprise number that is not there. It goes out as
+			// Cisco's enterprise element of the low 15 bits, the reading
+			// the registry gives it (ipfix.CiscoPEN).
+			specs[i].PEN, specs[i].ID = ipfix.CiscoPEN, specs[i].ID&0x7fff
+		}
 	}
 	t := &exportTemplate{id: l.ID, setID: ipfix.TemplateSetID, fp: l.Fingerprint}
 	if l == ipfix.V5Layout() || (l.V9 && l.ID < ipfix.MinDataSetID) {
