@@ -89,6 +89,27 @@ type hostPlan struct {
 
 type edgeKey struct{ src, dst netip.Addr }
 
+// hostKey is an address as a key: its 16 octets (IPv4 mapped) and a
+// family octet, so an IPv4 address and its IPv4-mapped IPv6 form differ.
+type hostKey = [32]byte
+
+// pairKey is a conversation's two hostKeys' first 17 octets.
+type pairKey = [64]byte
+
+func hostKeyOf(a netip.Addr) (k hostKey) {
+	*(*[16]byte)(k[:16]) = a.As16()
+	if a.Is4() {
+		k[16] = 4
+	}
+	return k
+}
+
+func pairKeyOf(s, d *hostKey) (k pairKey) {
+	copy(k[:17], s[:17])
+	copy(k[17:34], d[:17])
+	return k
+}
+
 type nodeAcc struct{ out, in counts }
 
 type edgeAcc struct {
@@ -101,10 +122,10 @@ type edgeAcc struct {
 
 type graphSink struct {
 	plans   layoutCache[hostPlan]
-	nodeIdx map[netip.Addr]int32
+	nodeIdx *keyIndex[hostKey]
 	nodes   []netip.Addr
 	nodeAcc []nodeAcc
-	edgeIdx map[edgeKey]int32
+	edgeIdx *keyIndex[pairKey]
 	edges   []edgeKey
 	edgeAcc []edgeAcc
 	max     int
@@ -114,7 +135,7 @@ type graphSink struct {
 }
 
 func newGraphSink(max int) *graphSink {
-	return &graphSink{nodeIdx: make(map[netip.Addr]int32), edgeIdx: make(map[edgeKey]int32), max: max}
+	return &graphSink{nodeIdx: newKeyIndex[hostKey](), edgeIdx: newKeyIndex[pairKey](), max: max}
 }
 
 func (k *graphSink) plan(l *ipfix.Layout) *hostPlan {
@@ -153,15 +174,13 @@ func (k *graphSink) record(r *decode.Record) {
 		return
 	}
 	src, dst := r.Rec.Addr(p.src), r.Rec.Addr(p.dst)
+	sk, dk := hostKeyOf(src), hostKeyOf(dst)
+	fk := pairKeyOf(&sk, &dk)
 	hasRev := rev.octets|rev.packets != 0
-	_, sok := k.nodeIdx[src]
-	_, dok := k.nodeIdx[dst]
-	_, eok := k.edgeIdx[edgeKey{src, dst}]
-	rok := true
-	if hasRev {
-		_, rok = k.edgeIdx[edgeKey{dst, src}]
-	}
-	if (!sok || !dok) && len(k.nodes)+2 > k.max || (!eok || !rok) && len(k.edges)+2 > k.max {
+	// At the bound, a record that would add a host or a conversation
+	// overflows whole.
+	if len(k.nodes)+2 > k.max && (!k.nodeIdx.has(&sk) || !k.nodeIdx.has(&dk)) ||
+		len(k.edges)+2 > k.max && (!k.edgeIdx.has(&fk) || hasRev && !k.edgeIdx.has(ptr(pairKeyOf(&dk, &sk)))) {
 		k.over.add(all)
 		return
 	}
@@ -169,15 +188,16 @@ func (k *graphSink) record(r *decode.Record) {
 	if p.proto >= 0 {
 		proto = int(r.Rec.Uint(p.proto))
 	}
-	si, di := k.node(src), k.node(dst)
+	si, di := k.node(src, &sk), k.node(dst, &dk)
 	k.nodeAcc[si].out.add(fwd)
 	k.nodeAcc[di].in.add(fwd)
-	e := &k.edgeAcc[k.edge(src, dst)]
+	e := &k.edgeAcc[k.edge(src, dst, &fk)]
 	e.add(fwd, proto, portOf(r.Rec, p.dport, proto))
 	if hasRev {
 		k.nodeAcc[di].out.add(rev)
 		k.nodeAcc[si].in.add(rev)
-		e := &k.edgeAcc[k.edge(dst, src)]
+		rk := pairKeyOf(&dk, &sk)
+		e := &k.edgeAcc[k.edge(dst, src, &rk)]
 		e.add(rev, proto, portOf(r.Rec, p.sport, proto))
 	}
 }
@@ -195,26 +215,23 @@ func portOf(r *ipfix.Record, j, proto int) int {
 	return -1
 }
 
-func (k *graphSink) node(a netip.Addr) int32 {
-	if i, ok := k.nodeIdx[a]; ok {
-		return i
+func ptr[T any](v T) *T { return &v }
+
+func (k *graphSink) node(a netip.Addr, key *hostKey) int32 {
+	i := k.nodeIdx.get(key)
+	if int(i) == len(k.nodes) {
+		k.nodes = append(k.nodes, a)
+		k.nodeAcc = append(k.nodeAcc, nodeAcc{})
 	}
-	i := int32(len(k.nodes))
-	k.nodeIdx[a] = i
-	k.nodes = append(k.nodes, a)
-	k.nodeAcc = append(k.nodeAcc, nodeAcc{})
 	return i
 }
 
-func (k *graphSink) edge(src, dst netip.Addr) int32 {
-	key := edgeKey{src, dst}
-	if i, ok := k.edgeIdx[key]; ok {
-		return i
+func (k *graphSink) edge(src, dst netip.Addr, key *pairKey) int32 {
+	i := k.edgeIdx.get(key)
+	if int(i) == len(k.edges) {
+		k.edges = append(k.edges, edgeKey{src, dst})
+		k.edgeAcc = append(k.edgeAcc, edgeAcc{})
 	}
-	i := int32(len(k.edges))
-	k.edgeIdx[key] = i
-	k.edges = append(k.edges, key)
-	k.edgeAcc = append(k.edgeAcc, edgeAcc{})
 	return i
 }
 
@@ -253,6 +270,11 @@ func (k *graphSink) result(c *graphConfig) *GraphResult {
 	})
 	res.EdgesOmitted = len(k.edges) - len(keep)
 	used := make(map[int32]bool)
+	nodeOf := func(a netip.Addr) int32 {
+		key := hostKeyOf(a)
+		i, _, _ := k.nodeIdx.find(&key)
+		return i
+	}
 	for _, i := range keep {
 		key, acc := k.edges[i], &k.edgeAcc[i]
 		e := Edge{Src: key.src, Dst: key.dst, Octets: acc.c.octets, Packets: acc.c.packets, Flows: acc.c.flows,
@@ -267,8 +289,8 @@ func (k *graphSink) result(c *graphConfig) *GraphResult {
 			e.Ports = []uint16{}
 		}
 		res.Edges = append(res.Edges, e)
-		used[k.nodeIdx[key.src]] = true
-		used[k.nodeIdx[key.dst]] = true
+		used[nodeOf(key.src)] = true
+		used[nodeOf(key.dst)] = true
 	}
 	for i := range used {
 		a := &k.nodeAcc[i]

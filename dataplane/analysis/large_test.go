@@ -150,6 +150,23 @@ func TestLargeFile(t *testing.T) {
 			}
 		}
 	})
+	t.Run("graph overflow", func(t *testing.T) {
+		in := in
+		in.MaxKeys = 1000
+		res, err := Graph(ctx, in, GraphParams{MaxEdges: MaxGraphEdges})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum uint64
+		for _, e := range res.Edges {
+			sum += e.Octets
+		}
+		if res.Hosts > 1000 || res.Conversations > 1000 || res.Overflow.Records == 0 ||
+			sum+res.Overflow.Octets != total.o || res.Total.Octets != total.o {
+			t.Fatalf("hosts %d conversations %d, edges %d + overflow %+v octets, total %+v (want %d)",
+				res.Hosts, res.Conversations, sum, res.Overflow, res.Total, total.o)
+		}
+	})
 	t.Run("progress and cancel", func(t *testing.T) { testProgressAndCancel(t, files) })
 	t.Run("records", func(t *testing.T) {
 		res, err := Records(ctx, in, RecordsParams{Offset: int64(g.records) - 2, Limit: 5})

@@ -180,3 +180,63 @@ func (h *minHeap) Pop() any {
 	h.ix = h.ix[:len(h.ix)-1]
 	return x
 }
+
+// keyIndex maps keys to dense indices 0, 1, 2... in the order they came,
+// with the same open addressing as table; the caller keeps what the
+// indices point at.
+type keyIndex[K keyArray] struct {
+	slots []hslot
+	shift uint
+	keys  []K
+}
+
+func newKeyIndex[K keyArray]() *keyIndex[K] {
+	return &keyIndex[K]{slots: make([]hslot, minSlots), shift: 64 - 10}
+}
+
+// find returns k's index, or -1 and the slot where it would go.
+func (x *keyIndex[K]) find(k *K) (idx int32, at uint64, tag uint32) {
+	h := hashKey(keyBytes(k))
+	tag = uint32(h)
+	mask := uint64(len(x.slots) - 1)
+	for i := h >> x.shift; ; i = (i + 1) & mask {
+		s := x.slots[i]
+		if s.idx == 0 {
+			return -1, i, tag
+		}
+		if s.tag == tag && x.keys[s.idx-1] == *k {
+			return int32(s.idx - 1), i, tag
+		}
+	}
+}
+
+// get returns k's index, adding k if it is new.
+func (x *keyIndex[K]) get(k *K) int32 {
+	idx, at, tag := x.find(k)
+	if idx >= 0 {
+		return idx
+	}
+	x.keys = append(x.keys, *k)
+	x.slots[at] = hslot{tag: tag, idx: uint32(len(x.keys))}
+	if len(x.keys)*4 > len(x.slots)*3 {
+		x.slots = make([]hslot, 2*len(x.slots))
+		x.shift--
+		mask := uint64(len(x.slots) - 1)
+		for n := range x.keys {
+			h := hashKey(keyBytes(&x.keys[n]))
+			i := h >> x.shift
+			for x.slots[i].idx != 0 {
+				i = (i + 1) & mask
+			}
+			x.slots[i] = hslot{tag: uint32(h), idx: uint32(n + 1)}
+		}
+	}
+	return int32(len(x.keys) - 1)
+}
+
+func (x *keyIndex[K]) has(k *K) bool {
+	idx, _, _ := x.find(k)
+	return idx >= 0
+}
+
+func (x *keyIndex[K]) len() int { return len(x.keys) }
