@@ -113,6 +113,7 @@ var modeHelp = map[string]string{
 	"ceiling":  "Measures the recvmmsg sink (perf/sink), then sluice run --output discard, with\nsmall messages: what loopback delivers at all, and Sluice's share of it.",
 	"compare":  "Measures sluice run --output discard, then goflow2 (-format bin -transport file\ninto /dev/null), at the same rates.",
 	"pipeline": "Measures sluice run --pipeline FILE for each --pipelines entry: a ladder and a\nbisection for the highest input rate without loss on either side (input as in\nrun; outputs: nothing dropped, queued or unsent, and a TCP receiver in the\nrunner counted every record sent to it). Pipelines that aggregate get --keys\ndistinct 5-tuples, sent once before each step to fill the table, and report\nmemory per key.",
+	"split":    "Measures sluice run --output X, then the split pod (sluice collector and sluice\nmediator --output X over file rings on /dev/shm) at the same rates, for each\n--outputs entry (default discard): the split form's zero-loss rate against run's.",
 	"report":   "Rewrites the sections of RESULTS.md and the plots from the results/*.json files.",
 }
 
@@ -142,9 +143,9 @@ func parseRateFlag(s string) (float64, error) {
 func parseFlags(mode string, args []string) (config, error) {
 	c := config{mode: mode}
 	switch mode {
-	case "run", "ceiling", "compare", "pipeline", "report":
+	case "run", "ceiling", "compare", "pipeline", "split", "report":
 	default:
-		return c, fmt.Errorf("unknown mode %q: run, ceiling, compare, pipeline or report", mode)
+		return c, fmt.Errorf("unknown mode %q: run, ceiling, compare, pipeline, split or report", mode)
 	}
 	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
 	fs.Usage = func() {
@@ -171,6 +172,8 @@ func parseFlags(mode string, args []string) (config, error) {
 		defRecords, defStart, defPast = 2, "200k", 0
 	case "compare":
 		defStart, defPast = "100k", 3
+	case "split":
+		defPast = 2
 	}
 	fs.IntVar(&c.records, "records", defRecords, "records per message")
 	fs.IntVar(&c.exporters, "exporters", 4, "exporters (sockets) the generator sends from")
@@ -228,6 +231,9 @@ func parseFlags(mode string, args []string) (config, error) {
 	c.outputs = outputs
 	if len(c.outputs) == 0 {
 		c.outputs = []string{"discard", "jsonl:/dev/null"}
+		if mode == "split" {
+			c.outputs = []string{"discard"}
+		}
 	}
 	if c.gen == "" {
 		c.gen = c.sluice
@@ -311,6 +317,11 @@ func run(cfg config) error {
 		res.Series = append(res.Series, r.search(Target{Kind: kindSink, Output: "recvmmsg"}, c))
 		c.profile, c.profileName = cfg.profile, "ceiling-sluice"
 		res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: "discard"}, c))
+	case "split":
+		for _, o := range cfg.outputs {
+			res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: o}, sc))
+			res.Series = append(res.Series, r.search(Target{Kind: kindSplit, Output: o}, sc))
+		}
 	case "compare":
 		res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: "discard"}, sc))
 		res.Series = append(res.Series, r.search(Target{Kind: kindGoflow2, Output: "-format bin -transport file → /dev/null"}, sc))

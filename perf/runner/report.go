@@ -18,12 +18,13 @@ var modeTitles = map[string]string{
 	"ceiling":  "Loopback ceiling (`perf/ceiling.sh`, `make perf-ceiling`)",
 	"compare":  "Sluice and goflow2 (`perf/compare.sh`, `make perf-compare`)",
 	"pipeline": "Pipelines (`perf/pipeline.sh`, `make perf-pipeline`)",
+	"split":    "The split pod against sluice run (`go run ./perf/runner split`)",
 }
 
 // reportAll rewrites the sections of RESULTS.md and the plots of every
 // mode that has a results file.
 func (r *runner) reportAll() error {
-	for _, mode := range []string{"run", "ceiling", "compare", "pipeline"} {
+	for _, mode := range []string{"run", "ceiling", "compare", "pipeline", "split"} {
 		b, err := os.ReadFile(filepath.Join(r.cfg.resultsDir, mode+".json"))
 		if err != nil {
 			continue
@@ -90,6 +91,12 @@ func summaryLines(res *Result) []string {
 			}
 			if sink.BestPPS > 0 {
 				out = append(out, fmt.Sprintf("  sluice zero-loss: %.0f%% of the sink's zero-loss packets/s", 100*sl.BestPPS/sink.BestPPS))
+			}
+		}
+	case "split":
+		for i := 0; i+1 < len(res.Series); i += 2 {
+			if run := res.Series[i]; run.BestRPS > 0 {
+				out = append(out, fmt.Sprintf("  %s: split pod zero-loss rate %.0f%% of sluice run's", run.Output, 100*res.Series[i+1].BestRPS/run.BestRPS))
 			}
 		}
 	case "compare":
@@ -235,6 +242,17 @@ func (r *runner) renderSection(res *Result, plot string) string {
 		}
 	case "pipeline":
 		r.renderPipelineSummary(w, res)
+	case "split":
+		w("| output | sluice run zero-loss records/s | split pod zero-loss records/s | split / run | split lowest lossy records/s |\n|---|---|---|---|---|\n")
+		for i := 0; i+1 < len(res.Series); i += 2 {
+			run, sp := res.Series[i], res.Series[i+1]
+			ratio := "-"
+			if run.BestRPS > 0 {
+				ratio = fmt.Sprintf("**%.0f%%**", 100*sp.BestRPS/run.BestRPS)
+			}
+			w("| %s | %s | %s | %s | %s |\n", run.Output, bestText(run), bestText(sp), ratio, fmtRateOr(sp.LowestLossRPS, "none"))
+		}
+		w("\nThe split pod's CPU and RSS columns in the JSON are the collector's alone; the mediator is a second process on the same cores.\n\n")
 	}
 	if plot != "" {
 		w("![decoded vs offered](%s)\n\n", plot)
@@ -294,7 +312,7 @@ func (r *runner) renderSection(res *Result, plot string) string {
 				}
 				counted := math.Max(s.SeqLost, 0) + s.DropRecs
 				w("; %.0f records lost by the generator's count", s.LostRecords)
-				if s.Kind == kindSluice {
+				if s.Kind == kindSluice || s.Kind == kindSplit {
 					w("; sluice counted %.0f (sequence loss + drops after decoding) and %.0f datagrams (%.0f records) dropped on its sockets by the kernel", counted, s.SocketDrops, s.SocketDrops*float64(s.Records))
 				} else {
 					w(", %.0f datagrams counted as dropped by the kernel and %.0f by %s", s.SocketDrops, s.DropUnits, s.Kind)
@@ -350,7 +368,7 @@ func askedText(v float64) string {
 
 func appDrops(s *Step) string {
 	switch s.Kind {
-	case kindSluice:
+	case kindSluice, kindSplit:
 		return fmt.Sprintf("%.0f rec, %.0f sets", s.DropRecs, s.DropUnits)
 	case kindGoflow2:
 		t := fmt.Sprintf("%.0f pkts", s.DropUnits)

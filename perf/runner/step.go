@@ -235,7 +235,7 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 	} else {
 		s.DecodedRecords = d.Decoded - base.Decoded
 	}
-	if t.Kind == kindSluice {
+	if t.Kind == kindSluice || t.Kind == kindSplit {
 		s.SeqLost = d.SeqLost - base.SeqLost
 		s.RingBytes = d.RingBytes
 	}

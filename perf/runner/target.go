@@ -18,6 +18,9 @@ const (
 	kindSluice  = "sluice"
 	kindGoflow2 = "goflow2"
 	kindSink    = "sink"
+	// kindSplit is the split pod: sluice collector and sluice mediator
+	// over file rings; the mediator is the proc's peer.
+	kindSplit = "split"
 )
 
 // Target is one receiver a series of steps is run against.
@@ -38,6 +41,8 @@ func (t Target) String() string {
 		return "sluice " + t.Output
 	case kindGoflow2:
 		return "goflow2 " + t.Output
+	case kindSplit:
+		return "split pod " + t.Output
 	}
 	return t.Kind
 }
@@ -70,6 +75,8 @@ type proc struct {
 	logPath  string
 	logFile  *os.File
 	recv     *tcpReceiver // pipeline mode: where ipfix+tcp outputs send
+	peer     *proc        // split: the mediator (this proc is the collector)
+	ringDir  string       // split: removed at stop
 }
 
 func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
@@ -126,6 +133,26 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 			"-format", "bin", "-transport", "file", "-transport.file", os.DevNull, "-loglevel", "warn"}
 		args = append(args, r.cfg.goflow2Args...)
 		p.metrics, p.ready = "/metrics", "/__health"
+	case kindSplit:
+		bin = r.cfg.sluice
+		if p.ringDir, err = os.MkdirTemp(shmOr(), "sluice-perf-rings-"); err != nil {
+			return nil, err
+		}
+		args = []string{"collector", "--ring-dir", p.ringDir, "--listen", fmt.Sprintf("udp://127.0.0.1:%d", udp),
+			"--admin", fmt.Sprintf("127.0.0.1:%d", adm), "--log-level", "warn"}
+		args = append(args, r.cfg.sluiceArgs...)
+		p.metrics, p.ready = "/metrics", "/readyz"
+		medAdm, err := freePort("tcp")
+		if err != nil {
+			return nil, err
+		}
+		peer, err := r.startPeer(Target{Kind: "mediator", Output: t.Output}, r.cfg.sluice, []string{"mediator",
+			"--ring-dir", p.ringDir, "--output", t.Output, "--admin", fmt.Sprintf("127.0.0.1:%d", medAdm), "--log-level", "warn"},
+			fmt.Sprintf("http://127.0.0.1:%d", medAdm))
+		if err != nil {
+			return nil, err
+		}
+		p.peer = peer
 	case kindSink:
 		bin = r.cfg.sink
 		args = []string{"--addr", fmt.Sprintf("127.0.0.1:%d", udp), "--http", fmt.Sprintf("127.0.0.1:%d", adm)}
@@ -155,6 +182,7 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 	if err := p.cmd.Start(); err != nil {
 		p.logFile.Close()
 		p.closeReceiver()
+		p.peer.stop()
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
 	r.setCurrent(p)
@@ -172,7 +200,13 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 		default:
 		}
 		if _, code, err := httpGet(p.httpBase + p.ready); err == nil && code == 200 {
-			break
+			if p.peer == nil {
+				break
+			}
+			// The mediator is ready once it has attached to the rings.
+			if _, code, err := httpGet(p.peer.httpBase + p.ready); err == nil && code == 200 {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
 			p.stop()
@@ -200,6 +234,10 @@ func (p *proc) stop() {
 	}
 	p.logFile.Close()
 	p.closeReceiver()
+	p.peer.stop() // after the collector: the mediator drains what it left
+	if p.ringDir != "" {
+		os.RemoveAll(p.ringDir)
+	}
 }
 
 func (p *proc) closeReceiver() {
@@ -229,7 +267,7 @@ func (r *runner) writePipeline(p *proc) (string, error) {
 	return path, nil
 }
 
-// scrape reads the receiver's counters.
+// scrape reads the receiver's counters (a split pod's: both processes').
 func (p *proc) scrape() (counts, error) {
 	b, code, err := httpGet(p.httpBase + p.metrics)
 	if err != nil {
@@ -238,10 +276,20 @@ func (p *proc) scrape() (counts, error) {
 	if code != 200 {
 		return counts{}, fmt.Errorf("GET %s: status %d", p.metrics, code)
 	}
+	if p.peer != nil {
+		pb, code, err := httpGet(p.peer.httpBase + p.metrics)
+		if err != nil {
+			return counts{}, err
+		}
+		if code != 200 {
+			return counts{}, fmt.Errorf("GET mediator %s: status %d", p.metrics, code)
+		}
+		b = append(append(b, '\n'), pb...)
+	}
 	m := parseMetrics(string(b))
 	var c counts
 	switch p.t.Kind {
-	case kindSluice:
+	case kindSluice, kindSplit:
 		c.Decoded = m.sum("sluice_records_total")
 		c.Packets = m.sum("sluice_packets_total", "transport", "udp")
 		c.SeqLost = m.sum("sluice_sequence_lost_total")
@@ -294,4 +342,39 @@ func fmtRate(v float64) string {
 		return strconv.FormatFloat(v/1e3, 'f', 0, 64) + "k"
 	}
 	return strconv.FormatFloat(v, 'f', 0, 64)
+}
+
+// startPeer starts a second process of a target (the split pod's
+// mediator) with its log next to the others'.
+func (r *runner) startPeer(t Target, bin string, args []string, base string) (*proc, error) {
+	p := &proc{t: t, httpBase: base, metrics: "/metrics", ready: "/readyz"}
+	r.logSeq++
+	p.logPath = filepath.Join(r.logDir, fmt.Sprintf("%03d-%s.log", r.logSeq, t.Kind))
+	var err error
+	if p.logFile, err = os.Create(p.logPath); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(p.logFile, "# %s %s\n", bin, strings.Join(args, " "))
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logFile, p.logFile
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		p.logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	p.done = make(chan struct{})
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// shmOr returns /dev/shm when there is one (the split pod's rings are on a
+// tmpfs), else the temporary directory.
+func shmOr() string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		return "/dev/shm"
+	}
+	return os.TempDir()
 }
