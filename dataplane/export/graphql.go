@@ -684,12 +684,13 @@ func (g *GraphQL) push() {
 		return
 	}
 	g.queued.Add(int64(b.n))
+	size := len(b.buf) // b is the writer's once queued
 	select {
 	case g.queue <- b:
 		select {
 		case g.cur = <-g.free:
 		default:
-			g.cur = &gqlBatch{buf: make([]byte, 0, len(b.buf))}
+			g.cur = &gqlBatch{buf: make([]byte, 0, size)}
 		}
 	default:
 		g.queued.Add(-int64(b.n))

@@ -248,9 +248,12 @@ func openGraphQL(t testing.TB, spec string) *GraphQL {
 }
 
 func TestGraphQLDelivery(t *testing.T) {
-	for _, tc := range []struct{ name, opts string }{
-		{"aliases", "batch=7"},
-		{"list", "batch=50&list_mutation=ingestIpfixRecords"},
+	for _, tc := range []struct {
+		name, opts string
+		files      []string // nil: every capture feedCaptures knows
+	}{
+		{"aliases", "batch=7", nil},
+		{"list", "batch=50&list_mutation=ingestIpfixRecords", []string{"softflowd-ipfix-biflow.pcap", "fprobe-v5.pcap"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -259,7 +262,7 @@ func TestGraphQLDelivery(t *testing.T) {
 			tok := filepath.Join(t.TempDir(), "token")
 			os.WriteFile(tok, []byte("tok\n"), 0o600)
 			g := openGraphQL(t, "graphql+"+hs.URL+"/graphql?"+tc.opts+"&token_file="+tok)
-			fed := feedCaptures(t, g, false)
+			fed := feedCaptures(t, g, false, tc.files...)
 			g.Flush()
 			waitFor(t, "every record stored", 30*time.Second, func() bool { return g.Stats().Sent+g.Stats().Dropped == uint64(len(fed)) })
 			if s := g.Stats(); s.Dropped != 0 || s.Errors != 0 {

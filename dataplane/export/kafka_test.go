@@ -107,9 +107,11 @@ type fedRecord struct {
 // under its own exporter address (192.0.2.N), and returns the data records
 // fed in order. Options records are fed too; with goflow2-pb they are not
 // expected back.
-func feedCaptures(t testing.TB, o Output, pb bool) []fedRecord {
+func feedCaptures(t testing.TB, o Output, pb bool, files ...string) []fedRecord {
 	t.Helper()
-	files := []string{"softflowd-ipfix.pcap", "softflowd-v9.pcap", "fprobe-v5.pcap", "pmacct-nfprobe-ipfix.pcap", "nfdump-nfreplay-v9.pcap"}
+	if len(files) == 0 {
+		files = []string{"softflowd-ipfix.pcap", "softflowd-v9.pcap", "fprobe-v5.pcap", "pmacct-nfprobe-ipfix.pcap", "nfdump-nfreplay-v9.pcap"}
+	}
 	var fed []fedRecord
 	sampling := map[string]uint64{}
 	var line []byte
