@@ -6,7 +6,7 @@ BIN := bin
 # the traffic replayer, network namespace tools, Redis (shared templates) and
 # libfixbuf's ipfixDump (a second independent decoder of re-exported IPFIX),
 # and libzmq (sluice-api links it through cgo).
-TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev
+TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin
 FUZZTIME ?= 20s
 # package:FuzzTarget pairs run by fuzz-smoke.
 FUZZ_TARGETS := \

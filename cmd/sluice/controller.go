@@ -10,8 +10,12 @@ import (
 	"syscall"
 
 	"github.com/sluice-flow/sluice/controlplane/controller"
+	"github.com/sluice-flow/sluice/controlplane/dbus"
 	"github.com/sluice-flow/sluice/controlplane/node"
 )
+
+// The D-Bus side of `sluice collector` and `sluice mediator`.
+func init() { node.RegisterBus(dbus.NodeBus{}) }
 
 // runController is `sluice controller`: the pod's bus daemon and HTTP API.
 func runController(args []string, stdout, stderr io.Writer) error {
