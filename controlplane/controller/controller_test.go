@@ -114,7 +114,10 @@ func TestAPIOverBus(t *testing.T) {
 	if code, body := a.do("POST", "/api/v1/drain", "tok", `{"timeout_ms": 5000}`); code != 200 || !strings.Contains(body, `"drained":true`) {
 		t.Errorf("drain: %d %s", code, body)
 	}
-	if !p.col.Status().Draining || !med2.flushed {
+	med2.mu.Lock()
+	flushed := med2.flushed
+	med2.mu.Unlock()
+	if !p.col.Status().Draining || !flushed {
 		t.Error("drain did not reach the processes")
 	}
 	if code, _ := a.do("GET", "/readyz", "", ""); code != 503 {
@@ -358,5 +361,4 @@ func TestPipelineFileStore(t *testing.T) {
 	if v, _ := p.med.Pipeline(); v != 1 {
 		t.Errorf("version %d", v)
 	}
-	_ = time.Second
 }

@@ -294,8 +294,12 @@ func TestMethods(t *testing.T) {
 	if ms, err := p.client.Mediator().Status(ctx); err != nil || ms.PipelineVersion != 1 || ms.RingsAttached != 2 {
 		t.Errorf("mediator Status: %+v %v", ms, err)
 	}
-	if err := p.client.Mediator().Flush(ctx); err != nil || p.med.flushes != 1 {
-		t.Errorf("Flush: %v (%d)", err, p.med.flushes)
+	err = p.client.Mediator().Flush(ctx)
+	p.med.mu.Lock()
+	flushes := p.med.flushes
+	p.med.mu.Unlock()
+	if err != nil || flushes != 1 {
+		t.Errorf("Flush: %v (%d)", err, flushes)
 	}
 	if r, err := p.client.Mediator().Ready(ctx); err != nil || !r {
 		t.Errorf("mediator Ready: %v %v", r, err)
