@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/sluice-flow/sluice/controlplane/admin"
 	"github.com/sluice-flow/sluice/controlplane/dbus"
