@@ -21,6 +21,7 @@ commands:
   gen              send IPFIX or NetFlow v9 load to a collector
   decode FILE...   decode pcap/pcapng captures, IPFIX files and raw NetFlow
                    payloads to one JSON object per data record
+  meter CAPTURE... meter pcap/pcapng captures into IPFIX flows (-o FILE.ipfix, -o -)
   check FILE...    compile pipeline files without running them (outputs are
                    checked, not opened); errors name the line
   version          print the version, commit and Go version
@@ -36,6 +37,7 @@ var commands = map[string]command{
 	"gen":        runGen,
 	"decode":     runDecode,
 	"check":      runCheck,
+	"meter":      runMeter,
 	"controller": runController,
 	"collector":  runSplit("collector"),
 	"mediator":   runSplit("mediator"),
