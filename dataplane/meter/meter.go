@@ -59,7 +59,7 @@ type Meter struct {
 	idle, active  int64
 	linger        int64
 	t             table
-	dpi           []dpiState // parallel to t.flows with Config.DPI
+	dpi           []dpiState // parallel to the flow slab with Config.DPI
 	frags         map[fragKey]fragEntry
 	clock         int64 // latest capture time seen, Unix nanoseconds
 	nextSweep     int64
@@ -201,15 +201,16 @@ func (m *Meter) account(p *packet) {
 	} else {
 		k.sport, k.dport = p.sport, p.dport
 	}
-	i, ok := m.t.index[k]
+	i, ok := m.t.lookup(&k)
 	rev := false
 	if !ok && m.cfg.Biflow {
-		if i, ok = m.t.index[k.reverse()]; ok {
+		rk := k.reverse()
+		if i, ok = m.t.lookup(&rk); ok {
 			rev = true
 		}
 	}
 	if ok {
-		f := &m.t.flows[i]
+		f := m.t.flows.at(i)
 		switch {
 		case ts-f.last > m.idle:
 			m.export(i, EndIdle)
@@ -227,16 +228,16 @@ func (m *Meter) account(p *packet) {
 	}
 	if !ok {
 		if m.t.len() >= m.cfg.MaxFlows {
-			victim := m.t.close.head
+			victim := m.t.settle(&m.t.close)
 			if victim == nilIdx {
-				victim = m.t.open.head
+				victim = m.t.settle(&m.t.open)
 			}
 			m.export(victim, EndResources)
 			m.stats.EarlyExports++
 		}
 		i = m.t.insert(k)
-		f := &m.t.flows[i]
-		f.start, f.last = ts, ts
+		f := m.t.flows.at(i)
+		f.start, f.last, f.queued = ts, ts, ts
 		f.minTTL, f.rMinTTL = 255, 255
 		f.initFlags = p.tcpFlags
 		f.mpls, f.hasMPLS = p.mpls, p.hasMPLS
@@ -248,10 +249,8 @@ func (m *Meter) account(p *packet) {
 				m.dpi[i] = dpiState{}
 			}
 		}
-	} else {
-		m.t.touch(i)
 	}
-	f := &m.t.flows[i]
+	f := m.t.flows.at(i)
 	if ts > f.last {
 		f.last = ts
 	}
@@ -298,7 +297,7 @@ func (m *Meter) account(p *packet) {
 
 // export sends flow i's record and removes it from the table.
 func (m *Meter) export(i int32, reason uint8) {
-	f := &m.t.flows[i]
+	f := m.t.flows.at(i)
 	var d *dpiState
 	if m.dpi != nil {
 		d = &m.dpi[i]
@@ -313,13 +312,13 @@ func (m *Meter) export(i int32, reason uint8) {
 // after their flow ended.
 func (m *Meter) sweep() {
 	now := m.clock
-	for i := m.t.close.head; i != nilIdx && now-m.t.flows[i].last > m.linger; i = m.t.close.head {
+	for i := m.t.settle(&m.t.close); i != nilIdx && now-m.t.flows.at(i).last > m.linger; i = m.t.settle(&m.t.close) {
 		m.export(i, EndOfFlow)
 	}
-	for i := m.t.open.head; i != nilIdx && now-m.t.flows[i].last > m.idle; i = m.t.open.head {
+	for i := m.t.settle(&m.t.open); i != nilIdx && now-m.t.flows.at(i).last > m.idle; i = m.t.settle(&m.t.open) {
 		m.export(i, EndIdle)
 	}
-	for i := m.t.age.head; i != nilIdx && now-m.t.flows[i].start >= m.active; i = m.t.age.head {
+	for i := m.t.age.head; i != nilIdx && now-m.t.flows.at(i).start >= m.active; i = m.t.age.head {
 		m.export(i, EndActive)
 	}
 	m.enc.finish(now)
