@@ -279,11 +279,7 @@ func TestMeterFragments(t *testing.T) {
 // count data records.
 func TestMeterDeterministic(t *testing.T) {
 	path := traffic(t, 2, 300)
-	c1, st, b1 := meterRun(t, Config{Biflow: true})
-	_ = c1
-	_ = st
-	_ = b1
-	c1, _, b1 = meterRun(t, Config{Biflow: true}, path)
+	c1, _, b1 := meterRun(t, Config{Biflow: true}, path)
 	_, _, b2 := meterRun(t, Config{Biflow: true}, path)
 	if !bytes.Equal(b1, b2) {
 		t.Error("two runs over one capture differ")

@@ -128,7 +128,7 @@ func (s *OutputSink) Close() error {
 	return errors.Join(errs...)
 }
 
-// Outputs returns the outputs' counters, by output name, in order.
+// Outputs returns the outputs, in the order given (for their Stats).
 func (s *OutputSink) Outputs() []export.Output { return s.outs }
 
 // Tee sends every message to each sink in turn.
