@@ -1,6 +1,7 @@
 // Package pcap reads packet captures, classic pcap or pcapng, and yields the
 // UDP datagrams in them with their capture times and endpoints, so that
-// exported flows (IPFIX, NetFlow) can be decoded from captures. It also
+// exported flows (IPFIX, NetFlow) can be decoded from captures; NextPacket
+// yields every packet undecoded, with its link type, for flow metering. It also
 // writes small classic pcap files of UDP datagrams, for tests.
 //
 // Buffer lifetimes: Datagram.Payload is a view into the Reader's one

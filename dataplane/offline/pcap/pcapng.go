@@ -162,8 +162,9 @@ func (r *Reader) readBody(typ, length uint32) ([]byte, error) {
 	return body[:end], nil
 }
 
-// nextNG reads pcapng blocks until a packet block holds a UDP datagram.
-func (r *Reader) nextNG(d *Datagram) error {
+// nextNG reads pcapng blocks until a packet block holds a UDP datagram, or
+// reads one packet block into raw when raw is not nil.
+func (r *Reader) nextNG(d *Datagram, raw *Packet) error {
 	for {
 		h := r.hdr[:8]
 		if n, err := io.ReadFull(r.br, h); err != nil {
@@ -221,6 +222,12 @@ func (r *Reader) nextNG(d *Datagram) error {
 			}
 			r.stats.Packets++
 			f := &r.ifaces[id]
+			if raw != nil {
+				raw.Time, raw.LinkType = f.time(ts), f.linkType
+				raw.OrigLen, raw.Data = r.order.Uint32(body[16:20]), body[20:20+caplen]
+				r.link = f.linkType
+				return nil
+			}
 			if r.decodeLink(f.linkType, body[20:20+caplen], d) {
 				d.Time = f.time(ts)
 				return nil
@@ -245,6 +252,12 @@ func (r *Reader) nextNG(d *Datagram) error {
 				data = data[:f.snaplen]
 			}
 			r.stats.Packets++
+			if raw != nil {
+				raw.Time, raw.LinkType = time.Time{}, f.linkType
+				raw.OrigLen, raw.Data = r.order.Uint32(body[0:4]), data
+				r.link = f.linkType
+				return nil
+			}
 			if r.decodeLink(f.linkType, data, d) {
 				d.Time = time.Time{}
 				return nil

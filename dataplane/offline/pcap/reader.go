@@ -78,9 +78,20 @@ type Datagram struct {
 	Payload []byte
 }
 
-// Stats counts what a Reader has seen. Every packet read is either returned
-// as a datagram or counted under exactly one skip reason, so Packets equals
-// Datagrams plus Skipped().
+// Packet is one captured packet as read by NextPacket, before any link-layer
+// decoding. Data is a view into the reader's buffer, valid until the next
+// call to Next or NextPacket.
+type Packet struct {
+	Time     time.Time // capture time in UTC; zero for pcapng Simple Packet Blocks
+	LinkType uint32    // LINKTYPE_ value of the packet's interface
+	OrigLen  uint32    // length on the wire; len(Data) is less when the snapshot length cut it
+	Data     []byte
+}
+
+// Stats counts what a Reader has seen. Every packet read by Next is either
+// returned as a datagram or counted under exactly one skip reason, so
+// Packets equals Datagrams plus Skipped() when only Next is used. Packets
+// returned by NextPacket count in Packets alone.
 type Stats struct {
 	Packets         uint64 // packet records and packet blocks read
 	Datagrams       uint64 // UDP datagrams returned by Next
@@ -210,9 +221,9 @@ func (r *Reader) Next(d *Datagram) error {
 	}
 	var err error
 	if r.ng {
-		err = r.nextNG(d)
+		err = r.nextNG(d, nil)
 	} else {
-		err = r.nextPcap(d)
+		err = r.nextPcap(d, nil)
 	}
 	if err != nil {
 		r.err = err
@@ -220,8 +231,30 @@ func (r *Reader) Next(d *Datagram) error {
 	return err
 }
 
-// nextPcap reads classic pcap records until one holds a UDP datagram.
-func (r *Reader) nextPcap(d *Datagram) error {
+// NextPacket stores the next captured packet, of any link type and
+// content, in p: no link-layer decoding, nothing skipped. It returns io.EOF
+// at the end of the capture and an error for malformed or truncated input,
+// as Next does. p.Data is valid until the next call to Next or NextPacket.
+// It allocates nothing in steady state.
+func (r *Reader) NextPacket(p *Packet) error {
+	if r.err != nil {
+		return r.err
+	}
+	var err error
+	if r.ng {
+		err = r.nextNG(nil, p)
+	} else {
+		err = r.nextPcap(nil, p)
+	}
+	if err != nil {
+		r.err = err
+	}
+	return err
+}
+
+// nextPcap reads classic pcap records until one holds a UDP datagram, or
+// reads one record into raw when raw is not nil.
+func (r *Reader) nextPcap(d *Datagram, raw *Packet) error {
 	// Allow captured lengths somewhat above the snapshot length (some
 	// writers do not count the link-layer header) but not far above it.
 	limit := uint32(MaxPacketSize)
@@ -247,16 +280,25 @@ func (r *Reader) nextPcap(d *Datagram) error {
 			return truncated("record", err)
 		}
 		r.stats.Packets++
+		if raw != nil {
+			raw.Time = r.pcapTime(sec, frac)
+			raw.LinkType, raw.OrigLen, raw.Data = r.linkType, r.order.Uint32(h[12:16]), data
+			return nil
+		}
 		if !r.decodeLink(r.linkType, data, d) {
 			continue
 		}
-		if r.nano {
-			d.Time = time.Unix(int64(sec), int64(frac)).UTC()
-		} else {
-			d.Time = time.Unix(int64(sec), int64(frac)*1000).UTC()
-		}
+		d.Time = r.pcapTime(sec, frac)
 		return nil
 	}
+}
+
+// pcapTime converts a classic pcap record's timestamp.
+func (r *Reader) pcapTime(sec, frac uint32) time.Time {
+	if r.nano {
+		return time.Unix(int64(sec), int64(frac)).UTC()
+	}
+	return time.Unix(int64(sec), int64(frac)*1000).UTC()
 }
 
 // grow returns r.buf resliced to n bytes, reallocating only when n exceeds
