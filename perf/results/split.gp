@@ -22,7 +22,7 @@ $s1 << EOD
 1.5013231332539996e+07 1.3097647899062054e+07
 EOD
 set terminal pngcairo size 900,600
-set output '/tmp/perfres/split.png'
+set output 'perf/split.png'
 set title 'Decoded vs offered rate (AMD EPYC, 2 CPUs, 2026-12-05 16:33 UTC)'
 set logscale xy
 set grid
