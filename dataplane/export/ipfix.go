@@ -24,6 +24,19 @@ type QueueStats interface {
 	Reconnects() uint64
 }
 
+// SkipStats is implemented by outputs whose format cannot carry some records
+// (goflow2-pb has no options records): those are left out on purpose and
+// counted, neither sent nor dropped.
+type SkipStats interface {
+	Skipped() uint64
+}
+
+// UnmappedStats is implemented by outputs that leave out the elements their
+// format has no field for (GraphQL): the values left out are counted.
+type UnmappedStats interface {
+	Unmapped() uint64
+}
+
 // V5ExportTemplateID is the template ID NetFlow v5 records are re-exported
 // under (v5 has no template; its built-in layout has ID 0).
 const V5ExportTemplateID = 0xFF05

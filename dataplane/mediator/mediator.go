@@ -377,7 +377,8 @@ var (
 	recordsTotal         = promtext.Counter("sluice_records_total", "Data records decoded (options records included).")
 	optionsRecordsTotal  = promtext.Counter("sluice_options_records_total", "Options data records decoded.")
 	unknownTemplateTotal = promtext.Counter("sluice_mediator_unknown_template_records_total", "Records whose template definition never reached the mediator.")
-	outputRecordsTotal   = promtext.Counter("sluice_output_records_total", "Records per output and outcome.")
+	outputRecordsTotal   = promtext.Counter("sluice_output_records_total", "Records per output and outcome (sent, dropped, and skipped: records the output's format cannot carry).")
+	outputUnmapped       = promtext.Counter("sluice_output_unmapped_values_total", "Element values an output left out because its format has no field for them.")
 	outputQueued         = promtext.Gauge("sluice_output_queued_records", "Records waiting in an output's queue.")
 	outputReconnects     = promtext.Counter("sluice_output_reconnects_total", "Reconnections of an output.")
 	outputErrorsTotal    = promtext.Counter("sluice_output_errors_total", "Write or connection errors of an output.")
@@ -408,6 +409,9 @@ func (m *Mediator) AppendMetrics(dst []byte) []byte {
 		s := o.Stats()
 		w.Uint(outputRecordsTotal, s.Sent, "output", o.Name(), "outcome", "sent")
 		w.Uint(outputRecordsTotal, s.Dropped, "output", o.Name(), "outcome", "dropped")
+		if k, ok := o.(export.SkipStats); ok {
+			w.Uint(outputRecordsTotal, k.Skipped(), "output", o.Name(), "outcome", "skipped")
+		}
 	}
 	w.Head(outputQueued)
 	for _, o := range outputs {
@@ -424,6 +428,11 @@ func (m *Mediator) AppendMetrics(dst []byte) []byte {
 	w.Head(outputErrorsTotal)
 	for _, o := range outputs {
 		w.Uint(outputErrorsTotal, o.Stats().Errors, "output", o.Name())
+	}
+	for _, o := range outputs {
+		if u, ok := o.(export.UnmappedStats); ok {
+			w.Uint(outputUnmapped, u.Unmapped(), "output", o.Name())
+		}
 	}
 	return w.Bytes()
 }

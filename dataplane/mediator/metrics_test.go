@@ -28,6 +28,8 @@ func (o *queuedOut) Name() string                          { return o.name }
 func (o *queuedOut) Stats() export.Stats                   { return export.Stats{Sent: o.n, Dropped: 1, Errors: 2} }
 func (o *queuedOut) Queued() int                           { return 3 }
 func (o *queuedOut) Reconnects() uint64                    { return 4 }
+func (o *queuedOut) Skipped() uint64                       { return 5 }
+func (o *queuedOut) Unmapped() uint64                      { return 6 }
 
 // TestMetricsParse runs records through two pipelines (one with a select and
 // an aggregate) and reads the mediator's metrics back with the Prometheus
@@ -125,6 +127,8 @@ func TestMetricsParse(t *testing.T) {
 		{"sluice_output_queued_records", []string{"output", a}, 3},
 		{"sluice_output_reconnects_total", []string{"output", b}, 4},
 		{"sluice_output_errors_total", []string{"output", b}, 2},
+		{"sluice_output_records_total", []string{"output", a, "outcome", "skipped"}, 5},
+		{"sluice_output_unmapped_values_total", []string{"output", b}, 6},
 	} {
 		if got := value(c.name, c.labels...); got != c.want {
 			t.Errorf("%s%q = %v, want %v", c.name, c.labels, got, c.want)
