@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -158,13 +159,22 @@ func (s *Server) postJob(c *fasthttp.RequestCtx, tenant, _ string) {
 			fail(c, fasthttp.StatusNotFound, apiError{Error: "not_found", Param: "files[" + itoa(i) + "]"})
 			return
 		}
-		if _, err := s.st.getFile(c, tenant, f); err != nil {
+		fr, err := s.st.getFile(c, tenant, f)
+		if err != nil {
 			if errors.Is(err, errNotFound) {
 				fail(c, fasthttp.StatusNotFound, apiError{Error: "not_found", Param: "files[" + itoa(i) + "]"})
 				return
 			}
 			s.storeError(c, err)
 			return
+		}
+		if ft, ok := s.an.(fileTyper); ok {
+			if allowed := ft.FileTypes(req.Type); allowed != nil && !slices.Contains(allowed, fr.Type) {
+				s.m.rejected.add(1, "invalid")
+				fail(c, fasthttp.StatusBadRequest, apiError{Error: "bad_file", Param: "files[" + itoa(i) + "]",
+					Message: "a " + req.Type + " job reads " + strings.Join(allowed, " or ") + " files, not " + fr.Type, Allowed: allowed})
+				return
+			}
 		}
 	}
 	rec := &jobRecord{ID: newID(), Tenant: tenant, Type: req.Type, State: stateQueued, Files: req.Files,
