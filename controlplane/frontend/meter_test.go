@@ -181,6 +181,31 @@ func TestMeterJob(t *testing.T) {
 		})
 	}
 
+	// The analysis jobs meter a traffic capture into flows first: through
+	// the API and the workers as in the library.
+	t.Run("topn over traffic", func(t *testing.T) {
+		params := `{"by":["sourceIPv4Address","protocolIdentifier"],"metric":"packets","n":50}`
+		id := ts.postJob(t, tokenA, analysis.JobTopN, []string{file}, params)
+		if v := ts.waitJob(t, tokenA, id, nil); v.State != stateDone {
+			t.Fatalf("%+v", v)
+		}
+		res, err := analysis.Run(context.Background(), analysis.JobTopN, analysis.Input{Files: []string{capPath}}, []byte(params))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr := res.(*analysis.TopNResult); len(tr.Rows) == 0 || tr.Summary.Traffic == nil {
+			t.Fatalf("library: %+v", tr)
+		}
+		var b bytes.Buffer
+		if err := res.Write(&b, "csv"); err != nil {
+			t.Fatal(err)
+		}
+		code, _, body := call(t, "GET", ts.url+"/api/v1/jobs/"+id+"/result?format=csv", tokenA, nil)
+		if code != 200 || !bytes.Equal(body, b.Bytes()) {
+			t.Fatalf("%d: the API's CSV differs from the library's:\n%s\n%s", code, body, b.Bytes())
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		for _, c := range []struct{ params, param string }{
 			{`{"biflow":true,"filter":"protocolIdentifier == 6"}`, "params.filter"},

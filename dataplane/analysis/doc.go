@@ -1,6 +1,8 @@
 // Package analysis runs the Web API's analysis jobs (records, top N, time
 // series, communication graph) over pcap, pcapng and IPFIX files decoded as
-// `sluice decode` decodes them, with an optional select filter. It is a pure
+// `sluice decode` decodes them, with an optional select filter. Captures
+// of ordinary traffic (not flow export) are first metered into flows by
+// dataplane/meter, as `sluice meter` does (traffic.go). It is a pure
 // library: the frontend's workers call it with files, typed parameters, a
 // progress callback and a context, and format its typed results as JSON,
 // CSV, PNG, GraphML or DOT; HTTP, Redis and ZeroMQ stay outside.

@@ -6,17 +6,19 @@ import (
 	"strconv"
 )
 
-// ErrTrafficCapture is the error of a job over a capture of ordinary
-// traffic (or with params.input "traffic"): such captures must first be
-// metered into flows, which is not available yet. Test with errors.Is; the
+// ErrTrafficCapture is matched (errors.Is) by the error of a job over a
+// capture taken for ordinary traffic, sniffed or by params.input
+// "traffic", that could not be metered into flows: a capture that breaks
+// off, or a file that is not a capture with params.input "traffic". The
 // error returned is a *TrafficError.
-var ErrTrafficCapture = errors.New("analysis: metering of ordinary traffic is not available yet")
+var ErrTrafficCapture = errors.New("analysis: a capture of ordinary traffic could not be metered")
 
 // ErrUnknownJob is returned by Run and ParseParams for a job type that is
 // not one of JobRecords, JobTopN, JobTimeseries, JobGraph.
 var ErrUnknownJob = errors.New("analysis: unknown job type")
 
-// TrafficError says which file was taken for ordinary traffic and why.
+// TrafficError says which file was taken for ordinary traffic, why, and
+// what stopped the flow meter reading it.
 type TrafficError struct {
 	File string
 	// Forced is true when params.input said "traffic"; otherwise the
@@ -24,20 +26,26 @@ type TrafficError struct {
 	// Export looked like NetFlow or IPFIX messages.
 	Forced                     bool
 	Packets, Datagrams, Export uint64
+	// Err is the meter's error (wrapping meter.ErrDamaged for a capture
+	// that breaks off).
+	Err error
 }
 
 func (e *TrafficError) Error() string {
 	if e.Forced {
-		return "analysis: " + e.File + ": params.input is traffic: metering of ordinary traffic is not available yet"
+		return "analysis: " + e.File + ": metering it as ordinary traffic (params.input is traffic): " + e.Err.Error()
 	}
-	return "analysis: " + e.File + ": ordinary traffic (" + strconv.FormatUint(e.Export, 10) + " of " +
+	return "analysis: " + e.File + ": metering it as ordinary traffic (" + strconv.FormatUint(e.Export, 10) + " of " +
 		strconv.FormatUint(e.Datagrams, 10) + " UDP datagrams in the first " + strconv.FormatUint(e.Packets, 10) +
-		" packets are NetFlow or IPFIX; export over TCP is not read from captures): metering of ordinary traffic is not available yet; " +
-		`set params.input to "export" to decode it as flow export anyway`
+		" packets are NetFlow or IPFIX; export over TCP is not read from captures): " + e.Err.Error() +
+		`; set params.input to "export" to decode it as flow export`
 }
 
 // Is makes errors.Is(err, ErrTrafficCapture) true.
 func (e *TrafficError) Is(target error) bool { return target == ErrTrafficCapture }
+
+// Unwrap returns the meter's error.
+func (e *TrafficError) Unwrap() error { return e.Err }
 
 // ParamError is a job parameter that is unknown, of the wrong type or out
 // of range. The API answers it with 400.

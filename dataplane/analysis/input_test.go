@@ -138,37 +138,41 @@ func TestTrafficCapture(t *testing.T) {
 	traffic := filepath.Join(dir, "traffic.pcap")
 	writeTrafficPcap(t, traffic)
 	ctx := context.Background()
-	_, err := TopN(ctx, Input{Files: []string{traffic}}, TopNParams{By: []string{"sourceIPv4Address"}})
-	var te *TrafficError
-	if !errors.Is(err, ErrTrafficCapture) || !errors.As(err, &te) || te.Forced || te.Packets != 200 || te.Datagrams != 50 || te.Export != 0 {
-		t.Fatalf("traffic capture: %v (%+v)", err, te)
+	// Sniffed as ordinary traffic: metered into flows (traffic_test.go
+	// checks the flows against sluice meter's).
+	tr, err := TopN(ctx, Input{Files: []string{traffic}}, TopNParams{By: []string{"sourceIPv4Address"}})
+	if err != nil {
+		t.Fatalf("traffic capture: %v", err)
 	}
-	if !strings.Contains(err.Error(), "metering of ordinary traffic is not available yet") {
-		t.Fatalf("message: %v", err)
+	if st := tr.Summary.Traffic; st == nil || st.Files != 1 || st.Packets != 200 || st.Metered != 200 || st.Flows == 0 ||
+		tr.Summary.DataRecords != st.Flows || tr.Total.Packets != 200 {
+		t.Fatalf("traffic capture: %+v %+v", tr.Summary.Traffic, tr.Total)
 	}
 	// params.input export decodes it anyway: nothing is flow export.
 	res, err := Records(ctx, Input{Files: []string{traffic}}, RecordsParams{Common: Common{Input: "export"}})
-	if err != nil || res.Total != 0 || res.Summary.Datagrams != 50 {
+	if err != nil || res.Total != 0 || res.Summary.Datagrams != 50 || res.Summary.Traffic != nil {
 		t.Fatalf("input export: %v %+v", err, res)
 	}
-	// A flow capture is export; params.input traffic forces metering.
+	// A flow capture is export; params.input traffic forces metering (of
+	// the export datagrams themselves).
 	flows := capture("softflowd-v9.pcap")
-	if _, err := Records(ctx, Input{Files: []string{flows}}, RecordsParams{}); err != nil {
+	fr, err := Records(ctx, Input{Files: []string{flows}}, RecordsParams{})
+	if err != nil || fr.Summary.Traffic != nil {
 		t.Fatal(err)
 	}
-	_, err = Graph(ctx, Input{Files: []string{flows}}, GraphParams{Common: Common{Input: "traffic"}})
-	if !errors.As(err, &te) || !te.Forced {
-		t.Fatalf("input traffic: %v", err)
+	g, err := Graph(ctx, Input{Files: []string{flows}}, GraphParams{Common: Common{Input: "traffic"}})
+	if err != nil || g.Summary.Traffic == nil || g.Summary.Traffic.Packets != g.Summary.Traffic.Metered || g.Summary.Datagrams != 0 {
+		t.Fatalf("input traffic: %v %+v", err, g)
 	}
-	// One traffic capture among flow files fails the job.
-	_, err = Graph(ctx, Input{Files: []string{flows, traffic}}, GraphParams{})
-	if !errors.As(err, &te) || te.File != traffic {
-		t.Fatalf("mixed files: %v", err)
+	// A traffic capture among flow files: both read, each its way.
+	m, err := Records(ctx, Input{Files: []string{flows, traffic}}, RecordsParams{SkipOptions: true})
+	if err != nil || m.Summary.Traffic == nil || m.Total != fr.Summary.DataRecords+tr.Summary.DataRecords {
+		t.Fatalf("mixed files: %v %+v", err, m)
 	}
-	// Export over TCP is not read from captures: that capture looks like
-	// traffic, and says so.
-	_, err = Graph(ctx, Input{Files: []string{capture("softflowd-ipfix-tcp.pcap")}}, GraphParams{})
-	if !errors.Is(err, ErrTrafficCapture) || !strings.Contains(err.Error(), "over TCP") {
+	// Export over TCP is not read from captures: that capture is metered
+	// as traffic.
+	g, err = Graph(ctx, Input{Files: []string{capture("softflowd-ipfix-tcp.pcap")}}, GraphParams{})
+	if err != nil || g.Summary.Traffic == nil || g.Summary.Traffic.Flows == 0 {
 		t.Fatalf("IPFIX over TCP capture: %v", err)
 	}
 }

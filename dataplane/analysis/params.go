@@ -56,9 +56,11 @@ type Common struct {
 	// Filter is a select expression (dataplane/filter); empty keeps every
 	// record.
 	Filter string `json:"filter,omitempty"`
-	// Input is "" or "auto" (sniff each capture), "export" (decode as
-	// NetFlow/IPFIX whatever the sniffing says) or "traffic" (meter the
-	// packets into flows: not available yet, ErrTrafficCapture).
+	// Input is "" or "auto" (sniff each capture: flow export datagrams
+	// are decoded, ordinary traffic is metered into flows with
+	// dataplane/meter), "export" (decode as NetFlow/IPFIX whatever the
+	// sniffing says) or "traffic" (meter every capture's packets into
+	// flows; a file that is not a capture is then an error).
 	Input string `json:"input,omitempty"`
 }
 

@@ -46,7 +46,8 @@ func ContentType(format string) string {
 
 // Run parses a job's JSON parameters and runs it: what a worker does with
 // a job. Errors: *ParamError (the API's 400), ErrUnknownJob,
-// *TrafficError (errors.Is ErrTrafficCapture), *FileError, or the
+// *TrafficError (errors.Is ErrTrafficCapture: a capture of ordinary
+// traffic the flow meter cannot read), *FileError, or the
 // context's error when cancelled.
 func Run(ctx context.Context, job string, in Input, params []byte) (Result, error) {
 	switch job {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-flow/sluice/dataplane/filter"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
+	"github.com/sluice-flow/sluice/dataplane/meter"
 	"github.com/sluice-flow/sluice/dataplane/offline/decode"
 	"github.com/sluice-flow/sluice/dataplane/offline/pcap"
 )
@@ -66,6 +67,10 @@ type Summary struct {
 	// DecodeErrors counts decoding failures by reason, as `sluice decode`
 	// reports them (unknown_template, bad_set_length, ...).
 	DecodeErrors map[string]uint64 `json:"decode_errors,omitempty"`
+	// Traffic says what the flow meter read, when captures of ordinary
+	// traffic were metered into flows (the messages and records above
+	// count the meter's).
+	Traffic *TrafficSummary `json:"traffic,omitempty"`
 }
 
 // sink receives the records a scan keeps. The record and what it points
@@ -104,6 +109,10 @@ type scan struct {
 	filters layoutCache[filterPlan]
 	uptimes uptimeTable
 	sum     Summary
+	// traffic[i] is the sniffing of file i when it is a capture of
+	// ordinary traffic, metered into flows by meter (nil otherwise).
+	traffic []*sniffed
+	meter   *meter.Meter
 	// fail, set by a sink, stops the reading at the next buffer refill.
 	fail error
 }
@@ -132,9 +141,11 @@ func newScan(ctx context.Context, in *Input, cfg compiled, passes int) (*scan, e
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := s.classify(name); err != nil {
+		t, err := s.classify(name)
+		if err != nil {
 			return nil, err
 		}
+		s.traffic = append(s.traffic, t)
 	}
 	s.handle = s.record
 	return s, nil
@@ -150,10 +161,14 @@ func (s *scan) run(k sink, options bool) error {
 	s.uptimes = uptimeTable{}
 	s.sum = Summary{Files: len(s.in.Files), Bytes: s.total}
 	s.read, s.lastRep = 0, 0
-	for _, name := range s.in.Files {
-		if err := s.file(name); err != nil {
+	s.meter = nil
+	for i, name := range s.in.Files {
+		if err := s.file(i, name); err != nil {
 			return err
 		}
+	}
+	if err := s.closeMeter(); err != nil {
+		return err
 	}
 	if s.fail != nil {
 		return s.fail
@@ -204,9 +219,10 @@ func (c *countReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// file decodes one file, telling captures from IPFIX and NetFlow files by
-// their first bytes as `sluice decode` does.
-func (s *scan) file(name string) error {
+// file decodes file i, telling captures from IPFIX and NetFlow files by
+// their first bytes as `sluice decode` does; a capture of ordinary
+// traffic is metered into flows.
+func (s *scan) file(i int, name string) error {
 	f, err := os.Open(name)
 	if err != nil {
 		return &FileError{File: name, Offset: -1, Err: err}
@@ -217,6 +233,10 @@ func (s *scan) file(name string) error {
 	head, _ := br.Peek(4)
 	var off int64 = -1
 	switch {
+	case pcap.IsCapture(head) && s.traffic[i] != nil:
+		if err = s.meterCapture(name, br, s.sizes[i]); err != nil {
+			err = s.traffic[i].err(name, err)
+		}
 	case pcap.IsCapture(head):
 		err = s.capture(br)
 	case len(head) >= 2 && head[0] == 0 && head[1] == ipfix.VersionIPFIX:
@@ -232,6 +252,10 @@ func (s *scan) file(name string) error {
 	}
 	if s.fail != nil {
 		return s.fail
+	}
+	var te *TrafficError
+	if errors.As(err, &te) {
+		return te
 	}
 	if err != nil {
 		return &FileError{File: name, Offset: off, Err: err}
@@ -384,26 +408,31 @@ func (c *layoutCache[P]) store(l *ipfix.Layout, p *P) {
 }
 
 // classify sniffs a capture for flow export unless params.input decides.
-func (s *scan) classify(name string) error {
-	switch s.cfg.input {
-	case inputExport:
-		return nil
-	case inputTraffic:
-		return &TrafficError{File: name, Forced: true}
+// It returns nil for export (IPFIX and NetFlow files, captures of export
+// datagrams) and what it saw for a capture of ordinary traffic.
+func (s *scan) classify(name string) (*sniffed, error) {
+	if s.cfg.input == inputExport {
+		return nil, nil
 	}
 	f, err := os.Open(name)
 	if err != nil {
-		return &FileError{File: name, Offset: -1, Err: err}
+		return nil, &FileError{File: name, Offset: -1, Err: err}
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 64<<10)
 	head, _ := br.Peek(4)
 	if !pcap.IsCapture(head) {
-		return nil // IPFIX and NetFlow files are export; file() judges the rest
+		if s.cfg.input == inputTraffic {
+			return nil, &TrafficError{File: name, Forced: true, Err: errNotCapture}
+		}
+		return nil, nil // IPFIX and NetFlow files are export; file() judges the rest
+	}
+	if s.cfg.input == inputTraffic {
+		return &sniffed{forced: true}, nil
 	}
 	pr, err := pcap.NewReader(br)
 	if err != nil {
-		return &FileError{File: name, Offset: -1, Err: err}
+		return nil, &FileError{File: name, Offset: -1, Err: err}
 	}
 	var dg pcap.Datagram
 	var datagrams, export uint64
@@ -417,9 +446,9 @@ func (s *scan) classify(name string) error {
 		}
 	}
 	if export > 0 && 2*export >= datagrams {
-		return nil
+		return nil, nil
 	}
-	return &TrafficError{File: name, Packets: pr.Stats().Packets, Datagrams: datagrams, Export: export}
+	return &sniffed{packets: pr.Stats().Packets, datagrams: datagrams, export: export}, nil
 }
 
 // looksLikeExport reports whether a UDP payload is NetFlow v5 or v9 or
