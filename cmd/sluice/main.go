@@ -1,22 +1,27 @@
 // Command sluice is the Sluice IPFIX collector and mediator. Each
 // subcommand parses its flags, builds a typed config and calls a library
-// package: controlplane/node (run), dataplane/loadgen (gen),
-// dataplane/offline/decode (decode), dataplane/pipeline (check).
+// package: controlplane/node (run, collector, mediator),
+// controlplane/controller (controller), dataplane/loadgen (gen),
+// dataplane/offline/decode (decode), dataplane/meter (meter),
+// dataplane/pipeline (check).
 package main
 
 import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/sluice-flow/sluice/controlplane/buildinfo"
 	"io"
 	"os"
+
+	"github.com/sluice-flow/sluice/controlplane/buildinfo"
 )
 
 const usage = `usage: sluice <command> [flags] [args]
 
 commands:
   run              start the all-in-one collector (listeners, mediator, admin API)
+  collector        run the split pod's ingest into shared-memory rings
+  mediator         run the split pod's pipelines and outputs from those rings
   controller       run the split pod's controller (private D-Bus, pod HTTP API)
   gen              send IPFIX or NetFlow v9 load to a collector
   decode FILE...   decode pcap/pcapng captures, IPFIX files and raw NetFlow
