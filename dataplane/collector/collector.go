@@ -89,7 +89,7 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 		c.hooks.exporterSeen(ExporterEvent{Exporter: k.Exporter, Domain: k.Domain, Version: k.Version, TCPSession: k.Session})
 	}
 	if cfg.RingDir != "" {
-		d, err := openRingDir(cfg.RingDir, cfg.Loops, int(cfg.RingSize))
+		d, err := openRingDir(cfg.RingDir, cfg.Loops, int(cfg.RingSize), log)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ package collector
 
 import (
 	"errors"
+	"log/slog"
 
 	"github.com/sluice-flow/sluice/dataplane/ring"
 )
@@ -13,7 +14,7 @@ type ringDir struct {
 	gen   uint64
 }
 
-func openRingDir(dir string, loops, size int) (*ringDir, error) {
+func openRingDir(dir string, loops, size int, _ *slog.Logger) (*ringDir, error) {
 	return nil, errors.New("collector: file rings need a unix system")
 }
 

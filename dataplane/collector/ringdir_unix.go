@@ -5,8 +5,10 @@ package collector
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,7 +29,7 @@ type ringDir struct {
 // ring.FileName, with a generation newer than the files it replaces. Files
 // of a former collector with more loops are removed; a mediator that maps
 // them drains its mapping all the same.
-func openRingDir(dir string, loops, size int) (*ringDir, error) {
+func openRingDir(dir string, loops, size int, log *slog.Logger) (*ringDir, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("collector: ring dir: %w", err)
 	}
@@ -46,6 +48,7 @@ func openRingDir(dir string, loops, size int) (*ringDir, error) {
 	if m, err := ring.ReadMeta(filepath.Join(dir, ring.FileName(0))); err == nil && m.Generation >= d.gen {
 		d.gen = m.Generation + 1 // the clock went back: stay newer
 	}
+	retainUnread(dir, log)
 	for i := range loops {
 		f, err := ring.Create(filepath.Join(dir, ring.FileName(i)), size, ring.Meta{Generation: d.gen, Index: i, Count: loops})
 		if err != nil {
@@ -77,4 +80,62 @@ func (d *ringDir) close() {
 	}
 	d.files = nil
 	d.lock.Close()
+}
+
+// maxRetained bounds the unread generations kept per ring index: each is a
+// ring file's worth of memory on the tmpfs.
+const maxRetained = 2
+
+// retainUnread renames the ring files that still hold entries no mediator
+// has read (the collector restarted while no mediator ran, or one that
+// runs has not caught up) to ring.RetainedName, so that making the new
+// generation does not replace them; the mediator drains and removes them.
+// Beyond maxRetained generations per index the oldest are removed, and
+// what they held is logged as lost.
+func retainUnread(dir string, log *slog.Logger) {
+	ents, _ := os.ReadDir(dir)
+	kept := map[int][]uint64{}
+	for _, e := range ents {
+		if i, gen, ok := ring.ParseRetainedName(e.Name()); ok {
+			kept[i] = append(kept[i], gen)
+			continue
+		}
+		i, ok := ring.ParseFileName(e.Name())
+		if !ok {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		f, err := ring.Open(path)
+		if err != nil {
+			continue // not a ring we can read: replaced as before
+		}
+		unread, gen := f.Len(), f.Meta().Generation
+		f.Close()
+		if unread == 0 {
+			continue
+		}
+		if err := os.Rename(path, filepath.Join(dir, ring.RetainedName(i, gen))); err != nil {
+			log.Error("cannot keep an unread ring; its entries will be lost", "file", path, "err", err)
+			continue
+		}
+		kept[i] = append(kept[i], gen)
+		log.Warn("ring has unread entries: kept for the mediator", "file", path, "generation", gen, "bytes", unread)
+	}
+	for i, gens := range kept {
+		if len(gens) <= maxRetained {
+			continue
+		}
+		slices.Sort(gens)
+		for _, gen := range gens[:len(gens)-maxRetained] {
+			path := filepath.Join(dir, ring.RetainedName(i, gen))
+			n := -1
+			if f, err := ring.Open(path); err == nil {
+				n = f.Len()
+				f.Close()
+			}
+			os.Remove(path)
+			log.Error("unread ring removed: too many generations wait for a mediator; its entries are lost",
+				"file", path, "generation", gen, "bytes", n, "kept", maxRetained)
+		}
+	}
 }

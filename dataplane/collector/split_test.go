@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/export"
 	"github.com/sluice-flow/sluice/dataplane/internal/testnet"
 	"github.com/sluice-flow/sluice/dataplane/mediator"
+	"github.com/sluice-flow/sluice/dataplane/pipeline"
 	"github.com/sluice-flow/sluice/dataplane/ring"
 )
 
@@ -220,5 +222,73 @@ func TestHooksNeverBlock(t *testing.T) {
 	})
 	if st := h.c.Status(); st.HookEventsDropped == 0 {
 		t.Fatalf("no hook event counted as dropped with the hook stalled: %+v", st)
+	}
+}
+
+// TestRingDirKeepsUnread restarts a collector while no mediator reads its
+// rings: the new collector keeps the old ring under ring.RetainedName
+// instead of replacing it, and a mediator that starts later delivers the
+// records of both generations and counts, by sequence numbers, the UDP
+// records lost between them.
+func TestRingDirKeepsUnread(t *testing.T) {
+	dir := t.TempDir()
+	host := "127.0.0.1"
+	port := testnet.FreePort(t, host)
+	hp := net.JoinHostPort(host, strconv.Itoa(port))
+	cfg := collector.Config{Listen: []string{"udp://" + hp}, Loops: 1, RingSize: 1 << 20, RingDir: dir}
+	tpl, data, _ := exporterMsgs(7, 30, 10)
+	conn, err := net.Dial("udp", hp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	run := func(msgs [][]byte, records uint64) uint64 {
+		c, err := collector.New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		runErr := make(chan error, 1)
+		go func() { runErr <- c.Run(context.Background()) }()
+		<-c.Booted()
+		conn.Write(tpl)
+		for _, m := range msgs {
+			conn.Write(m)
+		}
+		waitFor(t, "records in the ring", func() bool { return c.Status().Records == records })
+		if err := c.Drain(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		<-runErr
+		return c.Generation()
+	}
+	gen1 := run(data[:10], 100)
+	// data[10:15] is lost while no collector listens.
+	gen2 := run(data[15:], 150)
+	kept := filepath.Join(dir, ring.RetainedName(0, gen1))
+	if f, err := ring.Open(kept); err != nil {
+		t.Fatalf("the unread ring of generation %d was not kept: %v", gen1, err)
+	} else {
+		f.Close()
+	}
+
+	out := &countOut{}
+	med := mediator.NewDir(dir, pipeline.Passthrough([]export.Output{out}), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	medDone := make(chan struct{})
+	go func() { med.Run(ctx); close(medDone) }()
+	waitFor(t, "250 records from both generations", func() bool { return out.n.Load() == 250 })
+	waitFor(t, "the kept ring removed once drained", func() bool {
+		_, err := os.Stat(kept)
+		return errors.Is(err, os.ErrNotExist)
+	})
+	if st := med.Status(); st.Generation != gen2 || st.RestartLost != 50 {
+		t.Fatalf("mediator status %+v, want generation %d and 50 records lost in the restart", st, gen2)
+	}
+	cancel()
+	<-medDone
+	if n := out.n.Load(); n != 250 {
+		t.Fatalf("%d records, want 250", n)
 	}
 }

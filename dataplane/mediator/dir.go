@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -37,7 +38,10 @@ type ringDir struct {
 // ring.Open, and every 100 ms looks for changes: when a collector restart
 // puts files of a new generation in place, Run drains the rings of the old
 // one (their mappings stay valid after the files are replaced), drops them,
-// then follows the new ones. A file that cannot be attached (wrong size,
+// then follows the new ones. Rings a restarted collector kept because they
+// held unread entries (ring.RetainedName) are drained the same way, oldest
+// generation first, then removed; sequence numbers UDP exporters skipped
+// between generations are counted (Status.RestartLost). A file that cannot be attached (wrong size,
 // magic or version) is refused, logged with the reason and counted; the
 // other rings go on.
 //
@@ -51,6 +55,7 @@ func NewDir(dir string, first *pipeline.Snapshot, log *slog.Logger) *Mediator {
 	m := NewPipeline(nil, first, log)
 	m.durable = true
 	m.dir = &ringDir{path: dir, lastErr: map[string]string{}}
+	m.gaps.logs.Every = 10 * time.Second
 	return m
 }
 
@@ -65,6 +70,9 @@ func (m *Mediator) scan() {
 		if rs.superseded && rs.c.Next() == nil {
 			m.log.Info("ring drained; following the new generation", "file", rs.file.Path(), "generation", rs.gen)
 			dropState(rs)
+			// A collector that started while the ring held unread
+			// entries renamed it; drained, it has served.
+			os.Remove(filepath.Join(d.path, ring.RetainedName(rs.file.Meta().Index, rs.gen)))
 			rs.file.Close()
 			d.superseded--
 			continue
@@ -83,6 +91,10 @@ func (m *Mediator) scan() {
 	}
 	present := map[string]bool{}
 	for _, e := range ents {
+		if i, gen, ok := ring.ParseRetainedName(e.Name()); ok {
+			m.attachRetained(filepath.Join(d.path, e.Name()), i, gen)
+			continue
+		}
 		if _, ok := ring.ParseFileName(e.Name()); !ok {
 			continue
 		}
@@ -139,6 +151,46 @@ func (m *Mediator) scan() {
 	d.attached.Store(int64(n))
 }
 
+// attachRetained attaches a ring a collector kept because it held unread
+// entries when the collector started again (ring.RetainedName): it is an
+// older generation, so it is drained before the rings in use. One this
+// mediator maps already (it was renamed under it) is not attached twice.
+func (m *Mediator) attachRetained(path string, index int, gen uint64) {
+	d := m.dir
+	for _, rs := range m.rings {
+		if rs.gen == gen && rs.file.Meta().Index == index {
+			return
+		}
+	}
+	f, err := ring.Open(path)
+	if err != nil {
+		m.attachFailed(path, err)
+		return
+	}
+	delete(d.lastErr, path)
+	rs := newRingState(f.Ring)
+	rs.file, rs.gen, rs.superseded = f, f.Meta().Generation, true
+	d.superseded++
+	if err := m.loadState(rs); err != nil {
+		m.logs.Warn(m.log, "templates will not survive a restart", "file", path, "err", err)
+	}
+	m.rings = append(m.rings, rs)
+	m.log.Info("unread ring of an earlier collector attached: draining it first", "file", path,
+		"generation", rs.gen, "queued", f.Len(), "replay_until", rs.replayEnd)
+}
+
+// oldestSuperseded returns the oldest generation among the superseded
+// rings: generations are drained one after the other, oldest first.
+func (m *Mediator) oldestSuperseded() uint64 {
+	oldest := uint64(math.MaxUint64)
+	for _, rs := range m.rings {
+		if rs.superseded {
+			oldest = min(oldest, rs.gen)
+		}
+	}
+	return oldest
+}
+
 // attachFailed counts a refused file and logs it once per distinct error.
 func (m *Mediator) attachFailed(path string, err error) {
 	d := m.dir
@@ -171,7 +223,10 @@ type Status struct {
 	Records         uint64 `json:"records"`
 	// Replayed counts records read again after a restart: handed to the
 	// pipeline by the previous mediator, not yet released when it died.
-	Replayed        uint64 `json:"replayed"`
+	Replayed uint64 `json:"replayed"`
+	// RestartLost counts the sequence numbers UDP exporters skipped
+	// across collector restarts (records; messages for NetFlow v9).
+	RestartLost     uint64 `json:"restart_lost"`
 	PipelineVersion uint64 `json:"pipeline_version"`
 }
 
@@ -185,6 +240,7 @@ func (m *Mediator) Status() Status {
 		s.RingDir, s.Rings, s.Generation = d.path, int(d.attached.Load()), d.gen.Load()
 		s.Ready = s.Rings > 0
 		s.AttachErrors = d.attachErrs.Load()
+		s.RestartLost = m.gaps.records.Load() + m.gaps.messages.Load()
 		d.errMu.Lock()
 		s.LastAttachError = d.errText
 		d.errMu.Unlock()

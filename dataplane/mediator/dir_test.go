@@ -70,7 +70,9 @@ func (c *fakeCollector) header(k entry.Kind, records uint32) entry.Header {
 
 func (c *fakeCollector) send(t *testing.T, n int) {
 	for range n {
-		push(t, c.p, c.header(entry.KindData, 1), ipfix.AppendUint(nil, c.next, 8))
+		h := c.header(entry.KindData, 1)
+		h.Sequence = uint32(c.next) // IPFIX: records sent before this message
+		push(t, c.p, h, ipfix.AppendUint(nil, c.next, 8))
 		c.next++
 	}
 }
@@ -187,6 +189,59 @@ func TestDirReplay(t *testing.T) {
 	if !strings.Contains(string(m.AppendMetrics(nil)), "sluice_mediator_replayed_records_total 3") {
 		t.Fatalf("metrics:\n%s", m.AppendMetrics(nil))
 	}
+}
+
+// TestDirRetainedRings stands for collectors that restarted twice while no
+// mediator ran: each kept its predecessor's unread ring under
+// ring.RetainedName. The mediator drains the generations oldest first,
+// removes the kept files once drained, and counts the sequence numbers the
+// exporter skipped between generations (UDP loss during the restarts).
+func TestDirRetainedRings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ring.FileName(0))
+	keep := func(gen uint64) {
+		if err := os.Rename(path, filepath.Join(dir, ring.RetainedName(0, gen))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c1 := newFakeCollector(t, path, 1)
+	c1.send(t, 50)
+	keep(1)
+	c2 := newFakeCollector(t, path, 2)
+	c2.next = 60 // ten lost while the collector restarted
+	c2.send(t, 40)
+	keep(2)
+	c3 := newFakeCollector(t, path, 3)
+	c3.next = 103 // three more
+	c3.send(t, 20)
+
+	out := &seqOut{seen: make(chan uint64, 1<<10)}
+	m, stop := runDir(t, dir, out)
+	defer stop()
+	expectSeq(t, out, 0, 50)
+	expectSeq(t, out, 60, 100)
+	expectSeq(t, out, 103, 123)
+	waitStatus(t, m, func(s Status) bool { return s.Generation == 3 && s.Rings == 1 && s.RestartLost == 13 })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		left, _ := filepath.Glob(filepath.Join(dir, "ring-000.*"))
+		var stale []string
+		for _, f := range left {
+			if !strings.HasSuffix(f, ".3.templates") {
+				stale = append(stale, f)
+			}
+		}
+		if len(stale) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kept rings or their state not removed after draining: %v", stale)
+		}
+	}
+	if !strings.Contains(string(m.AppendMetrics(nil)), `sluice_mediator_restart_sequence_lost_total{unit="records"} 13`) {
+		t.Fatalf("metrics:\n%s", m.AppendMetrics(nil))
+	}
+	c3.send(t, 5)
+	expectSeq(t, out, 123, 128)
 }
 
 func waitStatus(t *testing.T, m *Mediator, ok func(Status) bool) {

@@ -49,6 +49,7 @@ type Mediator struct {
 	// are released only once the outputs have flushed what came of them.
 	durable  bool
 	dir      *ringDir // set by NewDir; owned by Run's goroutine
+	gaps     restartGaps
 	flushReq chan chan struct{}
 	applied  appliedHooks
 }
@@ -260,8 +261,12 @@ func (m *Mediator) Close() error {
 func (m *Mediator) poll(max int) int {
 	total := 0
 	onlyOld := m.dir != nil && m.dir.superseded > 0
+	var oldest uint64
+	if onlyOld {
+		oldest = m.oldestSuperseded()
+	}
 	for _, rs := range m.rings {
-		if onlyOld && !rs.superseded {
+		if onlyOld && (!rs.superseded || rs.gen != oldest) {
 			continue
 		}
 		for range max {
@@ -330,6 +335,9 @@ func (m *Mediator) entry(rs *ringState, b []byte) {
 		// Keep layouts: entries queued before the withdrawal may still
 		// need them, and the fingerprint names the content anyway.
 	case entry.KindData:
+		if m.dir != nil {
+			m.gaps.observe(rs.gen, h, m.log)
+		}
 		l := rs.byFP[h.Fingerprint]
 		if l == nil {
 			m.unknownFP.Add(uint64(h.Records))
@@ -402,6 +410,7 @@ func (m *Mediator) AppendMetrics(dst []byte) []byte {
 		w.Int(ringsAttached, d.attached.Load())
 		w.Int(ringGeneration, int64(d.gen.Load()))
 		w.Uint(ringAttachErrors, d.attachErrs.Load())
+		m.gaps.appendMetrics(&w)
 	}
 	w = promtext.NewWriter(snap.AppendMetrics(w.Bytes()))
 	w.Head(outputRecordsTotal)

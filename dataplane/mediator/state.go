@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/sluice-flow/sluice/dataplane/entry"
+	"github.com/sluice-flow/sluice/dataplane/ring"
 )
 
 // A collector announces each template on a ring once, before the first
@@ -28,7 +30,9 @@ func statePath(ringPath string, gen uint64) string {
 // loadState reads the templates a former mediator kept for rs, then opens
 // the file for appending.
 func (m *Mediator) loadState(rs *ringState) error {
-	path := statePath(rs.file.Path(), rs.gen)
+	// Named after the ring's own name, not the file's: a ring kept under
+	// ring.RetainedName finds the templates its first reader wrote.
+	path := statePath(filepath.Join(filepath.Dir(rs.file.Path()), ring.FileName(rs.file.Meta().Index)), rs.gen)
 	if b, err := os.ReadFile(path); err == nil {
 		n := 0
 		for len(b) >= 4 {

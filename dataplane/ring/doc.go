@@ -37,5 +37,7 @@
 // had skipped and handed on without publishing are read again, and
 // Checkpoint lets the successor count them. A collector restart makes new
 // files with a new generation, renamed over the old paths, so a consumer
-// drains the old mapping before it follows the new one.
+// drains the old mapping before it follows the new one; a ring that still
+// holds unread entries (no consumer ran) is first renamed to RetainedName,
+// and the consumer drains and removes it.
 package ring

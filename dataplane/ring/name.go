@@ -22,3 +22,29 @@ func ParseFileName(name string) (int, bool) {
 	}
 	return i, true
 }
+
+// RetainedName is the name a collector gives ring index i of generation gen
+// when it starts while that ring still holds entries no mediator has read:
+// ring-000.gen-1733400000000000000. A mediator drains such a file like a
+// ring a restart replaced, then removes it.
+func RetainedName(i int, gen uint64) string {
+	return FileName(i) + ".gen-" + strconv.FormatUint(gen, 10)
+}
+
+// ParseRetainedName returns the index and generation in a name
+// RetainedName made.
+func ParseRetainedName(name string) (i int, gen uint64, ok bool) {
+	base, g, found := strings.Cut(name, ".gen-")
+	if !found {
+		return 0, 0, false
+	}
+	i, ok = ParseFileName(base)
+	if !ok {
+		return 0, 0, false
+	}
+	gen, err := strconv.ParseUint(g, 10, 64)
+	if err != nil || RetainedName(i, gen) != name {
+		return 0, 0, false
+	}
+	return i, gen, true
+}
