@@ -16,6 +16,7 @@ FUZZ_TARGETS := \
 	./dataplane/ipfix:FuzzNetFlow5 \
 	./dataplane/ipfix:FuzzLists \
 	./dataplane/offline/pcap:FuzzReader \
+	./dataplane/offline/pcap:FuzzParseHeaders \
 	./dataplane/meter:FuzzPacket \
 	./dataplane/ring:FuzzRingOps \
 	./dataplane/template/redistier:FuzzParseKey \

@@ -29,7 +29,7 @@ type dpiState struct {
 // message. Each value is kept from the first packet that has it.
 func (d *dpiState) inspect(p *packet) {
 	b := p.payload
-	switch p.proto {
+	switch p.Proto {
 	case protoTCP:
 		if d.slen == 0 && len(b) > 5 && b[0] == 0x16 && b[1] == 3 {
 			d.slen = uint8(copy(d.sni[:], tlsServerName(b)))

@@ -289,3 +289,17 @@ func totals(recs []rec) (packets, octets uint64) {
 	}
 	return
 }
+
+// Header values the tests build packets with.
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+	etherTypeVLAN = 0x8100 // 802.1Q
+	etherTypeQinQ = 0x88a8 // 802.1ad
+	etherTypeMPLS = 0x8847
+
+	protoHopByHop = 0
+	protoRouting  = 43
+	protoFragment = 44
+	protoDestOpts = 60
+)

@@ -137,7 +137,7 @@ func (m *Meter) Packet(ts int64, linkType uint32, data []byte) {
 		m.stats.Skipped[r]++
 		return
 	}
-	if p.frag {
+	if p.Frag {
 		if r := m.fragment(p); r != reasonNone {
 			m.stats.Skipped[r]++
 			return
@@ -159,11 +159,11 @@ func hasPorts(proto uint8) bool {
 // fragment gives a later fragment the ports of its first fragment, and
 // remembers a first fragment's ports.
 func (m *Meter) fragment(p *packet) Reason {
-	if !hasPorts(p.proto) {
+	if !hasPorts(p.Proto) {
 		return reasonNone
 	}
-	k := fragKey{src: p.src, dst: p.dst, id: p.fragID, proto: p.proto, v6: p.v6}
-	if p.fragOff == 0 {
+	k := fragKey{src: p.Src, dst: p.Dst, id: p.FragID, proto: p.Proto, v6: p.V6}
+	if p.FragOff == 0 {
 		if !p.l4 {
 			return ReasonTruncated
 		}
@@ -195,8 +195,8 @@ func (m *Meter) fragment(p *packet) Reason {
 // account adds packet p to its flow.
 func (m *Meter) account(p *packet) {
 	ts := p.ts
-	k := flowKey{src: p.src, dst: p.dst, proto: p.proto, vlan: p.vlan, v6: p.v6}
-	if p.proto == protoICMP || p.proto == protoICMPv6 {
+	k := flowKey{src: p.Src, dst: p.Dst, proto: p.Proto, vlan: p.VLAN, v6: p.V6}
+	if p.Proto == protoICMP || p.Proto == protoICMPv6 {
 		k.dport = p.icmp
 	} else {
 		k.sport, k.dport = p.sport, p.dport
@@ -218,7 +218,7 @@ func (m *Meter) account(p *packet) {
 		case ts-f.start >= m.active:
 			m.export(i, EndActive)
 			ok = false
-		case f.state == stateClosing && p.proto == protoTCP && p.tcpFlags&(tcpSYN|tcpACK) == tcpSYN:
+		case f.state == stateClosing && p.Proto == protoTCP && p.tcpFlags&(tcpSYN|tcpACK) == tcpSYN:
 			m.export(i, EndOfFlow) // a new connection on the same ports
 			ok = false
 		}
@@ -240,7 +240,7 @@ func (m *Meter) account(p *packet) {
 		f.start, f.last, f.queued = ts, ts, ts
 		f.minTTL, f.rMinTTL = 255, 255
 		f.initFlags = p.tcpFlags
-		f.mpls, f.hasMPLS = p.mpls, p.hasMPLS
+		f.mpls, f.hasMPLS = p.MPLS, p.HasMPLS
 		if m.dpi != nil {
 			f.dpiLeft = dpiPackets
 			if int(i) >= len(m.dpi) {
@@ -258,7 +258,7 @@ func (m *Meter) account(p *packet) {
 		f.start = ts
 	}
 	m.stats.Metered++
-	m.stats.Octets += uint64(p.ipLen)
+	m.stats.Octets += uint64(p.IPLen)
 	var dir uint8 = 1
 	if rev {
 		dir = 2
@@ -266,22 +266,22 @@ func (m *Meter) account(p *packet) {
 			f.rInitFlag = p.tcpFlags
 		}
 		f.rPackets++
-		f.rOctets += uint64(p.ipLen)
+		f.rOctets += uint64(p.IPLen)
 		f.rFlags |= p.tcpFlags
-		f.rMinTTL = min(f.rMinTTL, p.ttl)
-		f.rMaxTTL = max(f.rMaxTTL, p.ttl)
+		f.rMinTTL = min(f.rMinTTL, p.TTL)
+		f.rMaxTTL = max(f.rMaxTTL, p.TTL)
 	} else {
 		f.packets++
-		f.octets += uint64(p.ipLen)
+		f.octets += uint64(p.IPLen)
 		f.flags |= p.tcpFlags
-		f.minTTL = min(f.minTTL, p.ttl)
-		f.maxTTL = max(f.maxTTL, p.ttl)
+		f.minTTL = min(f.minTTL, p.TTL)
+		f.maxTTL = max(f.maxTTL, p.TTL)
 	}
 	if f.dpiLeft > 0 && len(p.payload) > 0 {
 		f.dpiLeft--
 		m.dpi[i].inspect(p)
 	}
-	if p.proto != protoTCP {
+	if p.Proto != protoTCP {
 		return
 	}
 	switch {

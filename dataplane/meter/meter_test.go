@@ -108,14 +108,14 @@ func TestMeterParse(t *testing.T) {
 		}
 	}
 	tcp := func(p *packet) bool {
-		return p.proto == protoTCP && p.sport == 1000 && p.dport == 80 && p.tcpFlags == tcpSYN && p.ttl == 61 && p.ipLen == 40 &&
-			netip.AddrFrom4([4]byte(p.src[:4])) == netip.MustParseAddr("192.0.2.1")
+		return p.Proto == protoTCP && p.sport == 1000 && p.dport == 80 && p.tcpFlags == tcpSYN && p.TTL == 61 && p.IPLen == 40 &&
+			netip.AddrFrom4([4]byte(p.Src[:4])) == netip.MustParseAddr("192.0.2.1")
 	}
 	f("ethernet", pcap.LinkTypeEthernet, eth(v4), reasonNone, tcp)
-	f("802.1Q", pcap.LinkTypeEthernet, eth(v4, etherTypeVLAN, 10), reasonNone, func(p *packet) bool { return tcp(p) && p.vlan == 10 })
-	f("QinQ", pcap.LinkTypeEthernet, eth(v4, etherTypeQinQ, 20, etherTypeVLAN, 10), reasonNone, func(p *packet) bool { return tcp(p) && p.vlan == 20 })
-	f("MPLS", pcap.LinkTypeEthernet, eth(v4, etherTypeMPLS, 1234), reasonNone, func(p *packet) bool { return tcp(p) && p.hasMPLS && p.mpls>>4 == 1234 })
-	f("VLAN+MPLS", pcap.LinkTypeEthernet, eth(v4, etherTypeVLAN, 7, etherTypeMPLS, 99), reasonNone, func(p *packet) bool { return tcp(p) && p.vlan == 7 && p.mpls>>4 == 99 })
+	f("802.1Q", pcap.LinkTypeEthernet, eth(v4, etherTypeVLAN, 10), reasonNone, func(p *packet) bool { return tcp(p) && p.VLAN == 10 })
+	f("QinQ", pcap.LinkTypeEthernet, eth(v4, etherTypeQinQ, 20, etherTypeVLAN, 10), reasonNone, func(p *packet) bool { return tcp(p) && p.VLAN == 20 })
+	f("MPLS", pcap.LinkTypeEthernet, eth(v4, etherTypeMPLS, 1234), reasonNone, func(p *packet) bool { return tcp(p) && p.HasMPLS && p.MPLS>>4 == 1234 })
+	f("VLAN+MPLS", pcap.LinkTypeEthernet, eth(v4, etherTypeVLAN, 7, etherTypeMPLS, 99), reasonNone, func(p *packet) bool { return tcp(p) && p.VLAN == 7 && p.MPLS>>4 == 99 })
 	sll := append([]byte{0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0}, v4...)
 	f("SLL", pcap.LinkTypeLinuxSLL, sll, reasonNone, tcp)
 	sll2 := append([]byte{0x08, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0}, v4...)
@@ -123,7 +123,7 @@ func TestMeterParse(t *testing.T) {
 	f("raw", pcap.LinkTypeRaw, v4, reasonNone, tcp)
 	f("null", pcap.LinkTypeNull, append([]byte{2, 0, 0, 0}, v4...), reasonNone, tcp)
 	f("IPv6 extension headers", pcap.LinkTypeRaw, v6, reasonNone, func(p *packet) bool {
-		return p.v6 && p.proto == protoUDP && p.sport == 5353 && p.dport == 53 && string(p.payload) == "q" && p.ipLen == uint32(len(v6))
+		return p.V6 && p.Proto == protoUDP && p.sport == 5353 && p.dport == 53 && string(p.payload) == "q" && p.IPLen == len(v6)
 	})
 	f("ICMP", pcap.LinkTypeRaw, ip4("192.0.2.1", "192.0.2.2", protoICMP, 64, 1, 0, icmpHdr(8, 0)), reasonNone, func(p *packet) bool { return p.icmp == 8<<8 })
 	f("ARP", pcap.LinkTypeEthernet, append(make([]byte, 12), 0x08, 0x06, 0, 1), ReasonNonIP, nil)
@@ -131,15 +131,15 @@ func TestMeterParse(t *testing.T) {
 	f("cut IP header", pcap.LinkTypeRaw, v4[:19], ReasonTruncated, nil)
 	f("cut TCP header", pcap.LinkTypeRaw, v4[:30], ReasonTruncated, nil)
 	f("cut payload counts", pcap.LinkTypeRaw, ip4("192.0.2.1", "192.0.2.2", protoUDP, 64, 1, 0, udpHdr(1, 2, make([]byte, 1000)))[:60], reasonNone,
-		func(p *packet) bool { return p.ipLen == 1028 })
+		func(p *packet) bool { return p.IPLen == 1028 })
 	bad := bytes.Clone(v4)
 	bad[0] = 0x43
 	f("bad IHL", pcap.LinkTypeRaw, bad, ReasonMalformed, nil)
 	f("later fragment", pcap.LinkTypeRaw, ip4("192.0.2.1", "192.0.2.2", protoUDP, 64, 7, 100, make([]byte, 40)), reasonNone,
-		func(p *packet) bool { return p.frag && !p.l4 && p.fragOff == 800 && p.fragID == 7 })
+		func(p *packet) bool { return p.Frag && !p.l4 && p.FragOff == 800 && p.FragID == 7 })
 	f("IPv6 later fragment", pcap.LinkTypeRaw, ip6("2001:db8::1", "2001:db8::2", protoUDP, []uint8{protoFragment},
 		[][]byte{{0, 0x03, 0x20, 0, 0, 0, 9}}, make([]byte, 16)), reasonNone,
-		func(p *packet) bool { return p.frag && p.proto == protoUDP && !p.l4 && p.fragID == 9 })
+		func(p *packet) bool { return p.Frag && p.Proto == protoUDP && !p.l4 && p.FragID == 9 })
 }
 
 // feed meters packets of raw IP (ts in ms from a fixed start) and returns the records.

@@ -128,6 +128,7 @@ type Reader struct {
 
 	hdr   [28]byte // fixed-size headers
 	buf   []byte   // record or block body, reused
+	hdrs  Headers  // headers of the last packet
 	stats Stats
 }
 
