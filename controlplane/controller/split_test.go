@@ -101,6 +101,12 @@ func TestSplitPod(t *testing.T) {
 	mp := startMediator()
 	stopMed := runProcess(t, mp.Run)
 	waitFor(t, "/readyz with both processes", func() bool { code, _ := a.do("GET", "/readyz", "", ""); return code == 200 })
+	// Each process's own metrics (its /metrics) show its bus link.
+	for name, m := range map[string]string{"collector": string(cp.AppendMetrics(nil)), "mediator": string(mp.AppendMetrics(nil))} {
+		if !strings.Contains(m, `sluice_dbus_up{component="`+name+`"} 1`) {
+			t.Errorf("%s metrics lack its bus link:\n%s", name, m)
+		}
+	}
 
 	// Subscribe, then send a template.
 	req, _ := http.NewRequest("GET", a.base+"/api/v1/bus/signals?service=io.sluice.Collector1&member=TemplateLearned", nil)

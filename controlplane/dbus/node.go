@@ -15,7 +15,7 @@ import (
 // (node.Bus): it publishes a process's object on the pod's bus and keeps
 // it there until ctx ends. Register it with node.RegisterBus.
 type NodeBus struct {
-	// Log is the process's logger. Default: slog.Default().
+	// Log is the logger of the D-Bus side. Default: the process's.
 	Log *slog.Logger
 	// Link tunes the reconnection (backoffs); Address and Component are
 	// set per process.
@@ -24,9 +24,12 @@ type NodeBus struct {
 
 var _ node.Bus = NodeBus{}
 
-func (b NodeBus) logger() *slog.Logger {
+func (b NodeBus) logger(process *slog.Logger) *slog.Logger {
 	if b.Log != nil {
 		return b.Log
+	}
+	if process != nil {
+		return process
 	}
 	return slog.Default()
 }
@@ -38,7 +41,8 @@ func (b NodeBus) ServeCollector(ctx context.Context, address string, p *node.Col
 	obj := NewCollectorObject(ad)
 	lc := b.Link
 	lc.Address, lc.Component = address, "collector"
-	ad.svc = NewService(lc, CollectorName, b.logger(), obj)
+	ad.svc = NewService(lc, CollectorName, b.logger(p.Log()), obj)
+	p.SetBusMetrics(ad.svc.AppendMetrics)
 	p.SetHooks(collector.Hooks{
 		TemplateLearned: func(e collector.TemplateEvent) { obj.TemplateLearned(e.Exporter, e.Domain, e.ID) },
 		ExporterSeen:    func(e collector.ExporterEvent) { obj.ExporterSeen(e.Exporter) },
@@ -54,7 +58,8 @@ func (b NodeBus) ServeMediator(ctx context.Context, address string, p *node.Medi
 	obj := NewMediatorObject(ad)
 	lc := b.Link
 	lc.Address, lc.Component = address, "mediator"
-	ad.svc = NewService(lc, MediatorName, b.logger(), obj)
+	ad.svc = NewService(lc, MediatorName, b.logger(p.Log()), obj)
+	p.SetBusMetrics(ad.svc.AppendMetrics)
 	p.OnPipelineApplied(obj.PipelineApplied)
 	ad.svc.Run(ctx)
 	return nil
@@ -109,11 +114,9 @@ func (a *collectorAdapter) Drain(ctx context.Context) error {
 	return a.p.Drain(wait)
 }
 
-// AppendMetrics appends the collector's metrics and the bus's (the
+// AppendMetrics appends the process's metrics, the bus's included (the
 // controller adds the process_* families of its own).
-func (a *collectorAdapter) AppendMetrics(b []byte) []byte {
-	return a.svc.AppendMetrics(a.p.Collector().AppendMetrics(b))
-}
+func (a *collectorAdapter) AppendMetrics(b []byte) []byte { return a.p.AppendMetrics(b) }
 
 // mediatorAdapter is a node.MediatorProcess as a Mediator.
 type mediatorAdapter struct {
@@ -137,6 +140,4 @@ func (a *mediatorAdapter) Status() MediatorStatus {
 	}
 }
 
-func (a *mediatorAdapter) AppendMetrics(b []byte) []byte {
-	return a.svc.AppendMetrics(a.p.Mediator().AppendMetrics(b))
-}
+func (a *mediatorAdapter) AppendMetrics(b []byte) []byte { return a.p.AppendMetrics(b) }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-flow/sluice/controlplane/admin"
@@ -108,6 +109,22 @@ type CollectorProcess struct {
 	log   *slog.Logger
 	col   *collector.Collector
 	redis *redistier.Store
+	bus   busMetrics
+}
+
+// busMetrics holds the D-Bus side's metrics, so that a process's own
+// /metrics shows a bus outage too.
+type busMetrics struct {
+	f atomic.Pointer[func([]byte) []byte]
+}
+
+func (m *busMetrics) set(f func([]byte) []byte) { m.f.Store(&f) }
+
+func (m *busMetrics) append(b []byte) []byte {
+	if f := m.f.Load(); f != nil && *f != nil {
+		return (*f)(b)
+	}
+	return b
 }
 
 // NewCollectorProcess checks cfg and builds the collector; it takes the
@@ -197,6 +214,23 @@ func (p *CollectorProcess) Run(ctx context.Context) error {
 // cover (metrics: AppendMetrics).
 func (p *CollectorProcess) Collector() *collector.Collector { return p.col }
 
+// Log returns the process's logger.
+func (p *CollectorProcess) Log() *slog.Logger { return p.log }
+
+// SetBusMetrics installs the D-Bus side's metrics appender: AppendMetrics
+// (and so the process's /metrics) includes what it appends.
+func (p *CollectorProcess) SetBusMetrics(f func([]byte) []byte) { p.bus.set(f) }
+
+// AppendMetrics appends the process's metrics: the collector's, the
+// template tier's and the bus's.
+func (p *CollectorProcess) AppendMetrics(b []byte) []byte {
+	b = p.col.AppendMetrics(b)
+	if p.redis != nil {
+		b = p.redis.AppendMetrics(b)
+	}
+	return p.bus.append(b)
+}
+
 // Config returns the process's configuration (defaults filled in).
 func (p *CollectorProcess) Config() SplitConfig { return p.cfg }
 
@@ -236,11 +270,7 @@ type collectorSource CollectorProcess
 
 func (s *collectorSource) Ready() bool { return s.col.Ready() }
 func (s *collectorSource) AppendMetrics(b []byte) []byte {
-	b = s.col.AppendMetrics(b)
-	if s.redis != nil {
-		b = s.redis.AppendMetrics(b)
-	}
-	return b
+	return (*CollectorProcess)(s).AppendMetrics(b)
 }
 func (s *collectorSource) Exporters() []collector.ExporterStatus { return s.col.Exporters() }
 func (s *collectorSource) Templates() []collector.TemplateStatus { return s.col.TemplateList() }
@@ -254,6 +284,7 @@ type MediatorProcess struct {
 	outs    *pipeline.OutputSet
 	token   string
 	applyMu sync.Mutex
+	bus     busMetrics
 }
 
 // NewMediatorProcess checks cfg and compiles the pipeline (or the
@@ -392,6 +423,17 @@ func (p *MediatorProcess) Ready() bool { return p.med.Status().Ready }
 // (Mediator1.Flush).
 func (p *MediatorProcess) Flush(ctx context.Context) error { return p.med.Flush(ctx) }
 
+// Log returns the process's logger.
+func (p *MediatorProcess) Log() *slog.Logger { return p.log }
+
+// SetBusMetrics installs the D-Bus side's metrics appender: AppendMetrics
+// (and so the process's /metrics) includes what it appends.
+func (p *MediatorProcess) SetBusMetrics(f func([]byte) []byte) { p.bus.set(f) }
+
+// AppendMetrics appends the process's metrics: the mediator's, its
+// pipelines' and outputs', and the bus's.
+func (p *MediatorProcess) AppendMetrics(b []byte) []byte { return p.bus.append(p.med.AppendMetrics(b)) }
+
 // OnPipelineApplied installs the hook for signal PipelineApplied: see
 // mediator.OnApplied.
 func (p *MediatorProcess) OnPipelineApplied(f func(version uint64)) { p.med.OnApplied(f) }
@@ -399,8 +441,10 @@ func (p *MediatorProcess) OnPipelineApplied(f func(version uint64)) { p.med.OnAp
 // mediatorSource is the mediator process as the admin API sees it.
 type mediatorSource MediatorProcess
 
-func (s *mediatorSource) Ready() bool                           { return s.med.Status().Ready }
-func (s *mediatorSource) AppendMetrics(b []byte) []byte         { return s.med.AppendMetrics(b) }
+func (s *mediatorSource) Ready() bool { return s.med.Status().Ready }
+func (s *mediatorSource) AppendMetrics(b []byte) []byte {
+	return (*MediatorProcess)(s).AppendMetrics(b)
+}
 func (s *mediatorSource) Exporters() []collector.ExporterStatus { return []collector.ExporterStatus{} }
 func (s *mediatorSource) Templates() []collector.TemplateStatus { return []collector.TemplateStatus{} }
 func (s *mediatorSource) Pipeline() (uint64, []byte)            { return (*MediatorProcess)(s).Pipeline() }
