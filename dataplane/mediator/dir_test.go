@@ -278,3 +278,28 @@ func TestFlushAndApplied(t *testing.T) {
 		t.Fatal("no applied hook")
 	}
 }
+
+// TestDirRenamedUnderIt renames the ring a running mediator is reading, as
+// a collector that restarts while the mediator lags does (unread entries
+// kept under ring.RetainedName), and makes the next generation: the
+// mediator finishes the old ring before it reads the new one, and counts
+// only the sequence numbers the restart really skipped.
+func TestDirRenamedUnderIt(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ring.FileName(0))
+	c1 := newFakeCollector(t, path, 1)
+	c1.send(t, 200)
+	out := &seqOut{seen: make(chan uint64, 8)} // the mediator lags: it blocks on its output
+	m, stop := runDir(t, dir, out)
+	defer stop()
+	expectSeq(t, out, 0, 5)
+	if err := os.Rename(path, filepath.Join(dir, ring.RetainedName(0, 1))); err != nil {
+		t.Fatal(err)
+	}
+	c2 := newFakeCollector(t, path, 2)
+	c2.next = 250 // 50 lost
+	c2.send(t, 100)
+	expectSeq(t, out, 5, 200)
+	expectSeq(t, out, 250, 350)
+	waitStatus(t, m, func(s Status) bool { return s.Generation == 2 && s.RestartLost == 50 })
+}
