@@ -95,9 +95,15 @@ func (f *Fleet) AddListener(ctx context.Context, url string) []ListenerResult {
 		URL string `json:"url"`
 	}{url})
 	return each(f.Members(), func(m Member) ListenerResult {
-		_, err := f.do(ctx, m, "POST", "/api/v1/listeners", body)
+		b, err := f.do(ctx, m, "POST", "/api/v1/listeners", body)
 		if err != nil {
 			return ListenerResult{Pod: m.Name, Error: err.Error()}
+		}
+		var ok struct {
+			Added bool `json:"added"`
+		}
+		if json.Unmarshal(b, &ok) != nil || !ok.Added {
+			return ListenerResult{Pod: m.Name, Error: "fleet: " + m.Name + ": not the API's JSON"}
 		}
 		return ListenerResult{Pod: m.Name, OK: true}
 	})

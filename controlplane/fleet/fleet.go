@@ -37,7 +37,7 @@ type Config struct {
 	MaxReplicas int
 	// Scaler changes the number of pods; nil outside Kubernetes.
 	Scaler Scaler
-	Log *slog.Logger
+	Log    *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -84,6 +84,15 @@ type Fleet struct {
 	refusals map[string]refusal    // by pod name: the version it refused
 	seen     map[string]time.Time  // by pod name: its start time, to forget refusals on restart
 	lastPush map[string]PushResult // by pod name
+	pods     map[string]*podPush   // by pod name
+}
+
+// podPush orders the pushes to one pod: a reconciliation that read an
+// older history never overwrites a newer version a rollout just put in
+// force.
+type podPush struct {
+	mu      sync.Mutex
+	applied uint64 // the newest version this replica put in force there
 }
 
 // refusal is a version a pod refused; it is not pushed again until the
@@ -108,6 +117,7 @@ func New(cfg Config, disc Discovery, redis rueidis.Client) *Fleet {
 		refusals: map[string]refusal{},
 		seen:     map[string]time.Time{},
 		lastPush: map[string]PushResult{},
+		pods:     map[string]*podPush{},
 	}
 }
 
@@ -148,6 +158,7 @@ func (f *Fleet) setMembers(ms []Member) {
 			delete(f.refusals, name)
 			delete(f.seen, name)
 			delete(f.lastPush, name)
+			delete(f.pods, name)
 		}
 	}
 	f.mu.Unlock()

@@ -225,6 +225,18 @@ func (f *Fleet) rollout(ctx context.Context, name string, v Version) Rollout {
 // push puts v in force on one pod and records the outcome.
 func (f *Fleet) push(ctx context.Context, m Member, v Version) PushResult {
 	res := PushResult{Pod: m.Name}
+	f.mu.Lock()
+	pp := f.pods[m.Name]
+	if pp == nil {
+		pp = &podPush{}
+		f.pods[m.Name] = pp
+	}
+	f.mu.Unlock()
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.applied > v.Version {
+		return PushResult{Pod: m.Name, State: PodOutdated, Error: "a newer version was pushed meanwhile"}
+	}
 	b, err := f.do(ctx, m, "PUT", "/api/v1/pipeline", []byte(v.Pipeline))
 	switch {
 	case err == nil:
@@ -236,6 +248,7 @@ func (f *Fleet) push(ctx context.Context, m Member, v Version) PushResult {
 			break
 		}
 		res.State, res.Version, res.LocalVersion = PodApplied, v.Version, ok.Version
+		pp.applied = v.Version
 	case refused(err):
 		res.State, res.Error = PodRefused, err.Error()
 		f.mu.Lock()
@@ -365,4 +378,3 @@ func (f *Fleet) reconcile(ctx context.Context) {
 		return struct{}{}
 	})
 }
-

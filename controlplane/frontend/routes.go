@@ -44,8 +44,8 @@ var routes = []route{
 // publicRoutes answer without a token when Config.PublicStatus is set:
 // the read-only fleet views.
 var publicRoutes = map[string]bool{
-	"GET /":                                   true,
-	"GET /api/v1/collectors":                  true,
+	"GET /":                  true,
+	"GET /api/v1/collectors": true,
 	"GET /api/v1/collectors/{name}/exporters": true,
 	"GET /api/v1/collectors/{name}/templates": true,
 	"GET /api/v1/collectors/{name}/metrics":   true,
