@@ -5,8 +5,9 @@ BIN := bin
 # Debian packages the tests drive: real exporters, an independent decoder,
 # the traffic replayer, network namespace tools, Redis (shared templates) and
 # libfixbuf's ipfixDump (a second independent decoder of re-exported IPFIX),
-# and libzmq (sluice-api links it through cgo).
-TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin
+# libzmq (sluice-api links it through cgo), chromium (the status page test
+# drives it headless) and dnsmasq (a real DNS server for --collectors-dns).
+TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin chromium dnsmasq-base
 FUZZTIME ?= 20s
 # package:FuzzTarget pairs run by fuzz-smoke.
 FUZZ_TARGETS := \
