@@ -54,6 +54,7 @@ type collector struct {
 	dir   string
 	flow  int
 	admin int
+	extra []string // more `sluice run` flags
 	cmd   *exec.Cmd
 	done  chan struct{}
 	out   *syncBuffer
@@ -80,14 +81,14 @@ func freeUDPPort(t testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-// startCollector starts `sluice run` in dir (a fresh one if "") and waits
-// for /readyz.
-func startCollector(t testing.TB, dir string) *collector {
+// startCollector starts `sluice run` in dir (a fresh one if "") with
+// extra flags and waits for /readyz.
+func startCollector(t testing.TB, dir string, extra ...string) *collector {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	c := &collector{t: t, dir: dir}
+	c := &collector{t: t, dir: dir, extra: extra}
 	for attempt := 0; ; attempt++ {
 		c.flow, c.admin = freeUDPPort(t), freeTCPPort(t)
 		if err := c.start(); err == nil {
@@ -111,7 +112,8 @@ func (c *collector) start() error {
 	c.out = &syncBuffer{}
 	c.cmd = exec.Command(sluiceBinary(c.t), "run", "--listen", "udp://127.0.0.1:"+strconv.Itoa(c.flow),
 		"--admin", "127.0.0.1:"+strconv.Itoa(c.admin), "--admin-token-file", tokenFile,
-		"--output", "discard", "--loops", "1", "--log-level", "warn")
+		"--output", "discard", "--loops", "1", "--log-level", "info")
+	c.cmd.Args = append(c.cmd.Args, c.extra...)
 	c.cmd.Dir = c.dir
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	if err := c.cmd.Start(); err != nil {

@@ -434,3 +434,37 @@ func hangServer(t testing.TB) string {
 	}()
 	return "http://" + l.Addr().String()
 }
+
+// TestFleetPodPullsAtStart: a pod started with --redis-pipeline puts the
+// stored version in force before it listens, without the frontend's help
+// (its reconciliation is slowed to an hour here).
+func TestFleetPodPullsAtStart(t *testing.T) {
+	r := startRedis(t)
+	pull := []string{"--redis", r.Addr(), "--redis-pipeline", "default"}
+	a, b := startCollector(t, "", pull...), startCollector(t, "", pull...)
+	ts := fleetServer(t, r, staticOf(a, b), func(c *Config) { c.Fleet.Reconcile = time.Hour })
+	waitFor(t, "members", func() bool { return len(ts.Fleet().Members()) == 2 })
+
+	b.kill()
+	file := pipelineFile("discard") + "# stored while b was down\n"
+	code, body := ts.putPipeline(t, "default", file)
+	var ro rolloutView
+	want(t, 200, code, body, &ro)
+	if st := podStates(ro.Pods); st[b.name()] != fleet.PodUnreachable || st[a.name()] != fleet.PodApplied {
+		t.Fatalf("rollout with b down: %s", body)
+	}
+	b.restart() // returns once /readyz answers 200
+	got, err := b.pipeline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != file {
+		t.Fatalf("restarted pod runs %q, want the stored version", got)
+	}
+	if !strings.Contains(strings.Join(b.out.lines(), "\n"), "stored pipeline put in force") {
+		t.Fatalf("the pod did not say it pulled the pipeline:\n%s", strings.Join(b.out.lines(), "\n"))
+	}
+	if v := ts.pipelineView(t, "default"); !v.Converged {
+		t.Fatalf("not converged: %+v", v)
+	}
+}
