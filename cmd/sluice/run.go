@@ -23,7 +23,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 // runFlags are `sluice run`'s flags; each overrides the config file's key.
 type runFlags struct {
 	config, admin, pipeline, tokenFile, logLevel, redis, pprof string
-	redisPipeline                                             string
+	redisPipeline                                              string
 	listens, outputs                                           stringList
 	loops                                                      int
 	scopePort, stockUDP, sharePort                             bool
