@@ -123,8 +123,7 @@ func TestFleetPipelineRollout(t *testing.T) {
 	// pod answers with the new file.
 	var times []time.Duration
 	for i := range 10 {
-		file := pipelineFile(fmt.Sprintf(`"discard", "discard?n=%d"`, i))
-		file = pipelineFile("discard") + fmt.Sprintf("# rollout %d\n", i)
+		file := pipelineFile("discard") + fmt.Sprintf("# rollout %d\n", i)
 		start := time.Now()
 		code, body := ts.putPipeline(t, "default", file)
 		var ro rolloutView
@@ -135,7 +134,8 @@ func TestFleetPipelineRollout(t *testing.T) {
 		times = append(times, waitPods(t, start, file, a, b, c))
 	}
 	slices.Sort(times)
-	t.Logf("pipeline PUT -> in force on all 3 pods: median %v, max %v over %d PUTs", times[len(times)/2], times[len(times)-1], len(times))
+	// perf/RESULTS.md ("Fleet") records this line.
+	t.Logf("pipeline PUT -> in force on all 3 pods: min %v, median %v, max %v over %d PUTs", times[0], times[len(times)/2], times[len(times)-1], len(times))
 	if times[len(times)-1] > time.Second {
 		t.Fatalf("convergence took %v, want under 1 s", times[len(times)-1])
 	}
