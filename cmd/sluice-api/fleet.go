@@ -16,6 +16,7 @@ import (
 // pods.
 type fleetFlags struct {
 	static, dns, k8s, kubeconfig, tokenFile string
+	statefulSet                             string
 	dnsPort                                 int
 	dnsEvery                                time.Duration
 }
@@ -26,6 +27,7 @@ func (f *fleetFlags) register(fs *flag.FlagSet, cfg *frontend.Config) {
 	fs.IntVar(&f.dnsPort, "collectors-dns-port", 8080, "the pods' API port when --collectors-dns has A/AAAA records only")
 	fs.DurationVar(&f.dnsEvery, "collectors-dns-interval", 10*time.Second, "how often --collectors-dns is resolved again")
 	fs.StringVar(&f.k8s, "collectors-k8s", "", "namespace/labelSelector of the collector pods in Kubernetes")
+	fs.StringVar(&f.statefulSet, "collectors-statefulset", "collector", "the collector pods' StatefulSet (in --collectors-k8s's namespace), for PUT /api/v1/collectors/scale")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for --collectors-k8s outside the cluster (default: the service account)")
 	fs.StringVar(&f.tokenFile, "collector-token-file", "", "file holding the Bearer token of the pods' APIs")
 	fs.StringVar(&cfg.Fleet.Pipeline, "pipeline-name", "default", "the pipeline the collector pods run (sluice:pipeline:<name> in Redis)")
@@ -64,7 +66,7 @@ func (f *fleetFlags) apply(cfg *frontend.Config, log *slog.Logger) error {
 	case f.dns != "":
 		cfg.Collectors = fleet.DNS{Name: f.dns, Port: f.dnsPort, Interval: f.dnsEvery, Log: log}
 	case f.k8s != "":
-		d, sc, err := kubernetesFleet(f.k8s, f.kubeconfig, log)
+		d, sc, err := kubernetesFleet(f.k8s, f.kubeconfig, f.statefulSet, log)
 		if err != nil {
 			return fmt.Errorf("serve: --collectors-k8s: %w", err)
 		}
