@@ -5,9 +5,12 @@ BIN := bin
 # Debian packages the tests drive: real exporters, an independent decoder,
 # the traffic replayer, network namespace tools, Redis (shared templates) and
 # libfixbuf's ipfixDump (a second independent decoder of re-exported IPFIX),
-# libzmq (sluice-api links it through cgo), chromium (the status page test
-# drives it headless) and dnsmasq (a real DNS server for --collectors-dns).
-TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin chromium dnsmasq-base
+# libzmq (sluice-api links it through cgo); etcd-server backs the real
+# kube-apiserver the Kubernetes tests start (internal/k8stest); buildah
+# builds the images in deploy/images (the image test); chromium (the status
+# page test drives it headless) and dnsmasq (a real DNS server for
+# --collectors-dns).
+TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin etcd-server buildah chromium dnsmasq-base
 FUZZTIME ?= 20s
 # package:FuzzTarget pairs run by fuzz-smoke.
 FUZZ_TARGETS := \
@@ -31,7 +34,7 @@ VET_EXTRA := ./testdata/exporters/...
 # Files `make generate` writes; committed, so regenerating must not change them.
 GENERATED := dataplane/ipfix/ies_iana.go dataplane/ipfix/ies_vendor.go
 
-.PHONY: all build run test test-deps check fmt-check vet tidy-check deps-check bench fuzz-smoke generate lint clean
+.PHONY: all build run test test-deps kube-apiserver deploy-check images check fmt-check vet tidy-check deps-check bench fuzz-smoke generate lint clean
 
 all: build
 
@@ -52,6 +55,47 @@ test-deps:
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null; \
 	fi
 	$(GO) mod download
+	$(MAKE) --no-print-directory kube-apiserver
+
+# A real kube-apiserver for internal/k8stest, built from the Go module proxy
+# through the wrapper module internal/k8stest/apiserver (the main module does
+# not require k8s.io/kubernetes). Built only when missing or when KUBE_VERSION
+# changes; a cold build takes minutes (README.md, "Testing"), a rebuild from a
+# warm Go build cache seconds. Tests find it through $(KUBE_DIR) or
+# SLUICE_KUBE_APISERVER.
+KUBE_VERSION := v1.37.2
+KUBE_DIR := .cache/kube
+kube-apiserver:
+	@if [ -x $(KUBE_DIR)/kube-apiserver ] && [ "$$(cat $(KUBE_DIR)/kube-apiserver.version 2>/dev/null)" = "$(KUBE_VERSION)" ]; then \
+		exit 0; \
+	fi; \
+	set -e; mkdir -p $(KUBE_DIR); \
+	grep -q '^require k8s.io/kubernetes $(KUBE_VERSION)$$' internal/k8stest/apiserver/go.mod || { echo "internal/k8stest/apiserver/go.mod does not require k8s.io/kubernetes $(KUBE_VERSION)"; exit 1; }; \
+	minor=$$(echo $(KUBE_VERSION) | cut -d. -f2); \
+	echo "building kube-apiserver $(KUBE_VERSION) into $(KUBE_DIR) (cold: minutes)"; \
+	start=$$(date +%s); \
+	cd internal/k8stest/apiserver && $(GO) build -trimpath -o ../../../$(KUBE_DIR)/kube-apiserver.tmp \
+		-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$$minor" \
+		k8s.io/kubernetes/cmd/kube-apiserver; \
+	cd ../../..; mv $(KUBE_DIR)/kube-apiserver.tmp $(KUBE_DIR)/kube-apiserver; \
+	echo $(KUBE_VERSION) > $(KUBE_DIR)/kube-apiserver.version; \
+	echo "kube-apiserver built in $$(( $$(date +%s) - start ))s"
+
+# The deploy/ checks: render every overlay (kustomize Go API), strict
+# decoding, rules against the real binaries, server-side dry run and RBAC
+# against a real kube-apiserver, the collector pod run for real, and the
+# images built with buildah. `make test` runs them within `go test ./...`.
+deploy-check: kube-apiserver
+	$(GO) test -count=1 ./deploy/ ./internal/k8stest/
+
+# Container images (deploy/images/), tagged localhost/NAME:latest, which is
+# what deploy/base names. Base images and the Go builder are build args:
+# make images IMAGE_ARGS='--build-arg BASE=... --build-arg BUILDER=...'.
+IMAGE_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+images:
+	@set -e; for i in sluice sluice-controller sluice-api; do \
+		buildah bud --build-arg VERSION=$(IMAGE_VERSION) $(IMAGE_ARGS) -f deploy/images/$$i.Containerfile -t localhost/$$i:latest . ; \
+	done
 
 test: test-deps check
 	$(GO) test -count=1 ./...
