@@ -5,10 +5,12 @@ BIN := bin
 # Debian packages the tests drive: real exporters, an independent decoder,
 # the traffic replayer, network namespace tools, Redis (shared templates) and
 # libfixbuf's ipfixDump (a second independent decoder of re-exported IPFIX),
-# and libzmq (sluice-api links it through cgo); etcd-server backs the real
+# libzmq (sluice-api links it through cgo); etcd-server backs the real
 # kube-apiserver the Kubernetes tests start (internal/k8stest); buildah
-# builds the images in deploy/images (the image test).
-TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin etcd-server buildah
+# builds the images in deploy/images (the image test); chromium (the status
+# page test drives it headless) and dnsmasq (a real DNS server for
+# --collectors-dns).
+TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin etcd-server buildah chromium dnsmasq-base
 FUZZTIME ?= 20s
 # package:FuzzTarget pairs run by fuzz-smoke.
 FUZZ_TARGETS := \

@@ -100,6 +100,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.RetryAfter, "retry-after", 5*time.Second, "Retry-After of a 429")
 	fs.StringVar(&completion, "completion-log", "-", `completion log file, one JSON line per finished job ("-": stdout, "": none)`)
 	fs.BoolVar(&cfg.EchoJobs, "echo-jobs", false, `accept the "echo" job type (dispatch benchmarks and tests)`)
+	var fl fleetFlags
+	fl.register(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
@@ -151,6 +153,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg.Log = log
+	if err := fl.apply(&cfg, log); err != nil {
+		return err
+	}
 	srv, err := frontend.New(cfg, analyzer())
 	if err != nil {
 		return err

@@ -23,6 +23,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 // runFlags are `sluice run`'s flags; each overrides the config file's key.
 type runFlags struct {
 	config, admin, pipeline, tokenFile, logLevel, redis, pprof string
+	redisPipeline                                              string
 	listens, outputs                                           stringList
 	loops                                                      int
 	scopePort, stockUDP, sharePort                             bool
@@ -42,6 +43,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.sharePort, "share-port", false, "share the listening ports with other processes that also ask for it (SO_REUSEPORT); without it a port another process holds stops the start")
 	fs.DurationVar(&f.lifetime, "template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
 	fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...] (one node, or cluster nodes)")
+	fs.StringVar(&f.redisPipeline, "redis-pipeline", "", "at start, put in force the pipeline the frontend keeps in Redis under this name (sluice:pipeline:<name>)")
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default)")
 	fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
 }
@@ -104,6 +106,9 @@ func (f *runFlags) nodeConfig() (node.Config, error) {
 	}
 	if c.Redis.Password == "" {
 		c.Redis.Password = os.Getenv("SLUICE_REDIS_PASSWORD")
+	}
+	if f.redisPipeline != "" {
+		c.Redis.Pipeline = f.redisPipeline
 	}
 	if f.pprof != "" {
 		c.Pprof = f.pprof

@@ -73,6 +73,12 @@ type ListenerSource interface {
 	RemoveListener(ctx context.Context, url string) error
 }
 
+// ListenerLister is implemented by sources that name their open listeners
+// in /api/v1/status (when they are not a StatusSource).
+type ListenerLister interface {
+	Listeners() []string
+}
+
 // DrainSource is implemented by sources that drain on request (POST
 // /api/v1/drain): stop reading, empty the rings into the outputs, flush.
 // Drain returns once drained or when ctx ends.

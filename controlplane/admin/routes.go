@@ -229,6 +229,9 @@ func (s *Server) status(ctx *fasthttp.RequestCtx) {
 	if ps, ok := s.src.(PipelineSource); ok {
 		st.Pipeline, _ = ps.Pipeline()
 	}
+	if ll, ok := s.src.(ListenerLister); ok {
+		st.Listeners = ll.Listeners()
+	}
 	WriteJSON(ctx, st)
 }
 

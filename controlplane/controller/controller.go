@@ -45,6 +45,9 @@ type Config struct {
 	// Link tunes the controller's bus connection (backoffs); its Address
 	// is set by the controller.
 	Link dbus.LinkConfig
+	// Service, when set, gets a port for each listener added at run time
+	// (kept when a pod removes its listener: every pod shares it). nil: off.
+	Service *ServicePorts
 }
 
 func (c Config) withDefaults() Config {
@@ -362,10 +365,21 @@ func (s *source) SetPipeline(ctx context.Context, file []byte) (uint64, error) {
 }
 
 func (s *source) AddListener(ctx context.Context, url string) error {
-	return s.client.Collector().AddListener(ctx, url)
+	if err := s.client.Collector().AddListener(ctx, url); err != nil {
+		return err
+	}
+	if s.cfg.Service != nil {
+		if err := s.cfg.Service.Add(ctx, url); err != nil {
+			s.log.Error("listener open but the Service not patched: exporters outside the pod cannot reach it", "url", url, "err", err)
+			return fmt.Errorf("controller: listener %s open, Service not patched: %w", url, err)
+		}
+	}
+	return nil
 }
 
 func (s *source) RemoveListener(ctx context.Context, url string) error {
+	// The Service keeps the port: every pod shares it, and the others may
+	// still listen there.
 	return s.client.Collector().RemoveListener(ctx, url)
 }
 

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strconv"
 	"time"
+
+	"github.com/sluice-flow/sluice/controlplane/fleet"
 )
 
 // Config configures a Server. Zero values are the documented defaults.
@@ -70,6 +72,17 @@ type Config struct {
 	// Replica names this replica in job records. Default host-pid.
 	Replica string
 	Log     *slog.Logger
+
+	// Collectors finds the collector pods (fleet.Static, fleet.DNS or the
+	// Kubernetes discovery). nil: none, and the fleet routes show none.
+	Collectors fleet.Discovery
+	// Fleet configures how the pods are reached and managed (its Log is
+	// set from Log).
+	Fleet fleet.Config
+	// PublicStatus lets the status page and the read-only fleet views
+	// (GET /, GET /api/v1/collectors...) answer without a token. Default:
+	// they need one, like every /api/v1 route.
+	PublicStatus bool
 }
 
 // RedisConfig says how to reach Redis.

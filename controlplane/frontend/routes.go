@@ -10,7 +10,7 @@ import (
 // requests against and the one the OpenAPI test checks the document with.
 type route struct {
 	method  string
-	pattern string // segments; "{id}" matches one id
+	pattern string // segments; "{id}" matches one id, "{name}" one name
 	auth    bool
 	h       func(s *Server, c *fasthttp.RequestCtx, tenant, id string)
 }
@@ -29,14 +29,35 @@ var routes = []route{
 	{"GET", "/api/v1/jobs/{id}", true, (*Server).getJob},
 	{"DELETE", "/api/v1/jobs/{id}", true, (*Server).cancelJob},
 	{"GET", "/api/v1/jobs/{id}/result", true, (*Server).getResult},
+	{"GET", "/", true, (*Server).statusPage},
+	{"GET", "/api/v1/collectors", true, (*Server).listCollectors},
+	{"PUT", "/api/v1/collectors/scale", true, (*Server).scaleCollectors},
+	{"GET", "/api/v1/collectors/{name}/exporters", true, (*Server).collectorExporters},
+	{"GET", "/api/v1/collectors/{name}/templates", true, (*Server).collectorTemplates},
+	{"GET", "/api/v1/collectors/{name}/metrics", true, (*Server).collectorMetrics},
+	{"GET", "/api/v1/pipelines/{name}", true, (*Server).getPipeline},
+	{"PUT", "/api/v1/pipelines/{name}", true, (*Server).putPipeline},
+	{"POST", "/api/v1/pipelines/{name}/rollback", true, (*Server).rollbackPipeline},
+	{"POST", "/api/v1/listeners", true, (*Server).addListener},
 }
 
-// match reports whether path fits pattern and returns the {id} segment.
+// publicRoutes answer without a token when Config.PublicStatus is set:
+// the read-only fleet views.
+var publicRoutes = map[string]bool{
+	"GET /":                  true,
+	"GET /api/v1/collectors": true,
+	"GET /api/v1/collectors/{name}/exporters": true,
+	"GET /api/v1/collectors/{name}/templates": true,
+	"GET /api/v1/collectors/{name}/metrics":   true,
+}
+
+// match reports whether path fits pattern and returns the {id} or {name}
+// segment.
 func match(pattern, path string) (id string, ok bool) {
 	for {
 		ps, prest, pmore := strings.Cut(strings.TrimPrefix(pattern, "/"), "/")
 		xs, xrest, xmore := strings.Cut(strings.TrimPrefix(path, "/"), "/")
-		if ps == "{id}" {
+		if ps == "{id}" || ps == "{name}" {
 			if xs == "" {
 				return "", false
 			}
@@ -87,7 +108,7 @@ func (s *Server) handle(c *fasthttp.RequestCtx) {
 func (s *Server) serve(c *fasthttp.RequestCtx, r *route, id string) {
 	defer func() { s.m.requests.add(1, r.method+" "+r.pattern, itoa(c.Response.StatusCode())) }()
 	tenant := ""
-	if r.auth {
+	if r.auth && !(s.cfg.PublicStatus && publicRoutes[r.method+" "+r.pattern]) {
 		t, ok := s.tokens.Load().lookup(c.Request.Header.Peek("Authorization"))
 		if !ok {
 			c.Response.Header.Set("WWW-Authenticate", `Bearer realm="sluice-api"`)

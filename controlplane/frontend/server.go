@@ -19,6 +19,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/sluice-flow/sluice/controlplane/fleet"
 	"github.com/sluice-flow/sluice/controlplane/frontend/dispatch"
 	"github.com/sluice-flow/sluice/dataplane/promtext"
 	"github.com/sluice-flow/sluice/dataplane/ratelog"
@@ -35,6 +36,7 @@ type Server struct {
 	tokens atomic.Pointer[tokenTable]
 
 	st      *store
+	fleet   *fleet.Fleet
 	redisUp atomic.Bool
 	broker  *dispatch.Broker
 	pool    *dispatch.Pool
@@ -71,6 +73,9 @@ func New(cfg Config, an Analyzer) (*Server, error) {
 		return nil, err
 	}
 	s.redisUp.Store(s.st.ping(context.Background()) == nil)
+	fc := cfg.Fleet
+	fc.Log = cfg.Log
+	s.fleet = fleet.New(fc, cfg.Collectors, s.st.c)
 	s.run = newRunner(s)
 	s.broker = dispatch.NewBroker(dispatch.BrokerConfig{Endpoint: cfg.Broker, Heartbeat: cfg.Heartbeat,
 		Liveness: cfg.Liveness, MaxAttempts: maxAttempts, MaxMessageBytes: cfg.MaxResultBytes + 1<<20, Log: cfg.Log}, s.run.event)
@@ -116,6 +121,9 @@ func (s *Server) WorkerPids() []int {
 	return s.pool.Pids()
 }
 
+// Fleet is the collector pods this replica manages.
+func (s *Server) Fleet() *fleet.Fleet { return s.fleet }
+
 // Reload reads the tokens file again; on error the old tokens stay.
 func (s *Server) Reload() error {
 	t, err := loadTokens(s.cfg.TokensFile)
@@ -152,7 +160,7 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.pool.Run(ctx) }()
 	}
-	for _, f := range []func(context.Context){s.run.feed, s.run.commit, s.run.sync, s.janitor} {
+	for _, f := range []func(context.Context){s.run.feed, s.run.commit, s.run.sync, s.janitor, s.fleet.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
@@ -234,6 +242,7 @@ type apiError struct {
 	Message string   `json:"message,omitempty"`
 	Param   string   `json:"param,omitempty"`
 	Column  int      `json:"column,omitempty"`
+	Line    int      `json:"line,omitempty"`
 	State   string   `json:"state,omitempty"`
 	Allowed []string `json:"allowed,omitempty"`
 }

@@ -66,6 +66,11 @@ type RedisConfig struct {
 	// StartWait bounds how long the start waits for Redis and the warm-up
 	// before listening anyway. Default 5s.
 	StartWait time.Duration `yaml:"start_wait"`
+	// Pipeline, when set, names the pipeline the frontend keeps in Redis
+	// (sluice:pipeline:<name>): it is put in force at start, before the
+	// listeners open, so a pod that restarts runs the fleet's current
+	// version. Empty: none is read.
+	Pipeline string `yaml:"pipeline"`
 }
 
 // Defaults.
@@ -179,6 +184,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis.StartWait < 0 {
 		return f("redis.start_wait", "must not be negative")
+	}
+	if c.Redis.Pipeline != "" && len(c.Redis.Addrs) == 0 {
+		return f("redis.pipeline", "needs redis.addresses")
 	}
 	return nil
 }

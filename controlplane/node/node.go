@@ -191,6 +191,9 @@ func (n *Node) Run(ctx context.Context) error {
 		n.med.Run(medCtx)
 		close(medDone)
 	}()
+	if cfg.Redis.Pipeline != "" {
+		n.pullPipeline()
+	}
 	colErr := make(chan error, 1)
 	go func() { colErr <- n.col.Run(context.Background()) }()
 
