@@ -7,8 +7,10 @@ BIN := bin
 # libfixbuf's ipfixDump (a second independent decoder of re-exported IPFIX),
 # and libzmq (sluice-api links it through cgo); etcd-server backs the real
 # kube-apiserver the Kubernetes tests start (internal/k8stest); buildah
-# builds the images in deploy/images (the image test).
-TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin etcd-server buildah
+# builds the images in deploy/images (the image test); clang, llvm
+# (llvm-strip) and libbpf-dev (bpf_helpers.h) rebuild the eBPF objects in
+# `make generate`.
+TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin etcd-server buildah clang llvm libbpf-dev
 FUZZTIME ?= 20s
 # package:FuzzTarget pairs run by fuzz-smoke.
 FUZZ_TARGETS := \
@@ -31,7 +33,8 @@ FUZZ_TARGETS := \
 # Packages under testdata/ are in the module but outside ./... patterns.
 VET_EXTRA := ./testdata/exporters/...
 # Files `make generate` writes; committed, so regenerating must not change them.
-GENERATED := dataplane/ipfix/ies_iana.go dataplane/ipfix/ies_vendor.go
+GENERATED := dataplane/ipfix/ies_iana.go dataplane/ipfix/ies_vendor.go \
+	bpf/steer_bpfel.go bpf/steer_bpfel.o bpf/steer_bpfeb.go bpf/steer_bpfeb.o
 
 .PHONY: all build run test test-deps kube-apiserver deploy-check images check fmt-check vet tidy-check deps-check bench fuzz-smoke generate lint clean
 
@@ -115,9 +118,11 @@ fuzz-smoke:
 
 # The generator reads IANA's registry and the vendor element lists from the
 # shared folder beside the repository (../shared/data/iana/ipfix.xml,
-# ../shared/data/vendor-ies/).
+# ../shared/data/vendor-ies/). The eBPF objects and their Go bindings come
+# from bpf2go (pinned in go.mod) and clang with pinned flags (bpf/gen.go).
 generate:
 	cd dataplane/ipfix && $(GO) generate ./...
+	cd bpf && $(GO) generate ./...
 	@git diff --exit-code -- $(GENERATED) || { echo "generated files differ from the committed ones (above): commit them"; exit 1; }
 
 # What CI checks besides the tests: the committed tree is gofmt-clean, vets
