@@ -48,7 +48,9 @@ func Domain(payload []byte) (uint32, bool) {
 
 // Hash is the steering key of a datagram from src: FNV-1a over the
 // address in its 16-byte form (IPv4 mapped into IPv6), then over the
-// domain's four bytes in network order when the payload carries one.
+// domain's four bytes in network order when the payload carries one, then
+// MurmurHash3's 64-bit finalizer (FNV alone leaves the high bits, which
+// the jump hash reads first, alike for neighbouring addresses).
 func Hash(src netip.Addr, payload []byte) uint64 {
 	a := src.As16() // IPv4 comes out mapped, as steer.c builds it
 	h := fnv1a(fnvOffset, a[:])
@@ -57,6 +59,15 @@ func Hash(src netip.Addr, payload []byte) uint64 {
 		binary.BigEndian.PutUint32(b[:], d)
 		h = fnv1a(h, b[:])
 	}
+	return mix(h)
+}
+
+func mix(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
 	return h
 }
 

@@ -104,6 +104,19 @@ static __always_inline __u64 fnv1a(__u64 h, const __u8 *b, int n)
 	return h;
 }
 
+// mix spreads the bits of an FNV hash (MurmurHash3's 64-bit finalizer):
+// FNV alone leaves the high bits, which the jump hash reads first, alike
+// for addresses that differ only in their last octet.
+static __always_inline __u64 mix(__u64 h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
 // jump is Lamping and Veach's jump consistent hash in integers only (BPF
 // has no floating point): when the bucket count grows from n to n+1, a key
 // moves only to the new bucket, and only with probability 1/(n+1).
@@ -175,7 +188,7 @@ int steer(struct sk_reuseport_md *md)
 		count(STAT_ADDR_ONLY);
 	}
 
-	__u32 idx = jump(h, loops);
+	__u32 idx = jump(mix(h), loops);
 	if (bpf_sk_select_reuseport(md, &steer_sockets, &idx, 0)) {
 		count(STAT_FALLBACK);
 		return SK_PASS;

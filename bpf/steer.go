@@ -88,8 +88,8 @@ func (s *Steering) SetSockets(fds []int) error {
 // socket matches them too. New prefixes go in before old ones go out, so
 // no listed exporter is refused while the list changes.
 func (s *Steering) SetAllow(prefixes []netip.Prefix) error {
-	if len(prefixes) > maxAllow {
-		return fmt.Errorf("bpf: %d allow-list prefixes, at most %d", len(prefixes), maxAllow)
+	if len(prefixes) > MaxAllow {
+		return fmt.Errorf("bpf: %d allow-list prefixes, at most %d", len(prefixes), MaxAllow)
 	}
 	keep := make(map[steerAddrKey]bool, len(prefixes))
 	for _, p := range prefixes {
@@ -124,7 +124,8 @@ func (s *Steering) SetAllow(prefixes []netip.Prefix) error {
 	return nil
 }
 
-const maxAllow = 16384 // MAX_ALLOW in steer.c
+// MaxAllow is the most prefixes the allow-list holds (MAX_ALLOW in steer.c).
+const MaxAllow = 16384
 
 func allowKey(p netip.Prefix) steerAddrKey {
 	p = p.Masked()
