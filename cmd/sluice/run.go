@@ -22,11 +22,11 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // runFlags are `sluice run`'s flags; each overrides the config file's key.
 type runFlags struct {
-	config, admin, pipeline, tokenFile, logLevel, redis, pprof string
-	listens, outputs                                           stringList
-	loops                                                      int
-	scopePort, stockUDP, sharePort                             bool
-	lifetime                                                   time.Duration
+	config, admin, pipeline, tokenFile, logLevel, redis, pprof, steer string
+	listens, outputs                                                  stringList
+	loops                                                             int
+	scopePort, stockUDP, sharePort                                    bool
+	lifetime                                                          time.Duration
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -43,6 +43,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.lifetime, "template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
 	fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...] (one node, or cluster nodes)")
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default)")
+	fs.StringVar(&f.steer, "steer", "", node.SteerUsage)
 	fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
 }
 
@@ -92,6 +93,9 @@ func (f *runFlags) nodeConfig() (node.Config, error) {
 	c.Collector.ScopeByPort = c.Collector.ScopeByPort || f.scopePort
 	c.Collector.StockUDPRead = c.Collector.StockUDPRead || f.stockUDP
 	c.Collector.SharePort = c.Collector.SharePort || f.sharePort
+	if f.steer != "" {
+		c.Collector.Steer = f.steer
+	}
 	if f.lifetime != 0 {
 		c.Collector.TemplateLifetime = f.lifetime
 	}
