@@ -152,7 +152,7 @@ clean:
 
 # Throughput measurements (README.md, "Performance"). Runner flags go in
 # PERF_ARGS, e.g. make perf PERF_ARGS='--step 10s --outputs discard'.
-.PHONY: perf perf-ceiling perf-compare perf-pipeline
+.PHONY: perf perf-ceiling perf-compare perf-pipeline perf-steer
 perf:
 	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/run.sh
 
@@ -164,3 +164,8 @@ perf-compare:
 
 perf-pipeline:
 	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-pipeline$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/pipeline.sh
+
+# eBPF steering against the kernel's hashing: zero-loss rates and the
+# per-loop template cache with many source ports per exporter (needs root).
+perf-steer:
+	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-steer$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/steer.sh

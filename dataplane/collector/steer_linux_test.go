@@ -1,15 +1,22 @@
 package collector_test
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sluice-flow/sluice/bpf"
 	"github.com/sluice-flow/sluice/dataplane/collector"
+	"github.com/sluice-flow/sluice/dataplane/internal/testnet"
 	"github.com/sluice-flow/sluice/internal/testenv"
 )
 
@@ -271,5 +278,71 @@ func TestSteerConfig(t *testing.T) {
 		if err := (collector.Config{Steer: s}).Validate(); err != nil {
 			t.Errorf("steer %q: %v", s, err)
 		}
+	}
+}
+
+// TestSteerAutoWithoutPrivilege: without CAP_BPF and CAP_NET_ADMIN, auto
+// falls back to the kernel's hashing with one log line saying why, and
+// ebpf refuses to start. As root the test runs itself again as nobody.
+func TestSteerAutoWithoutPrivilege(t *testing.T) {
+	if os.Geteuid() == 0 && os.Getenv("SLUICE_STEER_UNPRIVILEGED") == "" {
+		// The test binary sits in a directory only root may enter.
+		dir, err := os.MkdirTemp("", "sluice-steer-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		bin, err := os.ReadFile(os.Args[0])
+		if err == nil {
+			err = os.WriteFile(dir+"/collector.test", bin, 0o755)
+		}
+		if err == nil {
+			err = os.Chmod(dir, 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(dir+"/collector.test", "-test.run=^TestSteerAutoWithoutPrivilege$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "SLUICE_STEER_UNPRIVILEGED=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestSteerAutoWithoutPrivilege") {
+			t.Fatalf("as nobody: %v\n%s", err, out)
+		}
+		return
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	port := testnet.FreePort(t, "127.0.0.1")
+	listen := []string{"udp://127.0.0.1:" + strconv.Itoa(port)}
+	c, err := collector.New(collector.Config{Listen: listen, Loops: 2}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(context.Background()) }()
+	<-c.Booted()
+	st := c.Steering()
+	if st.Mode != collector.SteerKernel || !strings.Contains(st.Reason, "privilege") {
+		t.Errorf("steering %+v, want kernel for lack of privilege", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "udp steering"); n != 1 {
+		t.Errorf("%d log lines about steering, want 1:\n%s", n, logs.String())
+	}
+	c, err = collector.New(collector.Config{Listen: listen, Loops: 2, Steer: collector.SteerEBPF}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "steer ebpf") {
+		t.Errorf("steer ebpf without privilege: Run returned %v", err)
 	}
 }
