@@ -172,15 +172,16 @@ func (c *Collector) fillSteering() {
 }
 
 // steerFailedLocked handles a failure after the program was loaded: auto
-// falls back to the kernel's hashing (an attached program keeps its
-// allow-list, with an empty array it leaves the choice to the kernel);
-// ebpf records the error for Run and returns it.
+// falls back to the kernel's hashing (a program already attached stays
+// with its group and its allow-list, and with its array empty leaves the
+// choice to the kernel); ebpf records the error for Run and returns it.
 func (c *Collector) steerFailedLocked(err error) error {
 	s := &c.steer
 	if c.cfg.Steer == SteerEBPF {
 		s.err = err
 		return err
 	}
+	s.closeLocked()
 	s.mode, s.reason = SteerKernel, err.Error()
 	c.log.Info("udp steering: the kernel's hashing (an exporter's source ports may reach several loops)", "reason", s.reason)
 	return nil

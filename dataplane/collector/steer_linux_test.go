@@ -3,11 +3,13 @@ package collector_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -159,6 +161,11 @@ func TestSteerEBPFOneLoopPerExporterDomain(t *testing.T) {
 			}
 			if v := h.metricValue("sluice_loop_datagrams_total"); v != sent {
 				t.Errorf("loops received %v datagrams, sent %v", v, sent)
+			}
+			// The admin API shows the loops as a JSON list.
+			b, err := json.Marshal(h.c.Exporters()[0])
+			if err != nil || !regexp.MustCompile(`"loops":\[\d\]`).Match(b) {
+				t.Errorf("exporter entry %s (%v) has no one-loop \"loops\" list", b, err)
 			}
 		})
 	}
