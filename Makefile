@@ -29,7 +29,8 @@ FUZZ_TARGETS := \
 	./dataplane/anon:FuzzParseKey \
 	./dataplane/filter:FuzzParse \
 	./dataplane/pipeline:FuzzParse \
-	./dataplane/entry:FuzzParse
+	./dataplane/entry:FuzzParse \
+	./bpf:FuzzDomain
 # Packages under testdata/ are in the module but outside ./... patterns.
 VET_EXTRA := ./testdata/exporters/...
 # Files `make generate` writes; committed, so regenerating must not change them.

@@ -3,6 +3,8 @@ package bpf
 import (
 	"encoding/binary"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -23,6 +25,18 @@ func TestDomain(t *testing.T) {
 	f("v9 cut", v9Header(5)[:19], 0, false)
 	f("v5", v5Header(), 0, false)
 	f("garbage", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 0, false)
+	// Real exporters: every v9 and IPFIX capture carries its domain.
+	kinds := map[uint16]int{}
+	for _, p := range seedFiles(t) {
+		v := binary.BigEndian.Uint16(p)
+		if _, ok := Domain(p); ok != (v == 9 || v == 10) {
+			t.Errorf("version %d payload of %d bytes: domain found %v", v, len(p), ok)
+		}
+		kinds[v]++
+	}
+	if kinds[5] == 0 || kinds[9] == 0 || kinds[10] == 0 {
+		t.Errorf("captures by version %v; want v5, v9 and IPFIX", kinds)
+	}
 }
 
 func TestHashAddressAlone(t *testing.T) {
@@ -124,4 +138,85 @@ func v5Header() []byte {
 	// An engine type and ID where a v9 source ID would be: ignored.
 	b[20], b[21] = 1, 2
 	return b
+}
+
+// FuzzDomain checks Domain against the header layouts, seeded with real
+// IPFIX, NetFlow v9 and v5 exports from testdata/ and the crafted headers.
+func FuzzDomain(f *testing.F) {
+	for _, seed := range [][]byte{nil, {10}, ipfixHeader(9), v9Header(3), v5Header(), ipfixHeader(1)[:15]} {
+		f.Add(seed)
+	}
+	for _, p := range seedFiles(f) {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, ok := Domain(b)
+		want, wantOK := uint32(0), false
+		if len(b) >= 16 && b[0] == 0 && b[1] == 10 {
+			want, wantOK = binary.BigEndian.Uint32(b[12:]), true
+		}
+		if len(b) >= 20 && b[0] == 0 && b[1] == 9 {
+			want, wantOK = binary.BigEndian.Uint32(b[16:]), true
+		}
+		if d != want || ok != wantOK {
+			t.Fatalf("Domain(%x) = %d, %v; want %d, %v", b, d, ok, want, wantOK)
+		}
+		a := netip.AddrFrom4([4]byte{192, 0, 2, 1})
+		if n := Pick(a, b, 3); n < 0 || n >= 3 {
+			t.Fatalf("Pick = %d", n)
+		}
+	})
+}
+
+// seedFiles returns the UDP payloads of the captures in testdata/captures
+// (little-endian pcap, Ethernet, IPv4 or IPv6): real exporters' headers.
+func seedFiles(tb testing.TB) [][]byte {
+	files, err := filepath.Glob("../testdata/captures/*.pcap")
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("no captures in ../testdata/captures (%v)", err)
+	}
+	var out [][]byte
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(b) < 24 || binary.LittleEndian.Uint32(b) != 0xa1b2c3d4 || binary.LittleEndian.Uint32(b[20:]) != 1 {
+			continue
+		}
+		for p := b[24:]; len(p) >= 16; {
+			n := int(binary.LittleEndian.Uint32(p[8:]))
+			if len(p) < 16+n {
+				break
+			}
+			if payload, ok := udpPayload(p[16 : 16+n]); ok {
+				out = append(out, payload)
+			}
+			p = p[16+n:]
+		}
+	}
+	if len(out) == 0 {
+		tb.Fatal("no UDP payloads in the captures")
+	}
+	return out
+}
+
+func udpPayload(frame []byte) ([]byte, bool) {
+	if len(frame) < 14 {
+		return nil, false
+	}
+	ip := frame[14:]
+	switch binary.BigEndian.Uint16(frame[12:]) {
+	case 0x0800:
+		if len(ip) < 20 || ip[9] != 17 || len(ip) < int(ip[0]&0xf)*4+8 {
+			return nil, false
+		}
+		return ip[int(ip[0]&0xf)*4+8:], true
+	case 0x86dd:
+		if len(ip) < 48 || ip[6] != 17 {
+			return nil, false
+		}
+		return ip[48:], true
+	}
+	return nil, false
 }
