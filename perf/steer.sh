@@ -4,7 +4,10 @@
 # addresses of their own (--distinct-addrs):
 #   1. the zero-loss rate of `sluice run --steer kernel` and `--steer ebpf`
 #      (perf-runner run, discard output, no profile or overload step);
-#   2. at one fixed rate, each loop's template cache hit rate and how many
+#   2. A/B at fixed rates, the two modes alternating (kernel, ebpf, kernel,
+#      ebpf at each rate of STEER_AB_RATES): on a shared machine the ladders
+#      of step 1 are disturbed unevenly, alternating steps less so;
+#   3. at one fixed rate, each loop's template cache hit rate and how many
 #      (exporter, domain) pairs more than one loop saw
 #      (sluice_template_cache_lookups_total, /api/v1/exporters "loops").
 # Writes perf/results/steer-{kernel,ebpf}.json, perf/results/steer.json and
@@ -18,6 +21,7 @@ source "$(dirname "$0")/lib.sh"
 EXPORTERS=${STEER_EXPORTERS:-16}
 PORTS=${STEER_PORTS:-8}
 RATE=${STEER_RATE:-300k}
+AB_RATES=${STEER_AB_RATES:-2M 4M}
 CMD=${PERF_COMMAND:-perf/steer.sh${*:+ $*}${PERF_ARGS:+ $PERF_ARGS}}
 build_sluice
 tmp=$(mktemp -d /tmp/sluice-steer.XXXXXX)
@@ -38,6 +42,27 @@ for mode in kernel ebpf; do
 		${PERF_ARGS:-} "$@"
 	cp "$tmp/runner-$mode/run.json" "perf/results/steer-$mode.json"
 done
+
+log "A/B at fixed rates: $AB_RATES"
+: >"$tmp/ab.jsonl"
+for rate in $AB_RATES; do
+	for rep in 1 2; do
+		for mode in kernel ebpf; do
+			./bin/perf-runner run --command "$CMD" --sluice-args "--steer $mode" \
+				--gen-args "--distinct-addrs --ports $PORTS" --exporters "$EXPORTERS" \
+				--outputs discard --profile=false --overload=false --start "$rate" --max "$rate" \
+				--bisect 0 --past-loss 0 \
+				--results "$tmp/ab-$mode" --results-md "$tmp/RESULTS-ab.md" --plot-dir "$tmp" >&2
+			python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))["series"][0]["steps"][0]
+print(json.dumps({"mode": sys.argv[2], "rate": sys.argv[3], "rep": int(sys.argv[4]), "offered_rps": s["offered_rps"],
+    "decoded_rps": s["decoded_rps"], "loss_fraction": s["loss_fraction"], "other_cores": s["other_cores"],
+    "generator_limited": s["generator_limited"]}))' "$tmp/ab-$mode/run.json" "$mode" "$rate" "$rep" >>"$tmp/ab.jsonl"
+		done
+	done
+done
+cp "$tmp/ab.jsonl" perf/results/steer-ab.jsonl
 
 # cache_run MODE: one fixed-rate run; prints a JSON object.
 cache_run() {
@@ -125,6 +150,20 @@ for mode in ("kernel", "ebpf"):
     b = best[mode]
     lim = " (generator-limited)" if b["generator_limited"] else ""
     lines.append(f"| {mode} | {b['rps']/1e6:.2f} M{lim} | {b['pps']/1e3:.0f} k |")
+lines += ["", "A/B at fixed rates, alternating (loss fraction; offered and decoded records/s; cores other processes used):", "",
+          "| rate | run | kernel | ebpf |", "|---|---|---|---|"]
+ab = [json.loads(l) for l in open(f"{tmp}/ab.jsonl")]
+def cell(x):
+    gl = ", generator-limited" if x["generator_limited"] else ""
+    return f"{100*x['loss_fraction']:.2f} % ({x['offered_rps']/1e6:.2f} M -> {x['decoded_rps']/1e6:.2f} M, others {x['other_cores']:.1f}{gl})"
+for r in dict.fromkeys(x["rate"] for x in ab):
+    for rep in (1, 2):
+        k = [x for x in ab if x["rate"] == r and x["rep"] == rep and x["mode"] == "kernel"]
+        e = [x for x in ab if x["rate"] == r and x["rep"] == rep and x["mode"] == "ebpf"]
+        if k and e:
+            lines.append(f"| {r} | {rep} | {cell(k[0])} | {cell(e[0])} |")
+out["ab"] = ab
+json.dump(out, open("perf/results/steer.json", "w"), indent=1)
 lines += ["", f"At {rate} records/s for 5 s:", "",
           "| steering | (exporter, domain) seen by several loops | loop: datagrams, template lookups, hit rate (own cache) |",
           "|---|---|---|"]
