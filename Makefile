@@ -9,8 +9,9 @@ BIN := bin
 # kube-apiserver the Kubernetes tests start (internal/k8stest); buildah
 # builds the images in deploy/images (the image test); chromium (the status
 # page test drives it headless) and dnsmasq (a real DNS server for
-# --collectors-dns).
-TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin etcd-server buildah chromium dnsmasq-base
+# --collectors-dns); clang, llvm (llvm-strip) and libbpf-dev (bpf_helpers.h)
+# rebuild the eBPF objects in `make generate`.
+TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin etcd-server buildah chromium dnsmasq-base clang llvm libbpf-dev
 FUZZTIME ?= 20s
 # package:FuzzTarget pairs run by fuzz-smoke.
 FUZZ_TARGETS := \
@@ -29,11 +30,13 @@ FUZZ_TARGETS := \
 	./dataplane/anon:FuzzParseKey \
 	./dataplane/filter:FuzzParse \
 	./dataplane/pipeline:FuzzParse \
-	./dataplane/entry:FuzzParse
+	./dataplane/entry:FuzzParse \
+	./bpf:FuzzDomain
 # Packages under testdata/ are in the module but outside ./... patterns.
 VET_EXTRA := ./testdata/exporters/...
 # Files `make generate` writes; committed, so regenerating must not change them.
-GENERATED := dataplane/ipfix/ies_iana.go dataplane/ipfix/ies_vendor.go
+GENERATED := dataplane/ipfix/ies_iana.go dataplane/ipfix/ies_vendor.go \
+	bpf/steer_bpfel.go bpf/steer_bpfel.o bpf/steer_bpfeb.go bpf/steer_bpfeb.o
 
 .PHONY: all build run test test-deps kube-apiserver deploy-check images check fmt-check vet tidy-check deps-check bench fuzz-smoke generate lint clean
 
@@ -117,9 +120,11 @@ fuzz-smoke:
 
 # The generator reads IANA's registry and the vendor element lists from the
 # shared folder beside the repository (../shared/data/iana/ipfix.xml,
-# ../shared/data/vendor-ies/).
+# ../shared/data/vendor-ies/). The eBPF objects and their Go bindings come
+# from bpf2go (pinned in go.mod) and clang with pinned flags (bpf/gen.go).
 generate:
 	cd dataplane/ipfix && $(GO) generate ./...
+	cd bpf && $(GO) generate ./...
 	@git diff --exit-code -- $(GENERATED) || { echo "generated files differ from the committed ones (above): commit them"; exit 1; }
 
 # What CI checks besides the tests: the committed tree is gofmt-clean, vets
@@ -149,7 +154,7 @@ clean:
 
 # Throughput measurements (README.md, "Performance"). Runner flags go in
 # PERF_ARGS, e.g. make perf PERF_ARGS='--step 10s --outputs discard'.
-.PHONY: perf perf-ceiling perf-compare perf-pipeline
+.PHONY: perf perf-ceiling perf-compare perf-pipeline perf-steer
 perf:
 	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/run.sh
 
@@ -161,3 +166,8 @@ perf-compare:
 
 perf-pipeline:
 	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-pipeline$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/pipeline.sh
+
+# eBPF steering against the kernel's hashing: zero-loss rates and the
+# per-loop template cache with many source ports per exporter (needs root).
+perf-steer:
+	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-steer$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/steer.sh

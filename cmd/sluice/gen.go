@@ -29,6 +29,7 @@ func runGen(args []string, stdout, stderr io.Writer) error {
 	templates := fs.String("templates", "5tuple", "data templates, comma-separated: 5tuple, ipv6, varlen; add options for an options template and record")
 	tplInterval := fs.Duration("template-interval", loadgen.DefaultTemplateInterval, "template retransmit interval (UDP)")
 	dataFirst := fs.Bool("data-first", false, "send the first data messages before any template")
+	ports := fs.Int("ports", 1, "sockets (source ports) per exporter, each its own sequence numbers, with the exporter's address and observation domain")
 	distinct := fs.Bool("distinct-addrs", false, "give each exporter its own loopback source address (127.0.1.N)")
 	allowRemote := fs.Bool("allow-remote", false, "allow a destination outside loopback")
 	batch := fs.Int("batch", loadgen.DefaultBatch, "messages per sendmmsg call")
@@ -42,6 +43,7 @@ func runGen(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := loadgen.Config{TCP: *tcp, Duration: *duration, Count: *count, Exporters: *exporters,
 		Records: *records, TemplateInterval: *tplInterval, DataFirst: *dataFirst, DistinctAddrs: *distinct,
+		Ports:       *ports,
 		AllowRemote: *allowRemote, Batch: *batch, NoGSO: !*gso, Keys: *keys}
 	var err error
 	if cfg.Addr, err = netip.ParseAddrPort(*addr); err != nil {

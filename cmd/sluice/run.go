@@ -22,12 +22,12 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // runFlags are `sluice run`'s flags; each overrides the config file's key.
 type runFlags struct {
-	config, admin, pipeline, tokenFile, logLevel, redis, pprof string
-	redisPipeline                                              string
-	listens, outputs                                           stringList
-	loops                                                      int
-	scopePort, stockUDP, sharePort                             bool
-	lifetime                                                   time.Duration
+	config, admin, pipeline, tokenFile, logLevel, redis, pprof, steer string
+	redisPipeline                                                     string
+	listens, outputs                                                  stringList
+	loops                                                             int
+	scopePort, stockUDP, sharePort                                    bool
+	lifetime                                                          time.Duration
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -45,6 +45,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...] (one node, or cluster nodes)")
 	fs.StringVar(&f.redisPipeline, "redis-pipeline", "", "at start, put in force the pipeline the frontend keeps in Redis under this name (sluice:pipeline:<name>)")
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default)")
+	fs.StringVar(&f.steer, "steer", "", node.SteerUsage)
 	fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
 }
 
@@ -94,6 +95,9 @@ func (f *runFlags) nodeConfig() (node.Config, error) {
 	c.Collector.ScopeByPort = c.Collector.ScopeByPort || f.scopePort
 	c.Collector.StockUDPRead = c.Collector.StockUDPRead || f.stockUDP
 	c.Collector.SharePort = c.Collector.SharePort || f.sharePort
+	if f.steer != "" {
+		c.Collector.Steer = f.steer
+	}
 	if f.lifetime != 0 {
 		c.Collector.TemplateLifetime = f.lifetime
 	}

@@ -23,7 +23,7 @@ import (
 type SplitFlags struct {
 	role                                                string
 	config, admin, pipeline, tokenFile, logLevel, redis string
-	pprof, ringDir, bus                                 string
+	pprof, ringDir, bus, steer                          string
 	listens, outputs                                    listFlag
 	loops                                               int
 	ringSize                                            yamlconf.Size
@@ -43,6 +43,10 @@ func SplitAbout(role string) string {
 	}
 	return "Runs the split pod's mediator: pipelines and outputs over the file rings `sluice collector` writes in --ring-dir."
 }
+
+// SteerUsage is the --steer flag's help, shared by sluice run and
+// sluice collector.
+const SteerUsage = "how UDP datagrams reach the event loops: ebpf (an SO_REUSEPORT program sends each exporter and observation domain to one loop; needs CAP_BPF and CAP_NET_ADMIN), kernel (the kernel's 4-tuple hash), auto (ebpf when permitted, else kernel; the default)"
 
 // NewSplitFlags registers the flags of role ("collector" or "mediator") on
 // fs.
@@ -66,6 +70,7 @@ func NewSplitFlags(role string, fs *flag.FlagSet) *SplitFlags {
 		fs.DurationVar(&f.lifetime, "template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
 		fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...]")
 		fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up (no recvmmsg; for measurements)")
+		fs.StringVar(&f.steer, "steer", "", SteerUsage)
 		return f
 	}
 	fs.Var(&f.outputs, "output", "output, repeatable, as for sluice run (default jsonl:-)")
@@ -102,6 +107,9 @@ func (f *SplitFlags) Config(getenv func(string) string) (SplitConfig, error) {
 	c.Collector.ScopeByPort = c.Collector.ScopeByPort || f.scopePort
 	c.Collector.StockUDPRead = c.Collector.StockUDPRead || f.stockUDP
 	c.Collector.SharePort = c.Collector.SharePort || f.sharePort
+	if f.steer != "" {
+		c.Collector.Steer = f.steer
+	}
 	if f.lifetime != 0 {
 		c.Collector.TemplateLifetime = f.lifetime
 	}

@@ -56,6 +56,7 @@ type Collector struct {
 	stopped   chan struct{} // closed when Run has returned
 	loopsDone chan struct{} // closed when the event loops have stopped
 	rt        runtimeListeners
+	steer     steering
 }
 
 func nowNanos() int64 { return time.Now().UnixNano() }
@@ -149,6 +150,9 @@ func (c *Collector) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := c.prepareSteering(); err != nil {
+		return err
+	}
 	h := &handler{c: c}
 	tick := make(chan struct{})
 	go c.ticker(ctx, tick)
@@ -166,6 +170,12 @@ func (c *Collector) Run(ctx context.Context) error {
 	)
 	close(tick)
 	c.running.Store(false)
+	c.steer.close()
+	c.steer.mu.Lock()
+	if err == nil {
+		err = c.steer.err
+	}
+	c.steer.mu.Unlock()
 	close(c.loopsDone)
 	c.rt.closeAll()
 	c.rt.closePeers()
@@ -335,6 +345,11 @@ type handler struct {
 }
 
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	if err := h.c.attachSteering(eng); err != nil {
+		h.c.log.Error("not starting: udp steering failed", "err", err)
+		close(h.c.booted)
+		return gnet.Shutdown
+	}
 	h.c.eng.Store(&eng)
 	h.c.running.Store(true)
 	close(h.c.booted)
@@ -357,7 +372,7 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if h.c.rt.isControl(c) {
-		h.c.rt.loopOpened(h.c, c.EventLoop())
+		h.c.rt.loopOpened(h.c, c.EventLoop(), c.Fd())
 		return nil, gnet.None
 	}
 	if h.c.tcpOpen.Load() >= int64(h.c.cfg.MaxTCPSessions) {

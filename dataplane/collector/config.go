@@ -2,11 +2,13 @@ package collector
 
 import (
 	"fmt"
-	"github.com/sluice-flow/sluice/dataplane/yamlconf"
 	"net/netip"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/sluice-flow/sluice/bpf"
+	"github.com/sluice-flow/sluice/dataplane/yamlconf"
 )
 
 // Config configures a Collector. The zero value of every field means its
@@ -57,7 +59,28 @@ type Config struct {
 	// MaxTCPSessions bounds open TCP sessions; more are refused and
 	// counted. Default: 10000.
 	MaxTCPSessions int `yaml:"max_tcp_sessions"`
+	// Steer chooses how UDP datagrams are spread over the event loops:
+	// "ebpf" loads an SO_REUSEPORT program (package bpf) that sends each
+	// (exporter, observation domain) to one loop by a consistent hash, and
+	// fails the start if it cannot; "kernel" leaves the kernel's 4-tuple
+	// hash, which spreads an exporter's source ports over loops; "auto"
+	// (the default) is ebpf when the process may load BPF programs
+	// (CAP_BPF and CAP_NET_ADMIN) and the ports are not shared with other
+	// processes, else kernel, with one log line saying why.
+	Steer string `yaml:"steer"`
+	// AllowExporters, when not empty, admits datagrams only from sources
+	// in these prefixes. With eBPF steering the program drops the others in
+	// the kernel, before any socket, and counts them
+	// (sluice_steer_datagrams_total{result="denied"}).
+	AllowExporters []netip.Prefix `yaml:"allow_exporters"`
 }
+
+// Steering modes (Config.Steer).
+const (
+	SteerAuto   = "auto"
+	SteerEBPF   = "ebpf"
+	SteerKernel = "kernel"
+)
 
 // HeldConfig bounds the held-records buffer. Zero fields take defaults.
 type HeldConfig struct {
@@ -126,6 +149,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxTCPSessions == 0 {
 		c.MaxTCPSessions = 10000
 	}
+	if c.Steer == "" {
+		c.Steer = SteerAuto
+	}
 	return c
 }
 
@@ -165,6 +191,17 @@ func (c Config) Validate() error {
 		return f("held.total_bytes", "must not be negative")
 	case c.RingSize < 64<<10 || c.RingSize > 1<<30:
 		return f("ring_size", "%d not in 64 KiB..1 GiB", c.RingSize)
+	case c.Steer != SteerAuto && c.Steer != SteerEBPF && c.Steer != SteerKernel:
+		return f("steer", "%q: want ebpf, kernel or auto", c.Steer)
+	case c.Steer == SteerEBPF && c.SharePort:
+		return f("steer", "ebpf with share_port would send the shared port's datagrams to this process alone")
+	case len(c.AllowExporters) > bpf.MaxAllow:
+		return f("allow_exporters", "%d prefixes, at most %d", len(c.AllowExporters), bpf.MaxAllow)
+	}
+	for i, p := range c.AllowExporters {
+		if !p.IsValid() {
+			return f(fmt.Sprintf("allow_exporters[%d]", i), "not a valid prefix")
+		}
 	}
 	return nil
 }

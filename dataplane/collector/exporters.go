@@ -49,6 +49,7 @@ func (r *exporterRegistry) closeSession(keys []template.DomainKey, now int64) {
 		c.lost.Add(e.lost.Load())
 		c.outOfOrd.Add(e.outOfOrd.Load())
 		c.resets.Add(e.resets.Load())
+		c.loops.addAll(&e.loops)
 	}
 }
 

@@ -40,6 +40,7 @@ func (o *origin) sessionID() uint64 {
 // by others.
 type loop struct {
 	c        *Collector
+	idx      int // the loop's index: its ring's, and its socket's in the steering array
 	scoping  template.Scoping
 	cache    *template.Cache
 	held     *held
@@ -69,6 +70,7 @@ type loop struct {
 func newLoop(c *Collector, idx int, r *ring.Ring) *loop {
 	return &loop{
 		c:        c,
+		idx:      idx,
 		scoping:  template.Scoping{ByPort: c.cfg.ScopeByPort},
 		cache:    template.NewCache(c.shared),
 		held:     newHeld(&c.cfg.Held, &c.heldTotal),
@@ -167,6 +169,7 @@ func (l *loop) handle(b []byte, o origin) {
 	ex := es.stats
 	ex.lastSeen.Store(l.now)
 	ex.messages.Add(1)
+	ex.loops.add(l.idx)
 
 	if m.Version == ipfix.VersionNetFlow5 {
 		n := int(m.Count)

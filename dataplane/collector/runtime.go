@@ -74,8 +74,9 @@ func (r *runtimeListeners) isControl(c gnet.Conn) bool {
 	return ok
 }
 
-func (r *runtimeListeners) loopOpened(c *Collector, el gnet.EventLoop) {
-	c.loopFor(el) // every loop mapped from the start
+func (r *runtimeListeners) loopOpened(c *Collector, el gnet.EventLoop, fd int) {
+	l := c.loopFor(el) // every loop mapped from the start
+	c.steer.setControlFD(l.idx, fd)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !slices.Contains(r.els, el) {
@@ -84,6 +85,7 @@ func (r *runtimeListeners) loopOpened(c *Collector, el gnet.EventLoop) {
 	if len(r.els) == len(c.loops) && r.elsDone != nil {
 		close(r.elsDone)
 		r.elsDone = nil
+		go c.fillSteering()
 	}
 }
 

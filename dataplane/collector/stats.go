@@ -106,6 +106,8 @@ type exporterStats struct {
 	lost      atomic.Uint64 // missing per sequence numbers
 	outOfOrd  atomic.Uint64
 	resets    atomic.Uint64
+	// loops are the event loops that received the entry's messages.
+	loops loopSet
 	// options holds the latest options records' values by template, for
 	// the API (sampling rate, interface names, system init time).
 	optMu   sync.Mutex
@@ -200,4 +202,39 @@ func compareKeys(ea, eb netip.AddrPort, da, db uint32, va, vb, ia, ib uint16) in
 		return cmp.Compare(va, vb)
 	}
 	return cmp.Compare(ia, ib)
+}
+
+// loopSet is a set of event loop indices (below 1024, Config.Loops' bound),
+// safe for concurrent use.
+type loopSet [1024 / 64]atomic.Uint64
+
+// add puts loop i in the set; a loop already in it costs a load.
+func (s *loopSet) add(i int) {
+	w, bit := &s[i/64], uint64(1)<<(i%64)
+	if w.Load()&bit == 0 {
+		w.Or(bit)
+	}
+}
+
+// addAll puts the loops of o in the set.
+func (s *loopSet) addAll(o *loopSet) {
+	for i := range s {
+		if v := o[i].Load(); v != 0 {
+			s[i].Or(v)
+		}
+	}
+}
+
+// list returns the set's loops in increasing order (never nil).
+func (s *loopSet) list() []int {
+	out := []int{}
+	for i := range s {
+		v := s[i].Load()
+		for b := range 64 {
+			if v&(1<<b) != 0 {
+				out = append(out, i*64+b)
+			}
+		}
+	}
+	return out
 }

@@ -40,6 +40,10 @@ type ExporterStatus struct {
 	SequenceLost   uint64    `json:"sequence_lost"`
 	OutOfOrder     uint64    `json:"out_of_order"`
 	SequenceResets uint64    `json:"sequence_resets"`
+	// Loops are the event loops that received these messages, by index
+	// (as the loop label of the metrics). With eBPF steering a UDP
+	// exporter and domain is seen by one loop, whatever its source ports.
+	Loops []int `json:"loops"`
 	// Templates counts the live templates of this scope.
 	Templates int `json:"templates"`
 	// Options holds the latest options record of each options template,
@@ -73,6 +77,7 @@ func (c *Collector) Exporters() []ExporterStatus {
 			FirstSeen: time.Unix(0, e.firstSeen).UTC(), LastSeen: time.Unix(0, e.lastSeen.Load()).UTC(),
 			Messages: e.messages.Load(), Records: e.records.Load(), SequenceLost: e.lost.Load(),
 			OutOfOrder: e.outOfOrd.Load(), SequenceResets: e.resets.Load(), Templates: counts[e.key],
+			Loops:   e.loops.list(),
 			Options: e.optionsJSON(),
 		}
 		out = append(out, s)
@@ -207,6 +212,8 @@ var (
 	udpBatchesTotal       = promtext.Counter("sluice_udp_batches_total", "recvmmsg calls that returned datagrams.")
 	udpSocketDropsTotal   = promtext.Counter("sluice_udp_socket_drops_total", "Datagrams the kernel dropped on the UDP listeners' sockets (receive buffer full).")
 	ringBytes             = promtext.Gauge("sluice_ring_bytes", "Bytes queued in each loop's ring.")
+	loopDatagramsTotal    = promtext.Counter("sluice_loop_datagrams_total", "UDP datagrams each event loop received.")
+	templateLookupsTotal  = promtext.Counter("sluice_template_cache_lookups_total", "Template lookups of each event loop: hit (its own cache), shared (fetched from the process-wide store), miss (unknown).")
 	ringCapacityBytes     = promtext.Gauge("sluice_ring_capacity_bytes", "Capacity of each loop's ring.")
 	exporterRecordsTotal  = promtext.Counter("sluice_exporter_records_total", "Data records accepted per exporter and observation domain.")
 	exporterMessagesTotal = promtext.Counter("sluice_exporter_messages_total", "Messages per exporter and observation domain.")
@@ -278,6 +285,17 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 	for i, l := range c.loops {
 		w.Int(ringBytes, int64(l.ring.Len()), "loop", strconv.Itoa(i))
 	}
+	for i, l := range c.loops {
+		w.Uint(loopDatagramsTotal, l.stats.packets[transportUDP].Load(), "loop", strconv.Itoa(i))
+	}
+	for i, l := range c.loops {
+		hit, shared, miss := l.cache.Lookups()
+		loop := strconv.Itoa(i)
+		w.Uint(templateLookupsTotal, hit, "loop", loop, "result", "hit")
+		w.Uint(templateLookupsTotal, shared, "loop", loop, "result", "shared")
+		w.Uint(templateLookupsTotal, miss, "loop", loop, "result", "miss")
+	}
+	c.appendSteerMetrics(&w)
 	for i, l := range c.loops {
 		w.Int(ringCapacityBytes, int64(l.ring.Cap()), "loop", strconv.Itoa(i))
 	}

@@ -44,6 +44,12 @@ type Config struct {
 	// DistinctAddrs gives exporter N (from 1) the source address
 	// 127.0.1.N (127.0.2.0 and on past 255) when Addr is IPv4 loopback.
 	DistinctAddrs bool
+	// Ports is how many sockets (source ports) each exporter sends from,
+	// 1..64, all with its address and observation domain; each is its own
+	// stream of sequence numbers and templates, as an exporter's line
+	// cards or sending threads would be. Exporters*Ports is at most 10000.
+	// Zero: 1.
+	Ports int
 	// Batch is the most messages per exporter per sendmmsg call, 1..1024.
 	// Zero: 64.
 	Batch int
@@ -174,6 +180,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Protocol == 0 {
 		cfg.Protocol = IPFIX
 	}
+	if cfg.Ports == 0 {
+		cfg.Ports = 1
+	}
 	if cfg.Exporters == 0 {
 		cfg.Exporters = DefaultExporters
 	}
@@ -218,6 +227,8 @@ func (cfg *Config) check() error {
 		return errors.New("loadgen: no data template (5tuple, ipv6 or varlen)")
 	case cfg.Exporters < 1 || cfg.Exporters > 10000:
 		return errors.New("loadgen: exporters must be 1..10000")
+	case cfg.Ports < 1 || cfg.Ports > 64 || cfg.Exporters*cfg.Ports > 10000:
+		return errors.New("loadgen: ports must be 1..64, and exporters times ports at most 10000")
 	case cfg.Records < 1:
 		return errors.New("loadgen: records must be at least 1")
 	case cfg.Batch < 1 || cfg.Batch > 1024:

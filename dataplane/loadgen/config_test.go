@@ -67,7 +67,7 @@ func TestParseTemplates(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	got := Config{}.withDefaults()
-	want := Config{Addr: netip.MustParseAddrPort("127.0.0.1:4739"), Protocol: IPFIX, Exporters: 1, Records: 30,
+	want := Config{Addr: netip.MustParseAddrPort("127.0.0.1:4739"), Protocol: IPFIX, Exporters: 1, Ports: 1, Records: 30,
 		Templates: []Template{FiveTuple}, TemplateInterval: time.Second, Batch: 64}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -121,6 +121,8 @@ func TestCheck(t *testing.T) {
 	f(Config{Exporters: -1}, "exporters")
 	f(Config{Exporters: 10001}, "exporters")
 	f(Config{Records: -1}, "records")
+	f(Config{Ports: 65}, "ports")
+	f(Config{Ports: 2, Exporters: 5001}, "ports")
 	f(Config{Batch: 1025}, "batch")
 	f(Config{Count: -1}, "negative")
 	f(Config{Duration: -time.Second}, "negative")

@@ -69,6 +69,61 @@ func TestEndToEndUDP(t *testing.T) {
 	}
 }
 
+// TestEndToEndPorts: with Ports, an exporter's sockets share its address
+// and domain, and each numbers its own messages.
+func TestEndToEndPorts(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("distinct loopback sources need Linux")
+	}
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	cfg := Config{Addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), Rate: Rate{PerSecond: 2e4, Packets: true},
+		Count: 120, Exporters: 2, Ports: 3, Records: 3, DistinctAddrs: true, Templates: []Template{FiveTuple}}
+	sum := runReal(t, cfg)
+	if len(sum.Exporters) != 6 {
+		t.Fatalf("%d sockets in the summary, want 6", len(sum.Exporters))
+	}
+	want := map[netip.AddrPort]ExporterSummary{}
+	total := sum.Messages + sum.TemplateMessages
+	for i, es := range sum.Exporters {
+		src := netip.MustParseAddrPort(es.Source)
+		if src.Addr() != sourceAddr(i/3) || es.ObservationDomain != uint32(i/3+1) {
+			t.Errorf("socket %d: %v domain %d, want %v domain %d", i, src, es.ObservationDomain, sourceAddr(i/3), i/3+1)
+		}
+		want[src] = es
+	}
+	buf := make([]byte, 65536)
+	data := map[netip.AddrPort]uint64{}
+	for n := uint64(0); n < total; n++ {
+		_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		k, src, err := pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("%d of %d messages arrived: %v", n, total, err)
+		}
+		es, ok := want[src]
+		if !ok {
+			t.Fatalf("a message from %v, no socket of the summary", src)
+		}
+		if d := binary.BigEndian.Uint32(buf[12:k]); d != es.ObservationDomain {
+			t.Errorf("%v sent domain %d, want %d", src, d, es.ObservationDomain)
+		}
+		if binary.BigEndian.Uint16(buf[16:]) == 256 { // a data set
+			if seq := binary.BigEndian.Uint32(buf[8:]); uint64(seq) != data[src]*3 {
+				t.Errorf("%v: sequence %d, want %d", src, seq, data[src]*3)
+			}
+			data[src]++
+		}
+	}
+	for src, es := range want {
+		if data[src] != es.Messages {
+			t.Errorf("%v: %d data messages arrived, summary says %d", src, data[src], es.Messages)
+		}
+	}
+}
+
 // TestEndToEndTCP sends to a real TCP listener, one connection per exporter.
 func TestEndToEndTCP(t *testing.T) {
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})

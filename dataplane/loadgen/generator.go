@@ -102,8 +102,8 @@ func newGenerator(cfg Config, c clock) (*Generator, error) {
 	}
 	g := &Generator{cfg: cfg, clock: c}
 	now := c.Now()
-	for i := range cfg.Exporters {
-		e := &exporter{domain: uint32(i + 1)}
+	for i := range cfg.Exporters * cfg.Ports {
+		e := &exporter{domain: uint32(i/cfg.Ports + 1)}
 		var err error
 		if e.messages, err = buildMessages(&g.cfg, e.domain, now); err != nil {
 			return nil, err

@@ -210,3 +210,19 @@ func TestCanceled(t *testing.T) {
 		t.Errorf("canceled run sent %d messages, %d template messages; want 0, 2", sum.Messages, sum.TemplateMessages)
 	}
 }
+
+// TestPorts: each exporter sends from Ports sockets that share its address
+// and observation domain.
+func TestPorts(t *testing.T) {
+	g, err := newGenerator(Config{Exporters: 3, Ports: 4}, &wallClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[uint32]int{}
+	for _, e := range g.exps {
+		per[e.domain]++
+	}
+	if len(g.exps) != 12 || per[1] != 4 || per[2] != 4 || per[3] != 4 {
+		t.Errorf("%d sockets, by domain %v; want 12, 4 for each of domains 1..3", len(g.exps), per)
+	}
+}

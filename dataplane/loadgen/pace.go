@@ -25,7 +25,7 @@ func newPacer(cfg *Config, start time.Time) pacer {
 	// millisecond of traffic at the target rate, so a slow rate is not sent
 	// as a few large bursts that overflow a collector's socket buffer.
 	if p.msgRate > 0 {
-		p.burst = max(1, min(cfg.Batch, int(p.msgRate/1000/float64(cfg.Exporters))))
+		p.burst = max(1, min(cfg.Batch, int(p.msgRate/1000/float64(cfg.Exporters*cfg.Ports))))
 	}
 	return p
 }

@@ -239,6 +239,15 @@ type Cache struct {
 	m      map[Key]*Template
 	gen    uint64
 	last   *Template // the previous hit; data sets mostly repeat templates
+	// Lookup counts, written by the owner, read by anyone (metrics).
+	hits, fetched, missed atomic.Uint64
+}
+
+// Lookups returns how many Get calls found the template in the cache, had
+// to fetch it from the shared store, and found it nowhere. Safe for
+// concurrent use.
+func (c *Cache) Lookups() (hit, shared, miss uint64) {
+	return c.hits.Load(), c.fetched.Load(), c.missed.Load()
 }
 
 // NewCache returns a loop cache in front of shared.
@@ -263,9 +272,13 @@ func (c *Cache) Get(k Key, now int64) *Template {
 	if t == nil {
 		t = c.shared.Get(k)
 		if t == nil {
+			c.missed.Add(1)
 			return nil
 		}
+		c.fetched.Add(1)
 		c.m[k] = t
+	} else {
+		c.hits.Add(1)
 	}
 	if t.Expired(now) {
 		delete(c.m, k)
