@@ -3,8 +3,8 @@ module github.com/sluice-flow/sluice
 go 1.26.8
 
 require (
-	github.com/chromedp/cdproto v0.160.5
-	github.com/chromedp/chromedp v0.24.0
+	github.com/chromedp/cdproto v0.160.1
+	github.com/chromedp/chromedp v0.23.1
 	github.com/cilium/ebpf v0.22.0
 	github.com/godbus/dbus/v5 v5.2.4
 	github.com/panjf2000/gnet/v2 v2.9.7
