@@ -283,6 +283,7 @@ func TestRingDirKeepsUnread(t *testing.T) {
 		_, err := os.Stat(kept)
 		return errors.Is(err, os.ErrNotExist)
 	})
+	waitFor(t, "the restart's gap counted", func() bool { return med.Status().RestartLost != 0 })
 	if st := med.Status(); st.Generation != gen2 || st.RestartLost != 50 {
 		t.Fatalf("mediator status %+v, want generation %d and 50 records lost in the restart", st, gen2)
 	}

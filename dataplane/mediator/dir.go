@@ -62,6 +62,7 @@ func NewDir(dir string, first *pipeline.Snapshot, log *slog.Logger) *Mediator {
 // scan attaches new ring files and retires drained superseded rings.
 func (m *Mediator) scan() {
 	d := m.dir
+	m.gaps.commit(time.Now(), false)
 	// Retire superseded rings that are empty: a newer generation exists
 	// only once the collector that wrote them has stopped or died (it held
 	// the directory's lock), so nothing more comes into them.

@@ -214,6 +214,7 @@ func (m *Mediator) Run(ctx context.Context) {
 		case <-ctx.Done():
 			for m.poll(1<<20) > 0 {
 			}
+			m.gaps.commit(time.Time{}, true)
 			m.cur.Tick(time.Now())
 			m.flush()
 			return

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluice-flow/sluice/dataplane/entry"
 	"github.com/sluice-flow/sluice/dataplane/promtext"
@@ -24,6 +25,12 @@ import (
 // uncounted.
 const maxSeqTracked = 1 << 16
 
+// settle is how long a gap stays pending before it is counted. While the
+// new collector starts, an exporter's datagrams can land on more than one
+// of its loops, so the mediator may read a later message before an earlier
+// one; an earlier one read within this time narrows the gap.
+const settle = time.Second
+
 type seqKey struct {
 	exporter netip.AddrPort
 	domain   uint32
@@ -34,14 +41,20 @@ type seqState struct {
 	gen  uint64 // ring generation of the last entry
 	seq  uint32 // its message's sequence number
 	next uint32 // the sequence number the next message should carry
+	// A gap found at a generation change: [lo, hi) of the sequence
+	// space, pending (records or messages not seen yet) until since+settle.
+	lo, hi, pending uint32
+	since           time.Time
+	v9              bool // the numbers count messages, not records
 }
 
 // restartGaps counts sequence numbers skipped across collector restarts.
-// observe runs on Run's goroutine; the counters are read by others.
+// observe and commit run on Run's goroutine; the counters are read by others.
 type restartGaps struct {
 	states  map[seqKey]*seqState
 	lastKey seqKey
 	last    *seqState
+	open    []*seqState // states with a pending gap
 	logs    ratelog.Limiter
 	// records: IPFIX and NetFlow v5 number data records; messages:
 	// NetFlow v9 numbers export packets.
@@ -62,9 +75,10 @@ func (g *restartGaps) observe(gen uint64, h *entry.Header, log *slog.Logger) {
 		st = g.states[k]
 		if st == nil {
 			if len(g.states) >= maxSeqTracked {
+				g.commit(time.Time{}, true)
 				clear(g.states)
 			}
-			st = &seqState{gen: gen, seq: h.Sequence + 1} // differs: next branch starts it
+			st = &seqState{gen: gen, seq: h.Sequence + 1, v9: h.Version == 9} // seq differs: the last case starts it
 			g.states[k] = st
 		}
 		g.lastKey, g.last = k, st
@@ -76,17 +90,23 @@ func (g *restartGaps) observe(gen uint64, h *entry.Header, log *slog.Logger) {
 			st.next += h.Records
 		}
 		return
+	case gen == st.gen && st.pending > 0 && h.Sequence-st.lo < st.hi-st.lo:
+		// Inside the gap: read late, not lost.
+		n := h.Records
+		if h.Version == 9 {
+			n = 1
+		}
+		st.pending -= min(n, st.pending)
+		return
 	case gen > st.gen:
+		g.settle(st)
 		// Serial number arithmetic (RFC 1982): a small step forward is
 		// loss; a step back or a huge one is an exporter restart.
 		if gap := h.Sequence - st.next; gap != 0 && gap < 1<<31 {
-			if h.Version == 9 {
-				g.messages.Add(uint64(gap))
-			} else {
-				g.records.Add(uint64(gap))
-			}
+			st.lo, st.hi, st.pending, st.since = st.next, h.Sequence, gap, time.Now()
+			g.open = append(g.open, st)
 			g.logs.Warn(log, "sequence numbers skipped across a collector restart",
-				"exporter", h.Exporter, "domain", h.Domain, "expected", st.next, "got", h.Sequence, "lost", gap)
+				"exporter", h.Exporter, "domain", h.Domain, "expected", st.next, "got", h.Sequence, "gap", gap)
 		}
 	}
 	st.gen, st.seq = max(st.gen, gen), h.Sequence
@@ -95,6 +115,33 @@ func (g *restartGaps) observe(gen uint64, h *entry.Header, log *slog.Logger) {
 	} else {
 		st.next = h.Sequence + h.Records
 	}
+}
+
+// settle counts st's pending gap.
+func (g *restartGaps) settle(st *seqState) {
+	if st.pending == 0 {
+		return
+	}
+	if st.v9 {
+		g.messages.Add(uint64(st.pending))
+	} else {
+		g.records.Add(uint64(st.pending))
+	}
+	st.pending = 0
+}
+
+// commit counts the gaps pending for longer than settle (all with force).
+func (g *restartGaps) commit(now time.Time, force bool) {
+	kept := g.open[:0]
+	for _, st := range g.open {
+		if st.pending != 0 && !force && now.Sub(st.since) < settle {
+			kept = append(kept, st)
+			continue
+		}
+		g.settle(st)
+	}
+	clear(g.open[len(kept):])
+	g.open = kept
 }
 
 var restartLost = promtext.Counter("sluice_mediator_restart_sequence_lost_total",
