@@ -21,12 +21,11 @@ func init() { node.RegisterBus(dbus.NodeBus{}) }
 func runController(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("controller", "[flags]", "Runs the split pod's controller: its private dbus-daemon and its HTTP API.", stderr)
 	var cfg controller.Config
-	var redis, tokenFile, logLevel, pipelineName, service, kubeconfig string
+	var redis, tokenFile, logLevel, pipelineName, service string
 	fs.StringVar(&cfg.BusDir, "bus-dir", "/run/sluice", "directory of the bus socket (DIR/bus) and its configuration")
 	fs.StringVar(&cfg.API, "api", ":8080", "HTTP API address")
 	fs.StringVar(&redis, "redis", "", "keep the pipeline in Redis (sluice:pipeline:<--pipeline-name>): host:port[,host:port...]")
-	fs.StringVar(&service, "service", "", "NAMESPACE/NAME of the pods' Service: a listener added through the API adds its port there (Kubernetes API; off when empty)")
-	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig for --service outside the cluster (default: the service account)")
+	fs.StringVar(&service, "service", "", "NAMESPACE/NAME of the pods' Service: a listener added through the API adds its port there (through the Kubernetes API as the pod's service account; off when empty)")
 	fs.StringVar(&pipelineName, "pipeline-name", "default", "the pipeline's name in Redis: the frontend's sluice-api serve --pipeline-name")
 	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/sluice", "volume for the pipeline without --redis")
 	fs.StringVar(&tokenFile, "token-file", "", "file holding the API token (or set SLUICE_ADMIN_TOKEN)")
@@ -56,7 +55,7 @@ func runController(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if service != "" {
-		if cfg.Service, err = servicePorts(service, kubeconfig); err != nil {
+		if cfg.Service, err = servicePorts(service); err != nil {
 			return usageError{fmt.Errorf("--service: %w", err)}
 		}
 	}

@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 
 	"github.com/sluice-flow/sluice/controlplane/controller"
 	"github.com/sluice-flow/sluice/controlplane/fleet"
@@ -88,6 +90,23 @@ func markRunning(t *testing.T, ctx context.Context, admin kubernetes.Interface, 
 	if _, err := admin.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// servicePortsAs is the controller's Service patcher authenticated as cfg
+// says (the admin impersonating a service account, in these tests).
+func servicePortsAs(t *testing.T, cfg *rest.Config, ns, name string) controller.ServicePorts {
+	t.Helper()
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return controller.ServicePorts{Client: hc, Host: cfg.Host, Namespace: ns, Name: name}
+}
+
+// forbidden reports whether err is the API server's RBAC refusal.
+func forbidden(err error) bool {
+	var ae *controller.APIError
+	return errors.As(err, &ae) && ae.Code == 403 && ae.Reason == "Forbidden"
 }
 
 // TestFleetKubernetes runs the fleet against a real kube-apiserver with
@@ -223,7 +242,7 @@ func TestFleetKubernetes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp := controller.ServicePorts{Client: collectorSA, Namespace: ns, Name: "collector"}
+	sp := servicePortsAs(t, s.ServiceAccountConfig(ns, "sluice-collector"), ns, "collector")
 	for _, u := range []string{"udp://:2055", "udp://:2055", "tcp://:2055"} {
 		if err := sp.Add(ctx, u); err != nil {
 			t.Fatal(err)
@@ -254,10 +273,10 @@ func TestFleetKubernetes(t *testing.T) {
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 1}}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := (controller.ServicePorts{Client: collectorSA, Namespace: ns, Name: "other"}).Add(ctx, "udp://:2056"); !apierrors.IsForbidden(err) {
+	if err := servicePortsAs(t, s.ServiceAccountConfig(ns, "sluice-collector"), ns, "other").Add(ctx, "udp://:2056"); !forbidden(err) {
 		t.Fatalf("patch another service: %v, want forbidden", err)
 	}
-	if err := (controller.ServicePorts{Client: frontendSA, Namespace: ns, Name: "collector"}).Add(ctx, "udp://:2057"); !apierrors.IsForbidden(err) {
+	if err := servicePortsAs(t, s.ServiceAccountConfig(ns, "sluice-frontend"), ns, "collector").Add(ctx, "udp://:2057"); !forbidden(err) {
 		t.Fatalf("patch the service as the frontend: %v, want forbidden", err)
 	}
 	nobody, err := k8stest.Clientset(s.ServiceAccountConfig(ns, "nobody"))
