@@ -146,6 +146,7 @@ const (
 	PodRefused     = "refused"     // the pod answered 4xx to it: its message says why
 	PodUnreachable = "unreachable" // no answer within the timeout, or not the API
 	PodOutdated    = "outdated"    // answers, runs another version (a push is due)
+	PodUnmanaged   = "unmanaged"   // answers; no version is stored yet, so none is pushed
 )
 
 // PushResult is one pod's part of a rollout.
@@ -292,7 +293,9 @@ func (f *Fleet) inForce(ctx context.Context, m Member, hist []Version) (PushResu
 		}
 	}
 	res.State = PodOutdated
-	if len(hist) > 0 && res.Version != 0 && hist[0].SHA256 == h {
+	if len(hist) == 0 {
+		res.State = PodUnmanaged
+	} else if res.Version != 0 && hist[0].SHA256 == h {
 		res.State, res.Version = PodApplied, hist[0].Version
 	}
 	f.mu.Lock()
