@@ -68,7 +68,7 @@ func TestParseTemplates(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	got := Config{}.withDefaults()
 	want := Config{Addr: netip.MustParseAddrPort("127.0.0.1:4739"), Protocol: IPFIX, Exporters: 1, Ports: 1, Records: 30,
-		Templates: []Template{FiveTuple}, TemplateInterval: time.Second, Batch: 64}
+		Templates: []Template{FiveTuple}, TemplateInterval: time.Second, Batch: 64, FirstDomain: 1}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
 	}
