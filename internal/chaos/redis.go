@@ -88,7 +88,8 @@ func NewCluster(dir string, timeout time.Duration) (*Cluster, error) {
 	var addrs []string
 	for i := range 6 {
 		n, err := NewRedis(filepath.Join(dir, "node"+strconv.Itoa(i)), "--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", strconv.Itoa(int(timeout.Milliseconds())))
+			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", strconv.Itoa(int(timeout.Milliseconds())),
+			"--repl-diskless-sync-delay", "0")
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -102,14 +103,20 @@ func NewCluster(dir string, timeout time.Duration) (*Cluster, error) {
 		c.Stop()
 		return nil, fmt.Errorf("chaos: redis-cli --cluster create: %v\n%s", err, out)
 	}
+	// Every node sees the cluster ok, and every replica has synced with
+	// its master (one that has not cannot take over).
 	err := waitFor(30*time.Second, func() bool {
 		for _, n := range c.Nodes {
 			if !n.clusterOK() {
 				return false
 			}
+			info, err := n.CLI("info", "replication")
+			if err != nil || (strings.Contains(info, "role:slave") && !strings.Contains(info, "master_link_status:up")) {
+				return false
+			}
 		}
 		return true
-	}, func() string { return "cluster not ok on every node" })
+	}, func() string { return "cluster not ok, or a replica not synced, on every node" })
 	if err != nil {
 		c.Stop()
 	}

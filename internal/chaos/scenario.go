@@ -66,9 +66,9 @@ type Result struct {
 	// UDPUnexplained = UDPSeqMissing - UDPCounted - UDPGap (goal 0).
 	UDPUnexplained int
 	// Replayed is what a restarted mediator counted as replayed.
-	Replayed                   int
+	Replayed                    int
 	SoftflowdSent, SoftflowdOut int
-	Garbled                    int
+	Garbled                     int
 	// Back: from the kill until the victim serves again. Ready: from the
 	// restart until it answers. UDPFlowing, TCPFlowing: from the restart
 	// until a record sent after it comes out.
@@ -87,6 +87,11 @@ type victim struct {
 	// exporters' sockets, or it is the far end of an ipfix+tcp output).
 	gaps bool
 	node *node // a sluice victim, for its counters
+	// diag says why back is false, for a failure.
+	diag func() string
+	// restartable, when set, must hold before the victim is started
+	// again (besides Load.Down having passed).
+	restartable func() bool
 }
 
 // world is one scenario's processes.
@@ -257,6 +262,12 @@ func (w *world) setup(name string) error {
 				w.res.Notes = append(w.res.Notes, fmt.Sprintf("killed master %s (slot of %s)", m.Addr(), key))
 				return m.Proc.Kill()
 			},
+			// The killed master comes back only after its replica took
+			// over: started earlier it would simply be the master again.
+			restartable: func() bool {
+				m, err := c.MasterOf(key, killed)
+				return err == nil && m != killed
+			},
 			restart: func() error {
 				if err := killed.Start(); err != nil {
 					return err
@@ -276,6 +287,17 @@ func (w *world) setup(name string) error {
 				}
 				v, err := m.CLI("get", key)
 				return err == nil && v != "" && writes() > writesAtKill && w.cnt[n].last.Sum("sluice_template_shared_up") == 1
+			},
+			diag: func() string {
+				m, err := c.MasterOf(key, killed)
+				var v string
+				if m != nil {
+					v, _ = m.CLI("get", key)
+				}
+				l := w.cnt[n].last
+				return fmt.Sprintf("master of the slot now %v (err %v), value %d octets; writes %v (at kill %v), up %v, errors %v, pending %v",
+					m != nil && m != killed, err, len(v), writes(), writesAtKill, l.Sum("sluice_template_shared_up"),
+					l.Sum("sluice_template_shared_errors_total"), l.Sum("sluice_template_shared_pending"))
 			},
 		}
 	case "downstream":
@@ -410,7 +432,7 @@ func (w *world) drive() error {
 		}
 		if err := w.until("the down time", load.Down+time.Minute, func() bool {
 			probe()
-			return time.Since(tKill) >= load.Down
+			return time.Since(tKill) >= load.Down && (w.vic.restartable == nil || w.vic.restartable())
 		}); err != nil {
 			return err
 		}
@@ -447,7 +469,11 @@ func (w *world) drive() error {
 			}
 			return !tBack.IsZero() && !tUDP.IsZero() && !tTCP.IsZero()
 		}); err != nil {
-			return fmt.Errorf("%w (victim back: %v, UDP flowing: %v, TCP flowing: %v)", err, !tBack.IsZero(), !tUDP.IsZero(), !tTCP.IsZero())
+			diag := ""
+			if w.vic.diag != nil {
+				diag = w.vic.diag()
+			}
+			return fmt.Errorf("%w (victim back: %v, UDP flowing: %v, TCP flowing: %v) %s", err, !tBack.IsZero(), !tUDP.IsZero(), !tTCP.IsZero(), diag)
 		}
 		r := w.res
 		r.Back = append(r.Back, tBack.Sub(tKill))
