@@ -120,7 +120,7 @@ fuzz-smoke:
 
 # Every fuzz target for FUZZTIME (30 minutes by default): hours in all.
 fuzz-long:
-	$(MAKE) fuzz-smoke FUZZTIME=$(if $(filter command line,$(origin FUZZTIME)),$(FUZZTIME),30m)
+	$(MAKE) fuzz-smoke FUZZTIME=$(if $(filter command line environment,$(origin FUZZTIME)),$(FUZZTIME),30m)
 
 # Chaos: each part of Sluice (split collector, split mediator, sluice run,
 # Redis, a Redis Cluster master, the receiver of an ipfix+tcp output) killed
