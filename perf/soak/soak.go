@@ -77,6 +77,10 @@ type soak struct {
 }
 
 func run(c config) (bool, error) {
+	var err error
+	if c.sluice, err = filepath.Abs(c.sluice); err != nil {
+		return false, err
+	}
 	dir, err := os.MkdirTemp("", "sluice-soak-")
 	if err != nil {
 		return false, err
