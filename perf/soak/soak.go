@@ -73,6 +73,8 @@ type soak struct {
 	samples []sample
 	reloads int
 	churns  int
+	// rateNote says where the rate came from.
+	rateNote string
 	log     func(format string, args ...any)
 }
 
@@ -95,12 +97,14 @@ func run(c config) (bool, error) {
 		return false, err
 	}
 	rate := c.rate
+	s.rateNote = "given with --rate"
 	if rate == 0 {
 		zero, err := s.zeroLossRate()
 		if err != nil {
 			return false, err
 		}
 		rate = zero / 2
+		s.rateNote = fmt.Sprintf("half of %d records/s, the highest step of the ladder without loss (3 s steps doubling from 25k, capped by --max-rate %d)", zero, c.maxRate)
 		s.log("zero-loss rate %d records/s (capped at %d): running at %d", zero, c.maxRate, rate)
 	}
 	if err := s.soak(rate); err != nil {
@@ -443,6 +447,7 @@ func (s *soak) report(rate int, vs []verdict) string {
 	if n := len(s.samples); n > 0 {
 		last = s.samples[n-1]
 	}
+	fmt.Fprintf(&b, "\nRate: %s.\n", s.rateNote)
 	fmt.Fprintf(&b, "\nLoad: %d records/s in all (a long-lived gen of four UDP exporters at 70 %%; every %v a short-lived group of four exporters, UDP and TCP in turn, at 30 %%, %d groups, domains and templates recurring every six); a pipeline put through the admin API every %v (%d reloads); template lifetime 2 min. Samples every %v: %d. Records decoded %.0f, dropped %.0f, sequence loss %.0f.\n\n",
 		rate, c.churn, s.churns, c.reload, s.reloads, c.interval, len(s.samples), last.Records, last.Dropped, last.SeqLost)
 	fmt.Fprintf(&b, "Criterion: after the warm-up (the first %.0f %% of the samples), the least-squares line through each series rises by less than 10 %% of its mean, or less than a floor (8 MiB, 10 goroutines, 5 open files), whichever is larger.\n\n", c.warmup*100)
