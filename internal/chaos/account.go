@@ -35,7 +35,7 @@ func (w *world) account() error {
 			}
 			// The sequence loss the collector counted for this UDP
 			// exporter (scoped by address: the series without a port).
-			r.UDPCounted += int(ec.sum("sluice_sequence_lost_total", `exporter="127.0.0.1"`, fmt.Sprintf(`domain="%d"`, d)))
+			r.UDPCounted += int(ec.sum("sluice_sequence_lost_total", `exporter="127.0.0.1"`, fmt.Sprintf(`domain="%d"`, d), `version="10"`))
 			if !w.vic.gaps {
 				continue
 			}

@@ -23,7 +23,9 @@ type Load struct {
 	// Down is how long the victim stays dead; Steady how long the load
 	// runs before the first kill and after each recovery.
 	Down, Steady time.Duration
-	// Softflowd runs softflowd over TCP once per scenario (Env.Traffic).
+	// Softflowd runs softflowd once per scenario (Env.Traffic), IPFIX
+	// over TCP and NetFlow v9 over UDP, while the victim is down (when
+	// the exporters' receiver lives on) or after it is back.
 	Softflowd bool
 }
 
@@ -408,9 +410,14 @@ func (w *world) drive() error {
 			return nil
 		}
 		sfDone = true
-		n, err := w.env.softflowd(w.dir, w.flow)
-		w.res.SoftflowdSent = n
-		return err
+		for _, tcp := range []bool{true, false} {
+			n, err := w.env.softflowd(w.dir, w.flow, tcp)
+			w.res.SoftflowdSent += n
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	for range load.Cycles {
 		tKill := time.Now()

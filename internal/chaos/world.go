@@ -160,11 +160,19 @@ func (g *genRun) finish() error {
 	return nil
 }
 
-// softflowd runs softflowd over env.Traffic to port flow over TCP and
-// returns the data records it says it exported.
-func (e *Env) softflowd(dir string, flow int) (int, error) {
-	p, err := Start(dir, "softflowd", "softflowd", "-d", "-c", "none", "-p", filepath.Join(dir, "softflowd.pid"),
-		"-r", e.Traffic, "-v", "10", "-P", "tcp", "-n", fmt.Sprintf("127.0.0.1:%d", flow))
+// softflowd runs softflowd over env.Traffic to port flow, IPFIX over TCP
+// or NetFlow v9 over UDP, and returns the data records it says it
+// exported.
+func (e *Env) softflowd(dir string, flow int, tcp bool) (int, error) {
+	args := []string{"-d", "-c", "none", "-p", filepath.Join(dir, "softflowd.pid"), "-r", e.Traffic}
+	name := "softflowd-v9-udp"
+	if tcp {
+		args = append(args, "-v", "10", "-P", "tcp")
+		name = "softflowd-ipfix-tcp"
+	} else {
+		args = append(args, "-v", "9")
+	}
+	p, err := Start(dir, name, "softflowd", append(args, "-n", fmt.Sprintf("127.0.0.1:%d", flow))...)
 	if err != nil {
 		return 0, err
 	}
