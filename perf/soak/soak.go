@@ -75,7 +75,7 @@ type soak struct {
 	churns  int
 	// rateNote says where the rate came from.
 	rateNote string
-	log     func(format string, args ...any)
+	log      func(format string, args ...any)
 }
 
 func run(c config) (bool, error) {
