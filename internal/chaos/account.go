@@ -61,8 +61,12 @@ func (w *world) account() error {
 	}
 	r.UDPSocketDrops = int(ec.sum("sluice_udp_socket_drops_total"))
 	r.UDPUnexplained = r.UDPSeqMissing - r.UDPCounted - r.UDPGap
+	r.RestartCounted = -1
 	if w.med != nil {
 		r.Replayed = int(w.cnt[w.med].sum("sluice_mediator_replayed_records_total"))
+		if w.vic.gaps {
+			r.RestartCounted = int(w.cnt[w.med].sum("sluice_mediator_restart_sequence_lost_total", `unit="records"`))
+		}
 	}
 	r.SoftflowdOut = w.out.Other
 	r.Garbled = w.out.Garbled
@@ -79,6 +83,10 @@ func (r *Result) Problems() []string {
 	var p []string
 	if r.UDPUnexplained != 0 {
 		p = append(p, fmt.Sprintf("UDP: %d records missing that neither the counters nor the downtime explain", r.UDPUnexplained))
+	}
+	if r.RestartCounted >= 0 && r.RestartCounted != r.UDPGap {
+		p = append(p, fmt.Sprintf("UDP: the mediator counted %d records lost across the collector's restarts, the sequence numbers of what came out say %d",
+			r.RestartCounted, r.UDPGap))
 	}
 	tcpInFlight := r.Scenario == "collector" || r.Scenario == "run" || r.Scenario == "downstream"
 	if !tcpInFlight && r.TCPLost != 0 {
@@ -143,16 +151,20 @@ func (w *world) logs() string {
 // Table writes results as a Markdown table.
 func Table(rs []*Result) string {
 	var sb strings.Builder
-	sb.WriteString("| scenario (killed) | cycles x down | TCP sent | TCP lost | UDP sent | UDP lost | UDP per sequence numbers: missing = counted + downtime gap (+ unexplained) | socket drops | repeated (replayed) | softflowd sent/out | back after kill | ready after restart | UDP / TCP flowing after restart | problems |\n")
-	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("| scenario (killed) | cycles x down | TCP sent | TCP lost | UDP sent | UDP lost | UDP per sequence numbers: missing = counted + downtime gap (+ unexplained) | downtime gap counted by Sluice | socket drops | repeated (replayed) | softflowd sent/out | back after kill | ready after restart | UDP / TCP flowing after restart | problems |\n")
+	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		probs := strings.Join(r.Problems(), "; ")
 		if probs == "" {
 			probs = "none"
 		}
-		fmt.Fprintf(&sb, "| %s (%s) | %d x %v | %d | %d | %d | %d | %d = %d + %d (+ %d) | %d | %d (%d) | %d/%d | %s | %s | %s / %s | %s |\n",
+		restart := "-"
+		if r.RestartCounted >= 0 {
+			restart = fmt.Sprint(r.RestartCounted)
+		}
+		fmt.Fprintf(&sb, "| %s (%s) | %d x %v | %d | %d | %d | %d | %d = %d + %d (+ %d) | %s | %d | %d (%d) | %d/%d | %s | %s | %s / %s | %s |\n",
 			r.Scenario, r.Killed, r.Cycles, r.Down, r.TCPSent, r.TCPLost, r.UDPSent, r.UDPLost,
-			r.UDPSeqMissing, r.UDPCounted, r.UDPGap, r.UDPUnexplained, r.UDPSocketDrops,
+			r.UDPSeqMissing, r.UDPCounted, r.UDPGap, r.UDPUnexplained, restart, r.UDPSocketDrops,
 			r.UDPRepeated+r.TCPRepeated, r.Replayed, r.SoftflowdSent, r.SoftflowdOut,
 			durations(r.Back), durations(r.Ready), durations(r.UDPFlowing), durations(r.TCPFlowing), probs)
 	}

@@ -67,6 +67,10 @@ type Result struct {
 	UDPGap int
 	// UDPUnexplained = UDPSeqMissing - UDPCounted - UDPGap (goal 0).
 	UDPUnexplained int
+	// RestartCounted is the gap the split pod's mediator counted across
+	// collector restarts (sluice_mediator_restart_sequence_lost_total,
+	// records); -1 where no process could count it.
+	RestartCounted int
 	// Replayed is what a restarted mediator counted as replayed.
 	Replayed                    int
 	SoftflowdSent, SoftflowdOut int
