@@ -137,7 +137,8 @@ chaos: test-deps
 # perf/soak.png, judged flat or not (perf/soak). make soak DURATION=1h.
 DURATION ?= 1h
 SOAK_ARGS ?=
-soak: build
+soak:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/sluice ./cmd/sluice
 	$(GO) build -o $(BIN)/soak ./perf/soak
 	./$(BIN)/soak --sluice $(BIN)/sluice --duration $(DURATION) --csv perf/results/soak.csv --png perf/soak.png --results perf/RESULTS.md $(SOAK_ARGS)
 
