@@ -72,6 +72,8 @@ func setup(t *testing.T) *Env {
 // make chaos.
 func TestChaos(t *testing.T) {
 	env := setup(t)
+	started := time.Now().UTC()
+	loadBefore, _ := os.ReadFile("/proc/loadavg")
 	load := Load{Rate: 2000, Cycles: 1, Down: 700 * time.Millisecond, Steady: time.Second, Softflowd: true}
 	if *full {
 		load = Load{Rate: 10000, Cycles: 3, Down: 2 * time.Second, Steady: 5 * time.Second, Softflowd: true}
@@ -97,9 +99,10 @@ func TestChaos(t *testing.T) {
 	table := Table(results)
 	t.Logf("\n%s", table)
 	if *report != "" {
-		load1, _ := os.ReadFile("/proc/loadavg")
-		head := fmt.Sprintf("Run %s, load %d records/s per gen (UDP and TCP, 2 exporters each), %d cycles, down %v, steady %v; load average before: %s\n\n",
-			time.Now().UTC().Format(time.RFC3339), load.Rate, load.Cycles, load.Down, load.Steady, strings.TrimSpace(string(load1)))
+		loadAfter, _ := os.ReadFile("/proc/loadavg")
+		head := fmt.Sprintf("Run %s to %s, load %d records/s per gen (UDP and TCP, 2 exporters each), %d cycles, down %v, steady %v; load average before: %s, after: %s\n\n",
+			started.Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339), load.Rate, load.Cycles, load.Down, load.Steady,
+			strings.TrimSpace(string(loadBefore)), strings.TrimSpace(string(loadAfter)))
 		if err := os.WriteFile(*report, []byte(head+table), 0o644); err != nil {
 			t.Error(err)
 		}
