@@ -399,7 +399,11 @@ func (w *world) steady() error {
 
 func (w *world) drive() error {
 	load := w.load
-	maxTime := load.Steady*time.Duration(load.Cycles+1) + time.Duration(load.Cycles)*(load.Down+recoverTimeout) + 20*time.Second
+	// The gens run until stopped, for at most maxTime: it sizes their keys
+	// (about 75 octets each), so it allows 10 s a cycle for the recovery
+	// (it takes one or two) and 30 s besides; a run that takes longer
+	// fails with the gens' early exit.
+	maxTime := load.Steady*time.Duration(load.Cycles+1) + time.Duration(load.Cycles)*(load.Down+10*time.Second) + 30*time.Second
 	for _, g := range []struct {
 		name  string
 		tcp   bool
