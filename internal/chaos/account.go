@@ -49,6 +49,7 @@ func (w *world) account() error {
 					if run[0] >= start && !used[i] {
 						used[i] = true
 						r.UDPGap += int(run[1] - run[0])
+						r.Notes = append(r.Notes, fmt.Sprintf("domain %d: last out before the restart %d, then missing [%d, %d)", d, start-1, run[0], run[1]))
 						break
 					}
 				}
@@ -62,6 +63,13 @@ func (w *world) account() error {
 	r.UDPSocketDrops = int(ec.sum("sluice_udp_socket_drops_total"))
 	r.UDPUnexplained = r.UDPSeqMissing - r.UDPCounted - r.UDPGap
 	r.RestartCounted = -1
+	if w.med != nil && w.med.proc != nil {
+		for _, l := range strings.Split(w.med.proc.Output(), "\n") {
+			if strings.Contains(l, "skipped across a collector restart") {
+				r.Notes = append(r.Notes, "mediator: "+l[strings.Index(l, "msg="):])
+			}
+		}
+	}
 	if w.med != nil {
 		r.Replayed = int(w.cnt[w.med].sum("sluice_mediator_replayed_records_total"))
 		if w.vic.gaps {

@@ -421,7 +421,9 @@ func (w *world) drive() error {
 	// softflowd over TCP runs while the victim is down when the
 	// exporters' receiver lives on (a TCP exporter then waits, it must
 	// not lose), else after the first recovery; over UDP (v9) it runs
-	// after the first recovery, as UDP sent into full rings is dropped.
+	// once the gens have stopped: right after a recovery the rings may
+	// still be full of the backlog, and UDP sent into full rings is
+	// dropped (counted, but not by exporter).
 	sfDone := map[bool]bool{}
 	softflowd := func(tcp bool) error {
 		if !load.Softflowd || sfDone[tcp] || w.env.Traffic == "" {
@@ -503,9 +505,6 @@ func (w *world) drive() error {
 		if err := softflowd(true); err != nil {
 			return err
 		}
-		if err := softflowd(false); err != nil {
-			return err
-		}
 		if err := w.steady(); err != nil {
 			return err
 		}
@@ -518,6 +517,13 @@ func (w *world) drive() error {
 	gens := w.gens
 	w.gens = nil
 	w.gens0 = gens
+	// The backlog drained (rings and queues empty), softflowd over UDP.
+	if err := w.until("the backlog to drain", time.Minute, func() bool { return w.drained() }); err != nil {
+		return err
+	}
+	if err := softflowd(false); err != nil {
+		return err
+	}
 	// The end marker: its records out, the output still, the rings and
 	// queues empty.
 	marker, err := Start(w.dir, "gen-marker", w.env.Sluice, "gen", "--addr", fmt.Sprintf("127.0.0.1:%d", w.flow),
@@ -535,12 +541,14 @@ func (w *world) drive() error {
 		if w.out.Lines != last {
 			last, since = w.out.Lines, time.Now()
 		}
-		if w.out.Count(markerDomain).Distinct < markerRecords || time.Since(since) < time.Second {
-			return false
-		}
-		if w.ringNode != nil && w.cnt[w.ringNode].last.Sum("sluice_ring_bytes") != 0 {
-			return false
-		}
-		return w.queued == nil || w.cnt[w.queued].last.Sum("sluice_output_queued_records") == 0
+		return w.out.Count(markerDomain).Distinct >= markerRecords && time.Since(since) >= time.Second && w.drained()
 	})
+}
+
+// drained reports whether the rings and the outputs' queues are empty.
+func (w *world) drained() bool {
+	if w.ringNode != nil && w.cnt[w.ringNode].last.Sum("sluice_ring_bytes") != 0 {
+		return false
+	}
+	return w.queued == nil || w.cnt[w.queued].last.Sum("sluice_output_queued_records") == 0
 }
