@@ -77,6 +77,7 @@ func (w *world) account() error {
 		}
 	}
 	r.SoftflowdOut = w.out.Other
+	r.OtherRepeated = w.out.OtherRepeated
 	r.Garbled = w.out.Garbled
 	return nil
 }
@@ -103,7 +104,7 @@ func (r *Result) Problems() []string {
 	if tcpInFlight && r.TCPLostRuns > r.Cycles*len(tcpDomains) {
 		p = append(p, fmt.Sprintf("TCP: records missing in %d runs, more than one per exporter and kill", r.TCPLostRuns))
 	}
-	if rep := r.UDPRepeated + r.TCPRepeated; rep > r.Replayed {
+	if rep := r.UDPRepeated + r.TCPRepeated + r.OtherRepeated; rep > r.Replayed {
 		p = append(p, fmt.Sprintf("%d records out more than once, %d counted as replayed", rep, r.Replayed))
 	}
 	if r.SoftflowdSent != r.SoftflowdOut {
@@ -173,7 +174,7 @@ func Table(rs []*Result) string {
 		fmt.Fprintf(&sb, "| %s (%s) | %d x %v | %d | %d | %d | %d | %d = %d + %d (+ %d) | %s | %d | %d (%d) | %d/%d | %s | %s | %s / %s | %s |\n",
 			r.Scenario, r.Killed, r.Cycles, r.Down, r.TCPSent, r.TCPLost, r.UDPSent, r.UDPLost,
 			r.UDPSeqMissing, r.UDPCounted, r.UDPGap, r.UDPUnexplained, restart, r.UDPSocketDrops,
-			r.UDPRepeated+r.TCPRepeated, r.Replayed, r.SoftflowdSent, r.SoftflowdOut,
+			r.UDPRepeated+r.TCPRepeated+r.OtherRepeated, r.Replayed, r.SoftflowdSent, r.SoftflowdOut,
 			durations(r.Back), durations(r.Ready), durations(r.UDPFlowing), durations(r.TCPFlowing), probs)
 	}
 	return sb.String()

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"bytes"
+	"hash/fnv"
 	"io"
 	"net/netip"
 	"os"
@@ -22,14 +23,17 @@ type Output struct {
 	Gen map[uint64]int
 	// MaxN is the highest record number seen per gen domain.
 	MaxN map[uint32]uint32
-	// Other counts data records that are not gen's; Options options
-	// records; Garbled lines that are not whole JSON objects.
-	Other, Options, Garbled, Lines int
+	// Other counts distinct data records that are not gen's (a record
+	// repeated by a mediator's replay is the same line), OtherRepeated
+	// their repeats; Options options records; Garbled lines that are not
+	// whole JSON objects.
+	Other, OtherRepeated, Options, Garbled, Lines int
+	other                                         map[uint64]bool
 }
 
 // NewOutput follows path (which may not exist yet).
 func NewOutput(path string) *Output {
-	return &Output{path: path, Gen: map[uint64]int{}, MaxN: map[uint32]uint32{}, buf: make([]byte, 1<<20)}
+	return &Output{path: path, Gen: map[uint64]int{}, MaxN: map[uint32]uint32{}, other: map[uint64]bool{}, buf: make([]byte, 1<<20)}
 }
 
 // Poll reads what was appended since the last call.
@@ -108,7 +112,14 @@ func (o *Output) line(l []byte) {
 		}
 		return
 	}
-	o.Other++
+	h := fnv.New64a()
+	h.Write(l)
+	if k := h.Sum64(); o.other[k] {
+		o.OtherRepeated++
+	} else {
+		o.other[k] = true
+		o.Other++
+	}
 }
 
 func (o *Output) genRecord(l []byte) (uint32, uint32, bool) {

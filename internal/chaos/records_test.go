@@ -30,15 +30,15 @@ func TestOutputFollows(t *testing.T) {
 	if err := o.Poll(); err != nil {
 		t.Fatal(err)
 	}
-	write(`ess":"2001:db8:1:b::1:2"}` + "\n" + `{"cut` + "\n")
+	write(`ess":"2001:db8:1:b::1:2"}` + "\n" + `{"cut` + "\n" + `{"observation_domain":1,"sourceIPv6Address":"2001:db8:1::5"}` + "\n")
 	if err := o.Poll(); err != nil {
 		t.Fatal(err)
 	}
 	if c := o.Count(11); c.Distinct != 1 || c.Repeated != 1 || o.MaxN[11] != 1<<16|2 {
 		t.Errorf("domain 11: %+v, max %d", c, o.MaxN[11])
 	}
-	if o.Other != 2 || o.Options != 1 || o.Garbled != 1 || o.Lines != 6 {
-		t.Errorf("other %d options %d garbled %d lines %d", o.Other, o.Options, o.Garbled, o.Lines)
+	if o.Other != 2 || o.OtherRepeated != 1 || o.Options != 1 || o.Garbled != 1 || o.Lines != 7 {
+		t.Errorf("other %d (repeated %d) options %d garbled %d lines %d", o.Other, o.OtherRepeated, o.Options, o.Garbled, o.Lines)
 	}
 	if m := o.Missing(11, 1<<16, 1<<16+5); len(m) != 2 || m[0] != [2]uint32{1 << 16, 1<<16 + 2} || m[1] != [2]uint32{1<<16 + 3, 1<<16 + 5} {
 		t.Errorf("missing %v", m)

@@ -74,7 +74,9 @@ type Result struct {
 	// Replayed is what a restarted mediator counted as replayed.
 	Replayed                    int
 	SoftflowdSent, SoftflowdOut int
-	Garbled                     int
+	// OtherRepeated: softflowd's records out more than once.
+	OtherRepeated int
+	Garbled       int
 	// Back: from the kill until the victim serves again. Ready: from the
 	// restart until it answers. UDPFlowing, TCPFlowing: from the restart
 	// until a record sent after it comes out.
