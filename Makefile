@@ -38,7 +38,7 @@ VET_EXTRA := ./testdata/exporters/...
 GENERATED := dataplane/ipfix/ies_iana.go dataplane/ipfix/ies_vendor.go \
 	bpf/steer_bpfel.go bpf/steer_bpfel.o bpf/steer_bpfeb.go bpf/steer_bpfeb.o
 
-.PHONY: all build run test test-deps kube-apiserver deploy-check images check fmt-check vet tidy-check deps-check bench fuzz-smoke generate lint clean
+.PHONY: all build run test test-deps kube-apiserver deploy-check images check fmt-check vet tidy-check deps-check bench fuzz-smoke fuzz-long generate lint clean chaos soak
 
 all: build
 
@@ -117,6 +117,31 @@ fuzz-smoke:
 		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
 		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); \
 	done
+
+# Every fuzz target for FUZZTIME (30 minutes by default): hours in all.
+fuzz-long:
+	$(MAKE) fuzz-smoke FUZZTIME=$(if $(filter command line environment,$(origin FUZZTIME)),$(FUZZTIME),30m)
+
+# Chaos: each part of Sluice (split collector, split mediator, sluice run,
+# Redis, a Redis Cluster master, the receiver of an ipfix+tcp output) killed
+# with SIGKILL three times under load and started again; the table goes to
+# perf/results/chaos.md. Bounded by the test timeout (10 minutes). make test
+# runs one short round of the same test. It needs redis-server, redis-cli and
+# softflowd (make test-deps installs them).
+CHAOS_ARGS ?=
+chaos:
+	$(GO) test -count=1 -timeout 10m -run '^TestChaos$$' -v ./internal/chaos -args -chaos.full -chaos.report $(CURDIR)/perf/results/chaos.md $(CHAOS_ARGS)
+
+# Soak: steady load at half the zero-loss rate with exporters coming and
+# going, template churn and a pipeline reload every minute; RSS, goroutines
+# and open files sampled every 10 s into perf/results/soak.csv and
+# perf/soak.png, judged flat or not (perf/soak). make soak DURATION=1h.
+DURATION ?= 1h
+SOAK_ARGS ?=
+soak:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/sluice ./cmd/sluice
+	$(GO) build -o $(BIN)/soak ./perf/soak
+	./$(BIN)/soak --sluice $(BIN)/sluice --duration $(DURATION) --csv perf/results/soak.csv --png perf/soak.png --results perf/RESULTS.md $(SOAK_ARGS)
 
 # The generator reads IANA's registry and the vendor element lists from the
 # shared folder beside the repository (../shared/data/iana/ipfix.xml,

@@ -34,6 +34,8 @@ func runGen(args []string, stdout, stderr io.Writer) error {
 	allowRemote := fs.Bool("allow-remote", false, "allow a destination outside loopback")
 	batch := fs.Int("batch", loadgen.DefaultBatch, "messages per sendmmsg call")
 	gso := fs.Bool("gso", true, "use UDP GSO when every message has the same size")
+	firstDomain := fs.Uint("first-domain", 1, "observation domain of the first exporter (the others follow); also in the records' source addresses")
+	reconnect := fs.Bool("reconnect", false, "TCP: dial again when a connection breaks and resend the templates (messages due meanwhile are not sent)")
 	keys := fs.Int("keys", 0, "distinct 5-tuples the data records cycle through, split among the exporters (0 = each exporter cycles through 16 messages' worth)")
 	if err := parseFlags(fs, args, 0, stdout); err != nil {
 		return err
@@ -44,7 +46,11 @@ func runGen(args []string, stdout, stderr io.Writer) error {
 	cfg := loadgen.Config{TCP: *tcp, Duration: *duration, Count: *count, Exporters: *exporters,
 		Records: *records, TemplateInterval: *tplInterval, DataFirst: *dataFirst, DistinctAddrs: *distinct,
 		Ports:       *ports,
-		AllowRemote: *allowRemote, Batch: *batch, NoGSO: !*gso, Keys: *keys}
+		AllowRemote: *allowRemote, Batch: *batch, NoGSO: !*gso, Keys: *keys, Reconnect: *reconnect}
+	if *firstDomain == 0 || *firstDomain > 1<<31 {
+		return usageError{errors.New("--first-domain must be 1..2147483648")}
+	}
+	cfg.FirstDomain = uint32(*firstDomain)
 	var err error
 	if cfg.Addr, err = netip.ParseAddrPort(*addr); err != nil {
 		return usageError{fmt.Errorf("--addr: %w", err)}

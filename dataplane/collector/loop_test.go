@@ -352,6 +352,36 @@ func TestSequenceAccounting(t *testing.T) {
 	}
 }
 
+// TestSequenceWrapAround crosses 2^32: sequence numbers are modular (RFC
+// 7011 section 3.1), so a stream that wraps loses nothing and is no
+// restart, and a message lost across the wrap counts its records.
+func TestSequenceWrapAround(t *testing.T) {
+	c, l := testCollector(t, Config{})
+	g := newGen(3)
+	g.w.Sequence = 1<<32 - 12
+	l.handle(g.templates(256, tuple), udpFrom(exporterA))
+	var msgs [][]byte
+	for i := range 6 {
+		msgs = append(msgs, g.data(256, i*5, 5)) // 5 records each: 2^32-12 ... 18
+	}
+	for _, i := range []int{0, 1, 2} { // up to 2^32-12+15 = 3: across the wrap
+		l.handle(msgs[i], udpFrom(exporterA))
+	}
+	ex := c.Exporters()
+	if len(ex) != 1 || ex[0].SequenceLost != 0 || ex[0].SequenceResets != 0 || ex[0].OutOfOrder != 0 {
+		t.Fatalf("across the wrap: %+v; want no loss, reset or reordering", ex)
+	}
+	l.handle(msgs[4], udpFrom(exporterA)) // message 3 (5 records) lost
+	l.handle(msgs[5], udpFrom(exporterA))
+	if ex = c.Exporters(); ex[0].SequenceLost != 5 || ex[0].SequenceResets != 0 {
+		t.Fatalf("after a loss past the wrap: lost %d resets %d; want 5 and 0", ex[0].SequenceLost, ex[0].SequenceResets)
+	}
+	l.handle(msgs[3], udpFrom(exporterA)) // late: no longer lost
+	if ex = c.Exporters(); ex[0].SequenceLost != 0 || ex[0].OutOfOrder != 1 {
+		t.Fatalf("after the late message: lost %d out of order %d; want 0 and 1", ex[0].SequenceLost, ex[0].OutOfOrder)
+	}
+}
+
 func TestNetFlow9SequenceCountsPackets(t *testing.T) {
 	c, l := testCollector(t, Config{})
 	w := ipfix.MessageWriter{Version: ipfix.VersionNetFlow9, DomainID: 9}

@@ -60,7 +60,21 @@ type Config struct {
 	// split among the exporters, 0..MaxKeys. Zero: each exporter cycles
 	// through 16 messages' worth per template.
 	Keys int
+	// FirstDomain is the observation domain of the first exporter; the
+	// others follow it. It also goes into the records' source addresses,
+	// so two runs with distinct domains send distinct records. Zero: 1.
+	FirstDomain uint32
+	// Reconnect makes a TCP exporter whose connection broke dial again
+	// (every ReconnectInterval at most) and resend its templates on the
+	// new connection, as a real exporter does. Messages due while it is
+	// disconnected use up their sequence numbers and are not sent.
+	// Without it a broken connection fails every later message.
+	Reconnect bool
 }
+
+// ReconnectInterval is the least time between two dials of one exporter
+// with Config.Reconnect.
+const ReconnectInterval = 50 * time.Millisecond
 
 // Defaults applied by New for zero fields.
 const (
@@ -198,6 +212,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Batch == 0 {
 		cfg.Batch = DefaultBatch
 	}
+	if cfg.FirstDomain == 0 {
+		cfg.FirstDomain = 1
+	}
 	return cfg
 }
 
@@ -239,9 +256,13 @@ func (cfg *Config) check() error {
 		return fmt.Errorf("loadgen: keys must be 0..%d", MaxKeys)
 	case cfg.Keys > 0 && cfg.Keys < cfg.Exporters:
 		return errors.New("loadgen: keys must be at least exporters")
-	case cfg.Keys > 0 && cfg.Exporters > 255:
-		// The exporter is one octet of the source address.
-		return errors.New("loadgen: keys need 255 exporters or fewer")
+	case cfg.Keys > 0 && uint64(cfg.FirstDomain)+uint64(cfg.Exporters)-1 > 255:
+		// The exporter's domain is one octet of the source address.
+		return errors.New("loadgen: keys need the exporters' domains to be 255 or lower")
+	case cfg.FirstDomain > 1<<31:
+		return errors.New("loadgen: first domain must be 1..2^31")
+	case cfg.Reconnect && !cfg.TCP:
+		return errors.New("loadgen: reconnect is for TCP")
 	}
 	return nil
 }

@@ -68,7 +68,7 @@ func TestParseTemplates(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	got := Config{}.withDefaults()
 	want := Config{Addr: netip.MustParseAddrPort("127.0.0.1:4739"), Protocol: IPFIX, Exporters: 1, Ports: 1, Records: 30,
-		Templates: []Template{FiveTuple}, TemplateInterval: time.Second, Batch: 64}
+		Templates: []Template{FiveTuple}, TemplateInterval: time.Second, Batch: 64, FirstDomain: 1}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
 	}
@@ -130,11 +130,16 @@ func TestCheck(t *testing.T) {
 	f(Config{Keys: MaxKeys + 1}, "keys")
 	f(Config{Keys: 3, Exporters: 4}, "at least exporters")
 	f(Config{Keys: 1000, Exporters: 256}, "255")
+	f(Config{Keys: 1000, Exporters: 2, FirstDomain: 255}, "255")
+	f(Config{FirstDomain: 1<<31 + 1}, "first domain")
+	f(Config{Reconnect: true}, "reconnect is for TCP")
 	for _, ok := range []Config{
 		{Protocol: NetFlowV9, Templates: []Template{Options, IPv6}},
 		{TCP: true, Exporters: 10000, Batch: 1024},
 		{Keys: MaxKeys, Exporters: 255},
 		{Keys: 5, Exporters: 5},
+		{Keys: 5, Exporters: 5, FirstDomain: 251},
+		{TCP: true, Reconnect: true, FirstDomain: 1 << 31},
 	} {
 		ok = ok.withDefaults()
 		if err := ok.check(); err != nil {

@@ -232,3 +232,95 @@ func checkArrived(t *testing.T, cfg Config, sum Summary, got <-chan datagram) {
 	}
 	checkSummary(t, msgs, sum, 0)
 }
+
+// TestReconnectTCP resets the collector's side of the connection mid-run:
+// with Reconnect the exporter dials again, opens the new session with its
+// templates, and its sequence numbers go on past the ones it could not send.
+func TestReconnectTCP(t *testing.T) {
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type session struct{ msgs []datagram }
+	sessions := make(chan session, 4)
+	go func() {
+		for i := 0; ; i++ {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			got := make(chan datagram, 8192)
+			if i == 0 {
+				// The first session: 20 messages, then a reset.
+				var s session
+				for len(s.msgs) < 20 {
+					hdr := make([]byte, 16)
+					if _, err := io.ReadFull(c, hdr); err != nil {
+						break
+					}
+					body := make([]byte, int(binary.BigEndian.Uint16(hdr[2:]))-16)
+					if _, err := io.ReadFull(c, body); err != nil {
+						break
+					}
+					s.msgs = append(s.msgs, datagram{b: append(hdr, body...)})
+				}
+				_ = c.SetLinger(0)
+				c.Close()
+				sessions <- s
+				continue
+			}
+			go func() {
+				readStream(t, c, got)
+				close(got)
+				var s session
+				for d := range got {
+					s.msgs = append(s.msgs, d)
+				}
+				sessions <- s
+			}()
+		}
+	}()
+	cfg := Config{Addr: ln.Addr().(*net.TCPAddr).AddrPort(), TCP: true, Count: 3000, Records: 5,
+		Rate: Rate{PerSecond: 1e4, Packets: true}, FirstDomain: 7, Reconnect: true}
+	g, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := g.Run(context.Background())
+	g.Close()
+	if sum.Reconnects == 0 || sum.Exporters[0].ObservationDomain != 7 {
+		t.Fatalf("reconnects %d, domain %d; want at least 1 and 7", sum.Reconnects, sum.Exporters[0].ObservationDomain)
+	}
+	first := <-sessions
+	var later []datagram
+	for range sum.Reconnects {
+		select {
+		case s := <-sessions:
+			later = append(later, s.msgs...)
+			if len(s.msgs) == 0 || binary.BigEndian.Uint16(s.msgs[0].b[16:]) != 2 {
+				t.Fatalf("a new session does not start with a template set")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a reconnected session did not end")
+		}
+	}
+	lastSeq := func(ms []datagram) uint32 {
+		var seq uint32
+		for _, m := range ms {
+			if binary.BigEndian.Uint32(m.b[12:]) != 7 {
+				t.Fatalf("message of domain %d", binary.BigEndian.Uint32(m.b[12:]))
+			}
+			if binary.BigEndian.Uint16(m.b[16:]) >= 256 {
+				seq = binary.BigEndian.Uint32(m.b[8:])
+			}
+		}
+		return seq
+	}
+	if len(first.msgs) != 20 || len(later) < 1000 {
+		t.Fatalf("%d messages on the first session, %d after it", len(first.msgs), len(later))
+	}
+	if a, b := lastSeq(first.msgs), lastSeq(later); b <= a || b != sum.Exporters[0].NextSequence-5 {
+		t.Fatalf("sequence numbers: last %d before the reset, %d at the end; next %d", a, b, sum.Exporters[0].NextSequence)
+	}
+}

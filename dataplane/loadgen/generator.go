@@ -16,16 +16,19 @@ type Summary struct {
 	// Messages and Records count data messages and options records (data
 	// records for the sequence numbers) that went; Bytes adds the template
 	// messages, which TemplateMessages counts.
-	Messages         uint64            `json:"messages"`
-	Records          uint64            `json:"records"`
-	Bytes            uint64            `json:"bytes"`
-	TemplateMessages uint64            `json:"template_messages"`
-	Seconds          float64           `json:"seconds"`
-	RecordsPerSecond float64           `json:"records_per_second"`
-	PacketsPerSecond float64           `json:"packets_per_second"`
-	SendErrors       uint64            `json:"send_errors"`
-	GSO              bool              `json:"gso"`
-	Exporters        []ExporterSummary `json:"exporters"`
+	Messages         uint64  `json:"messages"`
+	Records          uint64  `json:"records"`
+	Bytes            uint64  `json:"bytes"`
+	TemplateMessages uint64  `json:"template_messages"`
+	Seconds          float64 `json:"seconds"`
+	RecordsPerSecond float64 `json:"records_per_second"`
+	PacketsPerSecond float64 `json:"packets_per_second"`
+	SendErrors       uint64  `json:"send_errors"`
+	// Reconnects counts TCP connections made again after one broke
+	// (Config.Reconnect).
+	Reconnects uint64            `json:"reconnects"`
+	GSO        bool              `json:"gso"`
+	Exporters  []ExporterSummary `json:"exporters"`
 }
 
 // ExporterSummary is one exporter's share of a run. A collector that lost
@@ -38,6 +41,7 @@ type ExporterSummary struct {
 	Messages          uint64 `json:"messages"`
 	Records           uint64 `json:"records"`
 	Bytes             uint64 `json:"bytes"`
+	Reconnects        uint64 `json:"reconnects"`
 	FirstSequence     uint32 `json:"first_sequence"`
 	NextSequence      uint32 `json:"next_sequence"`
 }
@@ -45,6 +49,7 @@ type ExporterSummary struct {
 // exporter is one simulated exporter.
 type exporter struct {
 	messages
+	index     int // 0-based
 	domain    uint32
 	conn      net.Conn
 	fd        int // the UDP socket, for sendmmsg; 0 without one
@@ -58,6 +63,11 @@ type exporter struct {
 	records   uint64
 	bytes     uint64
 	templates uint64
+	// With Config.Reconnect: broken is set when a write failed; the next
+	// dial is due at redial.
+	broken     bool
+	redial     time.Time
+	reconnects uint64
 }
 
 // Generator sends the load of one Config. It is not safe for concurrent
@@ -103,7 +113,8 @@ func newGenerator(cfg Config, c clock) (*Generator, error) {
 	g := &Generator{cfg: cfg, clock: c}
 	now := c.Now()
 	for i := range cfg.Exporters * cfg.Ports {
-		e := &exporter{domain: uint32(i/cfg.Ports + 1)}
+		x := i / cfg.Ports // the exporter; its ports share its address and domain
+		e := &exporter{index: x, domain: cfg.FirstDomain + uint32(x)}
 		var err error
 		if e.messages, err = buildMessages(&g.cfg, e.domain, now); err != nil {
 			return nil, err
@@ -137,7 +148,7 @@ func (g *Generator) dial(e *exporter) error {
 	}
 	var local net.Addr
 	if cfg.DistinctAddrs && cfg.Addr.Addr().Is4() && cfg.Addr.Addr().IsLoopback() {
-		src := sourceAddr(int(e.domain) - 1)
+		src := sourceAddr(e.index)
 		if cfg.TCP {
 			local = &net.TCPAddr{IP: src.AsSlice()}
 		} else {
@@ -147,7 +158,7 @@ func (g *Generator) dial(e *exporter) error {
 	d := net.Dialer{LocalAddr: local}
 	conn, err := d.Dial(network, cfg.Addr.String())
 	if err != nil {
-		return fmt.Errorf("loadgen: exporter %d: %w", e.domain-1, err)
+		return fmt.Errorf("loadgen: exporter %d: %w", e.index, err)
 	}
 	e.conn = conn
 	if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil {
@@ -212,6 +223,9 @@ func (g *Generator) Run(ctx context.Context) Summary {
 			break
 		}
 		now32 := uint32(now.Unix())
+		if cfg.Reconnect {
+			g.redialBroken(now, now32)
+		}
 		// Over TCP the templates go once; with DataFirst after round 0.
 		if !cfg.TCP || !g.exps[0].sentTpl {
 			for _, e := range g.exps {
@@ -248,6 +262,7 @@ func (g *Generator) sendTemplate(e *exporter, now uint32) {
 	}
 	if err := g.write(e, e.tpl); err != nil {
 		g.errs++
+		g.broke(e)
 	}
 	e.templates++
 	e.bytes += uint64(len(e.tpl))
@@ -261,6 +276,7 @@ func (g *Generator) sendTemplate(e *exporter, now uint32) {
 			e.bytes += uint64(len(e.opt))
 		} else {
 			g.errs++
+			g.broke(e)
 		}
 	}
 	e.sentTpl = true
@@ -284,14 +300,50 @@ func (g *Generator) sendData(e *exporter, n int, now uint32) int {
 			e.seq += uint32(g.cfg.Records)
 		}
 	}
+	if e.broken {
+		// Disconnected (Config.Reconnect): the messages are not sent.
+		return n
+	}
 	sent, err := g.flush(e, n)
 	if err != nil {
 		g.errs++
+		g.broke(e)
 	}
 	e.sent += uint64(sent)
 	e.records += uint64(sent * g.cfg.Records)
 	e.bytes += uint64(g.sender.bytes(sent))
 	return n
+}
+
+// broke marks exporter e's TCP connection broken after a failed write,
+// with Config.Reconnect: it is closed, and dialled again by redialBroken.
+func (g *Generator) broke(e *exporter) {
+	if !g.cfg.Reconnect || e.broken {
+		return
+	}
+	e.broken = true
+	e.redial = g.clock.Now().Add(ReconnectInterval)
+	if e.conn != nil {
+		_ = e.conn.Close()
+		e.conn = nil
+	}
+}
+
+// redialBroken dials the broken exporters whose next dial is due; one that
+// connects sends its templates first, as a new session needs them.
+func (g *Generator) redialBroken(now time.Time, now32 uint32) {
+	for _, e := range g.exps {
+		if !e.broken || now.Before(e.redial) {
+			continue
+		}
+		if err := g.dial(e); err != nil {
+			e.redial = now.Add(ReconnectInterval)
+			continue
+		}
+		e.broken = false
+		e.reconnects++
+		g.sendTemplate(e, now32)
+	}
 }
 
 func (g *Generator) summary() Summary {
@@ -301,8 +353,10 @@ func (g *Generator) summary() Summary {
 		s.Records += e.records
 		s.Bytes += e.bytes
 		s.TemplateMessages += e.templates
+		s.Reconnects += e.reconnects
 		s.Exporters = append(s.Exporters, ExporterSummary{Source: e.src.String(), ObservationDomain: e.domain,
-			Messages: e.sent, Records: e.records, Bytes: e.bytes, FirstSequence: e.firstSeq, NextSequence: e.seq})
+			Messages: e.sent, Records: e.records, Bytes: e.bytes, Reconnects: e.reconnects,
+			FirstSequence: e.firstSeq, NextSequence: e.seq})
 	}
 	if s.Seconds > 0 {
 		s.RecordsPerSecond = float64(s.Records) / s.Seconds

@@ -54,7 +54,8 @@ type messages struct {
 	data [][]byte // data messages to cycle through, each Config.Records long
 }
 
-// buildMessages prepares the messages of exporter domain (from 1) of cfg,
+// buildMessages prepares the messages of exporter domain (from
+// cfg.FirstDomain) of cfg,
 // which has its defaults filled in and is checked.
 func buildMessages(cfg *Config, domain uint32, now time.Time) (messages, error) {
 	var m messages
@@ -103,7 +104,7 @@ func buildMessages(cfg *Config, domain uint32, now time.Time) (messages, error) 
 	// as long as it takes to send each of them.
 	cycle, keys := cycleMessages, 0
 	if cfg.Keys > 0 {
-		keys = cfg.exporterKeys(int(domain) - 1)
+		keys = cfg.exporterKeys(int(domain - cfg.FirstDomain))
 		cycle = (keys + cfg.Records - 1) / cfg.Records
 	}
 	start := now.UnixMilli()
