@@ -91,14 +91,25 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
-// Discard counts records and drops them.
-type Discard struct{ n atomic.Uint64 }
+// Discard counts records and drops them. Record counts in a plain field
+// (one goroutine calls it) and publishes the count every 1,024 records and
+// at each Flush: an atomic add per record was a quarter of the mediator's
+// time with this output.
+type Discard struct {
+	local uint64
+	n     atomic.Uint64
+}
 
-func (d *Discard) Record(*jsonl.Meta, *ipfix.Record) { d.n.Add(1) }
-func (d *Discard) Flush() error                      { return nil }
-func (d *Discard) Close() error                      { return nil }
-func (d *Discard) Name() string                      { return "discard" }
-func (d *Discard) Stats() Stats                      { return Stats{Sent: d.n.Load()} }
+func (d *Discard) Record(*jsonl.Meta, *ipfix.Record) {
+	d.local++
+	if d.local%1024 == 0 {
+		d.n.Store(d.local)
+	}
+}
+func (d *Discard) Flush() error { d.n.Store(d.local); return nil }
+func (d *Discard) Close() error { return d.Flush() }
+func (d *Discard) Name() string { return "discard" }
+func (d *Discard) Stats() Stats { return Stats{Sent: d.n.Load()} }
 
 // JSONL writes one JSON object per record through a buffer, to stdout or a
 // file (rotated when made by NewJSONLFile with limits). It is driven by one

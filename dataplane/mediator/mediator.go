@@ -71,7 +71,8 @@ type ringState struct {
 	// replayEnd is the checkpoint a former consumer left: entries ending
 	// at or before it were handed on before and are counted as replayed.
 	replayEnd  uint64
-	replaying  bool     // the entry being decoded is one of those
+	replaying  bool // the entry being decoded is one of those
+	batch      []batched
 	superseded bool     // a newer generation holds the path: drain, then drop
 	state      *os.File // the templates read, for a successor (file rings)
 	stateBuf   []byte
@@ -190,6 +191,19 @@ func (m *Mediator) adopt() {
 	m.applied.send(p.s.Version)
 }
 
+// Pauses of Run between rounds. A round that leaves a ring with more is
+// followed at once. One that caught up with entries still coming is
+// followed by gather, so the next finds a batch: waking once per entry or
+// two cost the split pod's mediator, a process of its own, about as much
+// CPU as decoding (a ring holds tens of milliseconds of traffic at full
+// rate, so gather costs latency, not loss). An empty round backs off from
+// idleMin to idleMax.
+const (
+	gather  = 500 * time.Microsecond
+	idleMin = 50 * time.Microsecond
+	idleMax = 2 * time.Millisecond
+)
+
 // Run consumes until ctx ends, then drains what the rings still hold (call
 // it after the collector has stopped for a lossless shutdown), flushes the
 // outputs and returns.
@@ -204,15 +218,14 @@ func (m *Mediator) Run(ctx context.Context) {
 				lastScan = now
 			}
 		}
-		n := m.poll(256)
+		n, more := m.poll(256)
 		m.cur.Tick(time.Now())
-		if n > 0 {
-			idle = 0
+		if more {
 			continue
 		}
 		select {
 		case <-ctx.Done():
-			for m.poll(1<<20) > 0 {
+			for n, _ := m.poll(1 << 20); n > 0; n, _ = m.poll(1 << 20) {
 			}
 			m.gaps.commit(time.Time{}, true)
 			m.cur.Tick(time.Now())
@@ -224,12 +237,19 @@ func (m *Mediator) Run(ctx context.Context) {
 			continue
 		default:
 		}
+		if n > 0 {
+			if !m.durable {
+				m.flush() // durable rounds flushed already
+			}
+			idle = 0
+			time.Sleep(gather)
+			continue
+		}
 		if idle == 0 {
 			m.flush() // going idle: push out what is buffered
 		}
 		idle++
-		// Back off from 50 us to 2 ms while nothing arrives.
-		time.Sleep(time.Duration(min(idle*50, 2000)) * time.Microsecond)
+		time.Sleep(min(time.Duration(idle)*idleMin, idleMax))
 	}
 }
 
@@ -251,16 +271,16 @@ func (m *Mediator) Close() error {
 	return m.cur.WaitClosed()
 }
 
-// poll takes up to max entries from each ring and returns how many it took.
+// poll takes up to max entries from each ring and returns how many it took
+// and whether a ring had max to give (it may hold more).
 // While a collector restart leaves superseded rings, only those are read:
 // the old generation is drained before the new one is followed.
 //
-// With durable rings an entry is skipped, checkpointed and then decoded, and
+// With durable rings the entries are taken in batches (pollDurable) and
 // released only after the outputs have flushed at the end of the round: a
 // mediator killed meanwhile leaves at most one round (max entries per ring)
 // to be read again, and its successor counts those records as replayed.
-func (m *Mediator) poll(max int) int {
-	total := 0
+func (m *Mediator) poll(max int) (total int, more bool) {
 	onlyOld := m.dir != nil && m.dir.superseded > 0
 	var oldest uint64
 	if onlyOld {
@@ -270,22 +290,31 @@ func (m *Mediator) poll(max int) int {
 		if onlyOld && (!rs.superseded || rs.gen != oldest) {
 			continue
 		}
-		for range max {
+		if m.durable {
+			taken := 0
+			for taken < max {
+				k := m.pollDurable(rs, min(max-taken, batchMax))
+				if k == 0 {
+					break
+				}
+				taken += k
+			}
+			total += taken
+			more = more || taken == max
+			continue
+		}
+		taken := 0
+		for taken < max {
 			b := rs.c.Next()
 			if b == nil {
 				break
 			}
-			if m.durable {
-				rs.c.Skip()
-				rs.c.Checkpoint()
-				rs.replaying = rs.replayEnd != 0 && rs.c.Pos() <= rs.replayEnd
-				m.entry(rs, b)
-			} else {
-				m.entry(rs, b)
-				rs.c.Release()
-			}
-			total++
+			m.entry(rs, b)
+			rs.c.Release()
+			taken++
 		}
+		total += taken
+		more = more || taken == max
 	}
 	if total > 0 {
 		m.entries.Add(uint64(total))
@@ -296,7 +325,52 @@ func (m *Mediator) poll(max int) int {
 			}
 		}
 	}
-	return total
+	return total, more
+}
+
+// batchMax bounds a durable batch (the views pollDurable keeps).
+const batchMax = 256
+
+// batched is an entry moved past but not yet handed on: its view and the
+// read position after it.
+type batched struct {
+	b   []byte
+	end uint64
+}
+
+// pollDurable takes up to max entries from a durable ring: it moves past
+// them (Skip keeps their views valid until Publish), records one
+// checkpoint that covers them all, and only then decodes them, so a
+// successor reading any of them again counts it as replayed (possibly one
+// the killed mediator had not handed on yet: the count is an upper bound).
+// A reset entry ends the batch: handling it releases everything up to it.
+func (m *Mediator) pollDurable(rs *ringState, max int) int {
+	if rs.batch == nil {
+		rs.batch = make([]batched, 0, batchMax)
+	}
+	batch := rs.batch[:0]
+	for len(batch) < max {
+		b := rs.c.Next()
+		if b == nil {
+			break
+		}
+		rs.c.Skip()
+		batch = append(batch, batched{b, rs.c.Pos()})
+		if len(b) > 0 && entry.Kind(b[0]) == entry.KindReset {
+			break
+		}
+	}
+	if len(batch) == 0 {
+		return 0
+	}
+	rs.c.Checkpoint()
+	for _, e := range batch {
+		rs.replaying = rs.replayEnd != 0 && e.end <= rs.replayEnd
+		m.entry(rs, e.b)
+	}
+	clear(batch) // the views end with the mapping
+	rs.batch = batch[:0]
+	return len(batch)
 }
 
 func (m *Mediator) entry(rs *ringState, b []byte) {
