@@ -45,6 +45,7 @@ type config struct {
 	goflow2, goflow2Query          string
 	sluiceArgs, goflow2Args        []string
 	sinkArgs, genArgs              []string
+	genCPUs, receiverCPUs          string // taskset CPU lists; "" leaves the scheduler free
 	outputs                        []string
 	pipelines                      []*pipelineSpec
 	keys                           int
@@ -158,6 +159,8 @@ func parseFlags(mode string, args []string) (config, error) {
 	fs.StringVar(&c.goflow2, "goflow2", "bin/goflow2", "goflow2 binary (compare)")
 	fs.StringVar(&c.goflow2Query, "goflow2-listen-query", "", "query appended to goflow2's -listen URL, e.g. count=2 (default: goflow2's own defaults)")
 	var sluiceArgs, goflow2Args, sinkArgs, genArgs, outputs, pipelines listFlag
+	fs.StringVar(&c.genCPUs, "gen-cpus", "", "pin the generator to these CPUs (a taskset list, e.g. 0), so the receiver's ceiling is measured rather than the generator's share")
+	fs.StringVar(&c.receiverCPUs, "receiver-cpus", "", "pin the receiver (sluice run, the split pod's two processes, the sink, goflow2) to these CPUs (e.g. 1)")
 	fs.Var(&sluiceArgs, "sluice-args", "extra sluice run arguments (space-separated; repeatable)")
 	fs.Var(&goflow2Args, "goflow2-args", "extra goflow2 arguments")
 	fs.Var(&sinkArgs, "sink-args", "extra sink arguments")
@@ -417,4 +420,14 @@ func sanitize(s string) string {
 		}
 		return '-'
 	}, s)
+}
+
+// pinned returns the command that runs bin with args on cpus (through
+// taskset, which sets the affinity before exec, so every thread inherits
+// it and the process keeps its PID), or bin and args unchanged.
+func pinned(cpus, bin string, args []string) (string, []string) {
+	if cpus == "" {
+		return bin, args
+	}
+	return "taskset", append([]string{"-c", cpus, bin}, args...)
 }

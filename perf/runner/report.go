@@ -252,7 +252,7 @@ func (r *runner) renderSection(res *Result, plot string) string {
 			}
 			w("| %s | %s | %s | %s | %s |\n", run.Output, bestText(run), bestText(sp), ratio, fmtRateOr(sp.LowestLossRPS, "none"))
 		}
-		w("\nThe split pod's CPU and RSS columns in the JSON are the collector's alone; the mediator is a second process on the same cores.\n\n")
+		w("\nThe split pod's CPU column is both processes' (the JSON has the mediator's share as mediator_cpu_seconds); its RSS column is the collector's alone.\n\n")
 	}
 	if plot != "" {
 		w("![decoded vs offered](%s)\n\n", plot)

@@ -67,12 +67,16 @@ type Step struct {
 	Malformed      float64 `json:"malformed"`
 	LossFraction   float64 `json:"loss_fraction"`
 
-	CPUSeconds    float64 `json:"cpu_seconds"`
-	CPUPerMillion float64 `json:"cpu_seconds_per_million"`
-	PeakRSS       float64 `json:"peak_rss_bytes"`
-	RingBytes     float64 `json:"ring_capacity_bytes,omitempty"`
-	DrainSeconds  float64 `json:"drain_seconds"`
-	Drained       bool    `json:"drained"`
+	// CPUSeconds is the receiver's; a split pod's adds the mediator's
+	// (MediatorCPUSeconds), so the figure per million records compares
+	// with sluice run's.
+	CPUSeconds         float64 `json:"cpu_seconds"`
+	MediatorCPUSeconds float64 `json:"mediator_cpu_seconds,omitempty"`
+	CPUPerMillion      float64 `json:"cpu_seconds_per_million"`
+	PeakRSS            float64 `json:"peak_rss_bytes"`
+	RingBytes          float64 `json:"ring_capacity_bytes,omitempty"`
+	DrainSeconds       float64 `json:"drain_seconds"`
+	Drained            bool    `json:"drained"`
 
 	OtherCores   float64 `json:"other_cores"`   // CPU other processes used during the step
 	SoftirqCores float64 `json:"softirq_cores"` // machine-wide softirq time (loopback delivery)
@@ -126,6 +130,10 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 		return nil, err
 	}
 	baseCPU, _ := procCPU(p.pid())
+	var basePeer float64
+	if p.peer != nil {
+		basePeer, _ = procCPU(p.peer.pid())
+	}
 	baseDrops := udpSocketDrops(p.udpPort)
 	baseMachine, baseSelf := readCPUTimes(), selfCPU()
 	startWall := time.Now()
@@ -208,6 +216,10 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 		s.DrainSeconds = math.Max(0, time.Since(genEnd).Seconds())
 	}
 	endCPU, _ := procCPU(p.pid())
+	if p.peer != nil {
+		endPeer, _ := procCPU(p.peer.pid())
+		s.MediatorCPUSeconds = endPeer - basePeer
+	}
 	s.PeakRSS, _ = procStatusBytes(p.pid(), "VmHWM")
 	if s.Pipe != nil && s.Pipe.Aggregate {
 		s.Pipe.RSSEnd, _ = procStatusBytes(p.pid(), "VmRSS")
@@ -264,7 +276,7 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 		s.DecodedRPS = decodedAtEnd / sendWindow
 		s.DecodedRPSWithDrain = s.DecodedRecords / (sendWindow + s.DrainSeconds)
 	}
-	s.CPUSeconds = endCPU - baseCPU
+	s.CPUSeconds = endCPU - baseCPU + s.MediatorCPUSeconds
 	if s.DecodedRecords > 0 {
 		s.CPUPerMillion = s.CPUSeconds / (s.DecodedRecords / 1e6)
 	}
@@ -343,7 +355,8 @@ func (r *runner) runGen(port int, rate float64, dur time.Duration, count int, wa
 	timeout := dur + 20*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.cfg.gen, args...)
+	bin, args := pinned(r.cfg.genCPUs, r.cfg.gen, args)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

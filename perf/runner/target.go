@@ -167,6 +167,7 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	bin, args = pinned(r.cfg.receiverCPUs, bin, args)
 	fmt.Fprintf(p.logFile, "# %s %s\n", bin, strings.Join(args, " "))
 	devnull, _ := os.Open(os.DevNull)
 	p.cmd = exec.Command(bin, args...)
@@ -354,6 +355,7 @@ func (r *runner) startPeer(t Target, bin string, args []string, base string) (*p
 	if p.logFile, err = os.Create(p.logPath); err != nil {
 		return nil, err
 	}
+	bin, args = pinned(r.cfg.receiverCPUs, bin, args)
 	fmt.Fprintf(p.logFile, "# %s %s\n", bin, strings.Join(args, " "))
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logFile, p.logFile
