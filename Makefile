@@ -179,7 +179,7 @@ clean:
 
 # Throughput measurements (README.md, "Performance"). Runner flags go in
 # PERF_ARGS, e.g. make perf PERF_ARGS='--step 10s --outputs discard'.
-.PHONY: perf perf-ceiling perf-compare perf-pipeline perf-steer
+.PHONY: perf perf-ceiling perf-compare perf-pipeline perf-steer perf-split
 perf:
 	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/run.sh
 
@@ -196,3 +196,6 @@ perf-pipeline:
 # per-loop template cache with many source ports per exporter (needs root).
 perf-steer:
 	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-steer$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/steer.sh
+
+perf-split:
+	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-split$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/split.sh
