@@ -47,10 +47,13 @@ type ringDir struct {
 //
 // The consumer's position lives in the files, so a mediator that restarts,
 // even after SIGKILL, resumes where the last one released; entries the
-// last one had handed to the pipeline but not released (at most one round
+// last one had taken for the pipeline but not released (at most one round
 // of 256 entries per ring: releases follow each flush of the outputs) are
 // read again and counted in Status.Replayed and
-// sluice_mediator_replayed_records_total.
+// sluice_mediator_replayed_records_total. The count is an upper bound on
+// the repeats: the checkpoint covers a batch before its first entry is
+// handed on, so entries of the last batch that never reached the outputs
+// count too.
 func NewDir(dir string, first *pipeline.Snapshot, log *slog.Logger) *Mediator {
 	m := NewPipeline(nil, first, log)
 	m.durable = true
