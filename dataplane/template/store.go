@@ -276,7 +276,7 @@ func (c *Cache) Get(k Key, now int64) *Template {
 			return nil
 		}
 		c.fetched.Add(1)
-		c.m[k] = t
+		c.remember(t)
 	} else {
 		c.hits.Add(1)
 	}
@@ -305,6 +305,20 @@ func (c *Cache) sync(g uint64) {
 func (c *Cache) Put(t *Template) {
 	c.last = nil
 	c.sync(c.shared.Put(t))
+	c.remember(t)
+}
+
+// maxCached bounds a loop cache: past it the cache starts afresh, and the
+// loop finds what it needs in the shared store again. The templates stay in
+// the shared store, so this costs a lookup there, never a template.
+const maxCached = 1 << 13
+
+func (c *Cache) remember(t *Template) {
+	if len(c.m) >= maxCached {
+		// A fresh map: clear keeps the old one's size.
+		c.m = make(map[Key]*Template)
+		c.last = nil
+	}
 	c.m[t.Key] = t
 }
 
