@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-flow/sluice/controlplane/node"
+	"github.com/sluice-flow/sluice/dataplane/collector"
 )
 
 type stringList []string
@@ -23,7 +24,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 // runFlags are `sluice run`'s flags; each overrides the config file's key.
 type runFlags struct {
 	config, admin, pipeline, tokenFile, logLevel, redis, pprof, steer string
-	redisPipeline                                                     string
+	redisPipeline, allowExporters                                     string
 	listens, outputs                                                  stringList
 	loops                                                             int
 	scopePort, stockUDP, sharePort                                    bool
@@ -47,6 +48,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default)")
 	fs.StringVar(&f.steer, "steer", "", node.SteerUsage)
 	fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
+	fs.StringVar(&f.allowExporters, "allow-exporters", "", "accept flow export only from these sources: CIDR[,CIDR...]; others are dropped before decoding and counted")
 }
 
 // config builds the node's configuration: the file, then the flags, then
@@ -100,6 +102,13 @@ func (f *runFlags) nodeConfig() (node.Config, error) {
 	}
 	if f.lifetime != 0 {
 		c.Collector.TemplateLifetime = f.lifetime
+	}
+	if f.allowExporters != "" {
+		ps, err := collector.ParsePrefixes(f.allowExporters)
+		if err != nil {
+			return c, fmt.Errorf("--allow-exporters: %w", err)
+		}
+		c.Collector.AllowExporters = ps
 	}
 	if f.redis != "" {
 		addrs, err := node.ParseRedisAddrs(f.redis)

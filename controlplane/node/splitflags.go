@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/yamlconf"
 )
 
@@ -23,7 +24,7 @@ import (
 type SplitFlags struct {
 	role                                                string
 	config, admin, pipeline, tokenFile, logLevel, redis string
-	pprof, ringDir, bus, steer                          string
+	pprof, ringDir, bus, steer, allowExporters          string
 	listens, outputs                                    listFlag
 	loops                                               int
 	ringSize                                            yamlconf.Size
@@ -71,6 +72,7 @@ func NewSplitFlags(role string, fs *flag.FlagSet) *SplitFlags {
 		fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...]")
 		fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up (no recvmmsg; for measurements)")
 		fs.StringVar(&f.steer, "steer", "", SteerUsage)
+		fs.StringVar(&f.allowExporters, "allow-exporters", "", "accept flow export only from these sources: CIDR[,CIDR...]")
 		return f
 	}
 	fs.Var(&f.outputs, "output", "output, repeatable, as for sluice run (default jsonl:-)")
@@ -112,6 +114,13 @@ func (f *SplitFlags) Config(getenv func(string) string) (SplitConfig, error) {
 	}
 	if f.lifetime != 0 {
 		c.Collector.TemplateLifetime = f.lifetime
+	}
+	if f.allowExporters != "" {
+		ps, err := collector.ParsePrefixes(f.allowExporters)
+		if err != nil {
+			return c, fmt.Errorf("--allow-exporters: %w", err)
+		}
+		c.Collector.AllowExporters = ps
 	}
 	if f.redis != "" {
 		addrs, err := ParseRedisAddrs(f.redis)

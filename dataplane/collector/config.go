@@ -68,10 +68,34 @@ type Config struct {
 	// (CAP_BPF and CAP_NET_ADMIN) and the ports are not shared with other
 	// processes, else kernel, with one log line saying why.
 	Steer string `yaml:"steer"`
-	// AllowExporters, when not empty, admits datagrams only from sources
-	// in these prefixes. With eBPF steering the program drops the others in
-	// the kernel, before any socket, and counts them
-	// (sluice_steer_datagrams_total{result="denied"}).
+	// MaxTemplatesPerExporter bounds the templates one exporter address
+	// holds (every port, observation domain and TCP session together), so
+	// one exporter cannot take the slots of MaxTemplates: past it, that
+	// exporter's new templates alone are refused and counted.
+	// Default: 16384.
+	MaxTemplatesPerExporter int `yaml:"max_templates_per_exporter"`
+	// MaxTemplatesPerDomain bounds the templates of one observation domain
+	// of an exporter (per TCP session over TCP). Default: 4096.
+	MaxTemplatesPerDomain int `yaml:"max_templates_per_domain"`
+	// MaxDomainsPerExporter bounds the entries one exporter address has in
+	// the exporter registry (one per observation domain and version, and
+	// per TCP session). Messages of further domains are still decoded;
+	// their counters go to one entry per exporter (observation domain 0,
+	// version 0, "excess": true in the API). Default: 1024.
+	MaxDomainsPerExporter int `yaml:"max_domains_per_exporter"`
+	// MaxTCPSessionsPerExporter bounds the TCP sessions open from one
+	// address; more are refused and counted. Default: 64.
+	MaxTCPSessionsPerExporter int `yaml:"max_tcp_sessions_per_exporter"`
+	// AllowExporters, when not empty, lists the only source addresses
+	// accepted. With eBPF steering the program drops the others in the
+	// kernel, before any socket, and counts them
+	// (sluice_steer_datagrams_total{result="denied"}); in user space
+	// datagrams from others are dropped before decoding and counted
+	// (sluice_dropped_sets_total{reason="not_allowed"}) and TCP
+	// connections from others closed at once
+	// (sluice_tcp_sessions_refused_total{reason="not_allowed"}), each
+	// with a rate-limited log line naming the source. Empty: every source
+	// is accepted.
 	AllowExporters []netip.Prefix `yaml:"allow_exporters"`
 }
 
@@ -152,6 +176,18 @@ func (c Config) withDefaults() Config {
 	if c.Steer == "" {
 		c.Steer = SteerAuto
 	}
+	if c.MaxTemplatesPerExporter == 0 {
+		c.MaxTemplatesPerExporter = 1 << 14
+	}
+	if c.MaxTemplatesPerDomain == 0 {
+		c.MaxTemplatesPerDomain = 1 << 12
+	}
+	if c.MaxDomainsPerExporter == 0 {
+		c.MaxDomainsPerExporter = 1 << 10
+	}
+	if c.MaxTCPSessionsPerExporter == 0 {
+		c.MaxTCPSessionsPerExporter = 64
+	}
 	return c
 }
 
@@ -177,6 +213,14 @@ func (c Config) Validate() error {
 		return f("max_templates", "must not be negative")
 	case c.MaxTCPSessions < 0:
 		return f("max_tcp_sessions", "must not be negative")
+	case c.MaxTemplatesPerExporter < 0:
+		return f("max_templates_per_exporter", "must not be negative")
+	case c.MaxTemplatesPerDomain < 0:
+		return f("max_templates_per_domain", "must not be negative")
+	case c.MaxDomainsPerExporter < 0:
+		return f("max_domains_per_exporter", "must not be negative")
+	case c.MaxTCPSessionsPerExporter < 0:
+		return f("max_tcp_sessions_per_exporter", "must not be negative")
 	case c.UDPBatch < 1 || c.UDPBatch > 1024:
 		return f("udp_batch", "%d not in 1..1024", c.UDPBatch)
 	case c.MaxDatagram < 512 || c.MaxDatagram > 65535:
@@ -261,4 +305,33 @@ func parsePort(s string) (uint16, error) {
 		return 0, fmt.Errorf("port 0 is not allowed")
 	}
 	return uint16(p), nil
+}
+
+// ParsePrefixes parses a comma-separated list of CIDR prefixes (a bare
+// address is a prefix of its full length), as --allow-exporters takes.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("collector: %q is not an address or CIDR prefix", f)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("collector: %q is not a CIDR prefix", f)
+		}
+		out = append(out, p.Masked())
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("collector: no prefix in %q", s)
+	}
+	return out, nil
 }

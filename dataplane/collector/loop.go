@@ -198,7 +198,7 @@ func (l *loop) handle(b []byte, o origin) {
 		st.sets.Add(1)
 		switch set.Kind {
 		case ipfix.SetTemplate, ipfix.SetOptionsTemplate:
-			l.learn(dk, &set, o, &withdrewAll)
+			l.learn(dk, &set, o, ex, &withdrewAll)
 		case ipfix.SetData:
 			k := dk.Key(set.ID)
 			t := l.cache.Get(k, l.now)
@@ -209,7 +209,7 @@ func (l *loop) handle(b []byte, o origin) {
 					// TCP, whose templates belong to the session.
 					l.c.remote.Missing(k)
 				}
-				l.hold(k, set.Body, m, o)
+				l.hold(k, set.Body, m, o, ex)
 				continue
 			}
 			if l.held.queues[k] != nil {
@@ -346,7 +346,7 @@ func (l *loop) push(h *entry.Header, body []byte, o origin) (DropReason, bool) {
 }
 
 // learn handles a template or options template set of scope dk.
-func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, withdrewAll *[2]bool) {
+func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, ex *exporterStats, withdrewAll *[2]bool) {
 	st := l.stats
 	it := set.Templates()
 	for it.Next(&l.tr) {
@@ -380,11 +380,15 @@ func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, withdrewAl
 			}
 			continue
 		}
-		if old == nil && l.c.shared.Len() >= l.c.cfg.MaxTemplates {
-			// Bounded: refuse new templates rather than grow without
-			// end on input that invents exporters, domains or IDs.
-			st.droppedSets[DropTemplateLimit].Add(1)
-			continue
+		if old == nil {
+			// Bounded in total, per exporter and per domain: refuse new
+			// templates rather than grow without end on input that
+			// invents exporters, domains or IDs. Checked before compiling
+			// so a refusal costs little; TryPut below decides.
+			if r := l.c.shared.Room(k); r != template.Admitted {
+				l.refuseTemplate(ex, r, k)
+				continue
+			}
 		}
 		lay, err := ipfix.Compile(tr)
 		if err != nil {
@@ -398,8 +402,11 @@ func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, withdrewAl
 		t := template.New(k, lay, l.now, expires)
 		if old != nil {
 			st.redefinitions.Add(1)
+			l.cache.Put(t)
+		} else if r := l.cache.TryPut(t); r != template.Admitted {
+			l.refuseTemplate(ex, r, k)
+			continue
 		}
-		l.cache.Put(t)
 		st.templates.Add(1)
 		l.c.hooks.templateLearned(TemplateEvent{Exporter: k.Exporter, Domain: k.Domain, ID: k.ID,
 			Version: k.Version, TCPSession: k.Session, Options: lay.Options})
@@ -414,6 +421,22 @@ func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, withdrewAl
 	if err := it.Err(); err != nil {
 		st.codecDrop(err)
 	}
+}
+
+// refuseTemplate counts a template a bound refused, for the loop and for
+// its exporter, and logs it (rate-limited).
+func (l *loop) refuseTemplate(ex *exporterStats, r template.Refusal, k template.Key) {
+	reason := DropTemplateLimit
+	switch r {
+	case template.RefusedExporter:
+		reason = DropExporterTemplateLimit
+	case template.RefusedDomain:
+		reason = DropDomainTemplateLimit
+	}
+	l.stats.droppedSets[reason].Add(1)
+	ex.refused[reason].Add(1)
+	l.c.boundLog.Warn(l.c.log, "template refused", "exporter", exporterName(k.Exporter), "domain", k.Domain,
+		"template", k.ID, "reason", reason.String())
 }
 
 // withdraw honours a withdrawal in scope dk over TCP; over UDP RFC 7011
@@ -446,9 +469,10 @@ func (l *loop) withdraw(dk template.DomainKey, tr *ipfix.TemplateRecord, o origi
 }
 
 // hold keeps a data set whose template is unknown.
-func (l *loop) hold(k template.Key, body []byte, m *ipfix.Message, o origin) {
+func (l *loop) hold(k template.Key, body []byte, m *ipfix.Message, o origin, ex *exporterStats) {
 	if reason, ok := l.held.add(k, l.now, m, o, body); !ok {
 		l.stats.droppedSets[reason].Add(1)
+		ex.refused[reason].Add(1)
 		return
 	}
 	l.stats.heldSets.Store(int64(l.held.sets))
