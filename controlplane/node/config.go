@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/export"
+	"github.com/sluice-flow/sluice/dataplane/pipeline"
 	"github.com/sluice-flow/sluice/dataplane/template/redistier"
 	"github.com/sluice-flow/sluice/dataplane/yamlconf"
 )
@@ -53,6 +54,26 @@ type Config struct {
 	Collector collector.Config `yaml:"collector"`
 	// Redis is the shared template store; no addresses: none.
 	Redis RedisConfig `yaml:"redis"`
+	// APIFiles confines the files a pipeline put through the API (PUT
+	// /api/v1/pipeline; the split pod's ApplyPipeline) may name: what it
+	// reads to read_dir, what its outputs write to write_dir. Defaults:
+	// DefaultAPIReadDir and DefaultAPIWriteDir; "/" admits every path. The
+	// pipeline file given at start (and reloaded on SIGHUP) is the
+	// operator's own and is not confined. In a config file the directories
+	// are relative to the file's directory.
+	APIFiles pipeline.FileRule `yaml:"api_files"`
+}
+
+// apiFiles returns APIFiles with its defaults.
+func (c *Config) apiFiles() pipeline.FileRule {
+	r := c.APIFiles
+	if r.ReadDir == "" {
+		r.ReadDir = DefaultAPIReadDir
+	}
+	if r.WriteDir == "" {
+		r.WriteDir = DefaultAPIWriteDir
+	}
+	return r
 }
 
 // RedisConfig is the shared template store's connection plus how the start
@@ -79,6 +100,10 @@ const (
 	DefaultOutput    = "jsonl:-"
 	DefaultShutdown  = 30 * time.Second
 	DefaultStartWait = 5 * time.Second
+	// DefaultAPIReadDir and DefaultAPIWriteDir are where files named by
+	// pipelines put through the API may be read and written.
+	DefaultAPIReadDir  = "/etc/sluice"
+	DefaultAPIWriteDir = "/var/lib/sluice"
 )
 
 // LoadFile applies the YAML config file at path to c: keys in the file
@@ -112,6 +137,12 @@ func Load(name string, data []byte, c *Config) error {
 	}
 	if fc.Redis.WarmUp == nil {
 		fc.Redis.WarmUp = c.Redis.WarmUp
+	}
+	if fc.APIFiles.ReadDir != "" && fc.APIFiles.ReadDir != c.APIFiles.ReadDir {
+		fc.APIFiles.ReadDir = relativeTo(name, fc.APIFiles.ReadDir)
+	}
+	if fc.APIFiles.WriteDir != "" && fc.APIFiles.WriteDir != c.APIFiles.WriteDir {
+		fc.APIFiles.WriteDir = relativeTo(name, fc.APIFiles.WriteDir)
 	}
 	if fc.Pipeline == "" {
 		fc.Pipeline = c.Pipeline

@@ -97,9 +97,20 @@ func New(cfg Config, stdout io.Writer, log *slog.Logger) (*Node, error) {
 // CompilePipeline compiles a pipeline file into a snapshot whose outputs
 // come from outs.
 func CompilePipeline(file []byte, outs *pipeline.OutputSet) (*pipeline.Snapshot, error) {
+	return compilePipeline(file, outs, nil)
+}
+
+// compilePipeline is CompilePipeline; with a rule, the files the pipeline
+// names must keep to it (a pipeline from the API).
+func compilePipeline(file []byte, outs *pipeline.OutputSet, rule *pipeline.FileRule) (*pipeline.Snapshot, error) {
 	cfg, err := pipeline.Parse(file)
 	if err != nil {
 		return nil, err
+	}
+	if rule != nil {
+		if err := cfg.CheckFiles(*rule); err != nil {
+			return nil, err
+		}
 	}
 	snap, err := pipeline.Compile(cfg, outs)
 	if err != nil {
@@ -145,7 +156,7 @@ func (n *Node) Reload(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return n.SetPipeline(ctx, file)
+	return n.setPipeline(ctx, file, nil)
 }
 
 // Run opens the listeners and the admin API, runs until ctx is done, then

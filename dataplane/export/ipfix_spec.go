@@ -125,3 +125,6 @@ func openIPFIX(spec string) (Output, error) {
 		return NewIPFIXFile(spec, s.path, s.rotateSize, s.rotateEvery)
 	}
 }
+
+// tlsFiles lists the certificate and key files the spec names.
+func (s *ipfixSpec) tlsFiles() []string { return nil }
