@@ -24,7 +24,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 // runFlags are `sluice run`'s flags; each overrides the config file's key.
 type runFlags struct {
 	config, admin, pipeline, tokenFile, logLevel, redis, pprof, steer string
-	redisPipeline, allowExporters                                     string
+	redisPipeline, allowExporters, tlsCert, tlsKey, tlsClientCA       string
 	listens, outputs                                                  stringList
 	loops                                                             int
 	scopePort, stockUDP, sharePort                                    bool
@@ -48,6 +48,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default)")
 	fs.StringVar(&f.steer, "steer", "", node.SteerUsage)
 	fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "certificate (PEM) of tls:// listeners; reloaded when the file changes and on SIGHUP")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "private key (PEM) of tls:// listeners")
+	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "CA bundle (PEM) for mutual TLS on tls:// listeners: exporters must present a certificate it verifies")
 	fs.StringVar(&f.allowExporters, "allow-exporters", "", "accept flow export only from these sources: CIDR[,CIDR...]; others are dropped before decoding and counted")
 }
 
@@ -102,6 +105,15 @@ func (f *runFlags) nodeConfig() (node.Config, error) {
 	}
 	if f.lifetime != 0 {
 		c.Collector.TemplateLifetime = f.lifetime
+	}
+	if f.tlsCert != "" {
+		c.Collector.TLS.CertFile = f.tlsCert
+	}
+	if f.tlsKey != "" {
+		c.Collector.TLS.KeyFile = f.tlsKey
+	}
+	if f.tlsClientCA != "" {
+		c.Collector.TLS.ClientCAFile = f.tlsClientCA
 	}
 	if f.allowExporters != "" {
 		ps, err := collector.ParsePrefixes(f.allowExporters)
@@ -158,6 +170,12 @@ func runAll(args []string, stdout, stderr io.Writer) error {
 		for {
 			select {
 			case <-hups:
+				if err := n.ReloadTLS(); err != nil {
+					log.Error("tls files reload failed; the loaded ones stay", "err", err)
+				}
+				if cfg.Pipeline == "" {
+					continue
+				}
 				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				v, err := n.Reload(rctx)
 				cancel()

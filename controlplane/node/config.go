@@ -197,7 +197,9 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout != 0 && c.ShutdownTimeout < time.Second {
 		return f("shutdown_timeout", "%v: want at least 1s", c.ShutdownTimeout)
 	}
-	if err := c.Collector.Validate(); err != nil {
+	cc := c.Collector
+	cc.Listen = c.Listen // the collector's listeners are the top-level key
+	if err := cc.Validate(); err != nil {
 		return yamlconf.Nest("collector", err)
 	}
 	for i, a := range c.Redis.Addrs {

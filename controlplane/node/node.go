@@ -145,6 +145,10 @@ func (n *Node) AdminAddr() string {
 	return n.adm.Addr()
 }
 
+// ReloadTLS reads the tls:// listeners' certificate files again if they
+// changed (SIGHUP); see collector.Collector.ReloadTLS.
+func (n *Node) ReloadTLS() error { return n.col.ReloadTLS() }
+
 // Reload re-reads the pipeline file and puts it in force; a file that does
 // not compile leaves the running pipeline alone. Without a pipeline file it
 // is an error.

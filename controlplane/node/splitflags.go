@@ -25,6 +25,7 @@ type SplitFlags struct {
 	role                                                string
 	config, admin, pipeline, tokenFile, logLevel, redis string
 	pprof, ringDir, bus, steer, allowExporters          string
+	tlsCert, tlsKey, tlsClientCA                        string
 	listens, outputs                                    listFlag
 	loops                                               int
 	ringSize                                            yamlconf.Size
@@ -73,6 +74,9 @@ func NewSplitFlags(role string, fs *flag.FlagSet) *SplitFlags {
 		fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up (no recvmmsg; for measurements)")
 		fs.StringVar(&f.steer, "steer", "", SteerUsage)
 		fs.StringVar(&f.allowExporters, "allow-exporters", "", "accept flow export only from these sources: CIDR[,CIDR...]")
+		fs.StringVar(&f.tlsCert, "tls-cert", "", "certificate (PEM) of tls:// listeners; reloaded when the file changes")
+		fs.StringVar(&f.tlsKey, "tls-key", "", "private key (PEM) of tls:// listeners")
+		fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "CA bundle (PEM) for mutual TLS on tls:// listeners")
 		return f
 	}
 	fs.Var(&f.outputs, "output", "output, repeatable, as for sluice run (default jsonl:-)")
@@ -114,6 +118,15 @@ func (f *SplitFlags) Config(getenv func(string) string) (SplitConfig, error) {
 	}
 	if f.lifetime != 0 {
 		c.Collector.TemplateLifetime = f.lifetime
+	}
+	if f.tlsCert != "" {
+		c.Collector.TLS.CertFile = f.tlsCert
+	}
+	if f.tlsKey != "" {
+		c.Collector.TLS.KeyFile = f.tlsKey
+	}
+	if f.tlsClientCA != "" {
+		c.Collector.TLS.ClientCAFile = f.tlsClientCA
 	}
 	if f.allowExporters != "" {
 		ps, err := collector.ParsePrefixes(f.allowExporters)

@@ -8,9 +8,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -63,6 +66,7 @@ type Collector struct {
 	loopsDone chan struct{} // closed when the event loops have stopped
 	rt        runtimeListeners
 	steer     steering
+	tls       tlsInput
 }
 
 func nowNanos() int64 { return time.Now().UnixNano() }
@@ -151,9 +155,11 @@ func (c *Collector) Booted() <-chan struct{} { return c.booted }
 // loops have stopped. Data sets still held for a template are dropped and
 // counted then.
 func (c *Collector) Run(ctx context.Context) error {
-	urls := make([]string, len(c.listeners))
-	for i, l := range c.listeners {
-		urls[i] = l.URL()
+	var urls []string
+	for _, l := range c.listeners {
+		if l.Network != "tls" { // tls:// listeners are Go's (tls.go)
+			urls = append(urls, l.URL())
+		}
 	}
 	if !c.cfg.SharePort {
 		if err := checkPortsFree(c.listeners); err != nil {
@@ -163,6 +169,22 @@ func (c *Collector) Run(ctx context.Context) error {
 	if err := c.prepareSteering(); err != nil {
 		return err
 	}
+	if err := c.openTLS(); err != nil {
+		return err
+	}
+	if len(urls) == 0 {
+		// tls:// listeners alone: gnet makes its event loops for its own
+		// listeners, so give it one nobody uses, a unix socket in a
+		// private directory.
+		dir, err := os.MkdirTemp("", "sluice-loops-")
+		if err != nil {
+			c.closeTLS()
+			return fmt.Errorf("collector: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		urls = append(urls, "unix://"+filepath.Join(dir, "idle.sock"))
+	}
+	c.serveTLS()
 	h := &handler{c: c}
 	tick := make(chan struct{})
 	go c.ticker(ctx, tick)
@@ -187,6 +209,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 	c.steer.mu.Unlock()
 	close(c.loopsDone)
+	c.closeTLS()
 	c.rt.closeAll()
 	c.rt.closePeers()
 	for _, l := range c.loops {
@@ -226,6 +249,7 @@ func (c *Collector) Stop(ctx context.Context) error {
 		return nil
 	}
 	c.rt.closeAll() // no new sessions or datagrams from run-time listeners
+	c.closeTLSListeners()
 	c.quiesce(ctx)
 	err := eng.Stop(ctx)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -249,7 +273,7 @@ func (c *Collector) quiesce(ctx context.Context) {
 		}
 		return n
 	}
-	hasTCP := slices.ContainsFunc(c.listeners, func(l Listener) bool { return l.Network == "tcp" })
+	hasTCP := slices.ContainsFunc(c.listeners, func(l Listener) bool { return l.Network != "udp" })
 	// Sessions still in the accept queue have not shown up yet, so wait
 	// for a quiet moment even when none is open.
 	last, since := tcpBytes(), time.Now()
@@ -364,7 +388,9 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	h.c.running.Store(true)
 	close(h.c.booted)
 	for _, l := range h.c.listeners {
-		h.c.log.Info("listening", "network", l.Network, "addr", l.Addr.String(), "loops", h.c.cfg.Loops)
+		if l.Network != "tls" { // logged once they accept (tls.go)
+			h.c.log.Info("listening", "network", l.Network, "addr", l.Addr.String(), "loops", h.c.cfg.Loops)
+		}
 	}
 	return gnet.None
 }
@@ -386,6 +412,9 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.None
 	}
 	remote := addrPortOf(c.RemoteAddr())
+	if p, ok := c.Context().(*tlsPeer); ok {
+		remote = p.remote // a TLS session relayed through a socket pair
+	}
 	if !h.c.allowed(remote.Addr()) {
 		h.c.refusedSessions[refusedNotAllowed].Add(1)
 		h.c.allowLog.Warn(h.c.log, "refusing tcp session: source not in allow_exporters", "source", remote.String())

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,9 +15,13 @@ import (
 // Config configures a Collector. The zero value of every field means its
 // documented default.
 type Config struct {
-	// Listen lists listener URLs: udp://host:port or tcp://host:port (IPv6
-	// hosts in brackets). Default: udp://:4739 and tcp://:4739.
+	// Listen lists listener URLs: udp://host:port, tcp://host:port or
+	// tls://host:port (IPFIX over TLS, RFC 7011 section 11; needs TLS)
+	// (IPv6 hosts in brackets). Default: udp://:4739 and tcp://:4739.
 	Listen []string `yaml:"-"`
+	// TLS holds the certificate of tls:// listeners and, for mutual TLS,
+	// the CA that signs exporters' client certificates.
+	TLS TLSConfig `yaml:"tls"`
 	// Loops is the number of event loops. Default: GOMAXPROCS.
 	Loops int `yaml:"loops"`
 	// UDPReceiveBuffer is the socket receive buffer to ask for, in bytes.
@@ -119,9 +124,27 @@ type HeldConfig struct {
 	TotalBytes yamlconf.Size `yaml:"total_bytes"`
 }
 
+// TLSConfig names the PEM files of tls:// listeners. The files are read
+// again when they change (looked at, at most once a second, as sessions
+// open) and on Collector.ReloadTLS (SIGHUP), without a restart.
+type TLSConfig struct {
+	// CertFile and KeyFile are the listener's certificate chain and
+	// private key; required with a tls:// listener.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile, when set, makes TLS mutual: every exporter must
+	// present a client certificate this CA bundle verifies, or its session
+	// is refused (counted in sluice_tls_sessions_failed_total
+	// {reason="handshake"}). The exporter's identity for template scoping
+	// stays its address.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// HandshakeTimeout bounds a session's TLS handshake. Default: 10 s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+}
+
 // Listener is a parsed Config.Listen entry.
 type Listener struct {
-	Network string // "udp" or "tcp"
+	Network string // "udp", "tcp" or "tls"
 	Addr    netip.AddrPort
 	// Host is the address as configured ("" for every address).
 	Host string
@@ -188,6 +211,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxTCPSessionsPerExporter == 0 {
 		c.MaxTCPSessionsPerExporter = 64
 	}
+	if c.TLS.HandshakeTimeout == 0 {
+		c.TLS.HandshakeTimeout = 10 * time.Second
+	}
 	return c
 }
 
@@ -242,6 +268,16 @@ func (c Config) Validate() error {
 	case len(c.AllowExporters) > bpf.MaxAllow:
 		return f("allow_exporters", "%d prefixes, at most %d", len(c.AllowExporters), bpf.MaxAllow)
 	}
+	ls, _ := ParseListeners(c.Listen)
+	hasTLS := slices.ContainsFunc(ls, func(l Listener) bool { return l.Network == "tls" })
+	switch {
+	case hasTLS && (c.TLS.CertFile == "" || c.TLS.KeyFile == ""):
+		return f("tls.cert_file", "a tls:// listener needs tls.cert_file and tls.key_file (--tls-cert, --tls-key)")
+	case !hasTLS && (c.TLS.CertFile != "" || c.TLS.KeyFile != "" || c.TLS.ClientCAFile != ""):
+		return f("tls", "certificate files given but no tls:// listener")
+	case c.TLS.HandshakeTimeout < 0:
+		return f("tls.handshake_timeout", "must not be negative")
+	}
 	for i, p := range c.AllowExporters {
 		if !p.IsValid() {
 			return f(fmt.Sprintf("allow_exporters[%d]", i), "not a valid prefix")
@@ -257,8 +293,8 @@ func ParseListeners(urls []string) ([]Listener, error) {
 	seen := map[string]bool{}
 	for _, s := range urls {
 		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "udp" && u.Scheme != "tcp") || u.Path != "" || u.Host == "" {
-			return nil, fmt.Errorf("collector: listener %q: want udp://host:port or tcp://host:port", s)
+		if err != nil || (u.Scheme != "udp" && u.Scheme != "tcp" && u.Scheme != "tls") || u.Path != "" || u.Host == "" {
+			return nil, fmt.Errorf("collector: listener %q: want udp://host:port, tcp://host:port or tls://host:port", s)
 		}
 		host, portStr := u.Hostname(), u.Port()
 		port, err := parsePort(portStr)
@@ -276,6 +312,9 @@ func ParseListeners(urls []string) ([]Listener, error) {
 		}
 		l.Addr = netip.AddrPortFrom(addr, port)
 		key := l.Network + " " + l.Addr.String()
+		if l.Network == "tls" {
+			key = "tcp " + l.Addr.String() // one TCP port: TLS or not
+		}
 		if seen[key] {
 			return nil, fmt.Errorf("collector: listener %q given twice", s)
 		}

@@ -249,6 +249,7 @@ var (
 	sequenceLostTotal     = promtext.Counter("sluice_sequence_lost_total", "Loss per sequence numbers: records (IPFIX, v5) or packets (v9).")
 	sequenceOutOfOrder    = promtext.Counter("sluice_sequence_out_of_order_total", "Messages that arrived after later ones.")
 	sequenceResetsTotal   = promtext.Counter("sluice_sequence_resets_total", "Sequence number jumps taken for exporter restarts.")
+	tlsFailuresTotal      = promtext.Counter("sluice_tls_sessions_failed_total", "TLS sessions that ended before reaching an event loop, by reason: handshake (failed, or a client certificate missing or not verified under mutual TLS), register (no loop took it).")
 	exporterRefusedTotal  = promtext.Counter("sluice_exporter_refused_total", "What an exporter lost to its own bounds, by reason: templates (template_limit, exporter_template_limit, domain_template_limit) and data sets (held_overflow, rate_limit) refused, domains past max_domains_per_exporter (domain_limit).")
 )
 
@@ -304,6 +305,11 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 		w.Uint(tcpRefusedTotal, c.refusedSessions[r].Load(), "reason", sessionRefusalNames[r])
 	}
 	w.Int(tcpSessions, c.tcpOpen.Load())
+	if c.tls.files != nil {
+		for r := range numTLSFailures {
+			w.Uint(tlsFailuresTotal, c.tls.failures[r].Load(), "reason", tlsFailureNames[r])
+		}
+	}
 	w.Uint(udpBatchesTotal, sum(func(s *loopStats) uint64 { return s.udpBatches.Load() }))
 	ports := map[uint16]bool{}
 	for _, l := range c.listeners {
