@@ -283,3 +283,63 @@ func TestTLSCertificateReloadedAndSessionScope(t *testing.T) {
 	}
 	h.waitRecords(t, 10)
 }
+
+// Sluice to Sluice over ipfix+tls: collector A (UDP in) re-exports through
+// its mediator's ipfix+tls output, with a client certificate, to collector
+// B's mutual-TLS listener; B receives every record. The same output without
+// a client certificate is refused by B.
+func TestSluiceToSluiceOverTLS(t *testing.T) {
+	p := newPKI(t)
+	b, addrB := startTLS(t, p, true)
+
+	spec := "ipfix+tls://" + addrB + "?ca_file=" + p.caFile + "&cert_file=" + p.clientCert + "&key_file=" + p.clientKey
+	out, err := export.Parse(spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	portA := testnet.FreePort(t, "127.0.0.1")
+	a, err := collector.New(collector.Config{Listen: []string{"udp://127.0.0.1:" + strconv.Itoa(portA)}, Loops: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	med := mediator.New(a.Rings(), []export.Output{out}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	medDone, runErr := make(chan struct{}), make(chan error, 1)
+	go func() { runErr <- a.Run(context.Background()) }()
+	<-a.Booted()
+	go func() { med.Run(ctx); close(medDone) }()
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = a.Stop(sctx)
+		<-runErr
+		cancel()
+		<-medDone
+	}()
+
+	conn, err := net.Dial("udp", "127.0.0.1:"+strconv.Itoa(portA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tpl, data, octets := exporterMsgs(5, 20, 10)
+	for _, m := range append([][]byte{tpl}, data...) {
+		if _, err := conn.Write(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.waitRecords(t, 200)
+	if got := b.out.sum.Load(); got != octets {
+		t.Fatalf("octets %d at B, %d sent", got, octets)
+	}
+
+	// Without a client certificate B refuses the output's sessions.
+	bare, err := export.Parse("ipfix+tls://"+addrB+"?ca_file="+p.caFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	if !b.waitMetric(`sluice_tls_sessions_failed_total{reason="handshake"}`, func(v float64) bool { return v >= 1 }) {
+		t.Fatal("an output without a client certificate was not refused")
+	}
+}
