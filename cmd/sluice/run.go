@@ -25,6 +25,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 type runFlags struct {
 	config, admin, pipeline, tokenFile, logLevel, redis, pprof, steer string
 	redisPipeline, allowExporters, tlsCert, tlsKey, tlsClientCA       string
+	adminTLSCert, adminTLSKey                                         string
 	listens, outputs                                                  stringList
 	loops                                                             int
 	scopePort, stockUDP, sharePort                                    bool
@@ -48,6 +49,8 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default)")
 	fs.StringVar(&f.steer, "steer", "", node.SteerUsage)
 	fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
+	fs.StringVar(&f.adminTLSCert, "admin-tls-cert", "", "serve the admin API over TLS with this certificate (PEM; reloaded when it changes)")
+	fs.StringVar(&f.adminTLSKey, "admin-tls-key", "", "private key (PEM) of --admin-tls-cert")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "certificate (PEM) of tls:// listeners; reloaded when the file changes and on SIGHUP")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "private key (PEM) of tls:// listeners")
 	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "CA bundle (PEM) for mutual TLS on tls:// listeners: exporters must present a certificate it verifies")
@@ -105,6 +108,12 @@ func (f *runFlags) nodeConfig() (node.Config, error) {
 	}
 	if f.lifetime != 0 {
 		c.Collector.TemplateLifetime = f.lifetime
+	}
+	if f.adminTLSCert != "" {
+		c.AdminTLS.CertFile = f.adminTLSCert
+	}
+	if f.adminTLSKey != "" {
+		c.AdminTLS.KeyFile = f.adminTLSKey
 	}
 	if f.tlsCert != "" {
 		c.Collector.TLS.CertFile = f.tlsCert

@@ -39,6 +39,10 @@ type Config struct {
 	// /api/v1/pipeline need. In a config file it is relative to the
 	// file's directory.
 	AdminTokenFile string `yaml:"admin_token_file"`
+	// AdminTLS, when its files are set, serves the admin API over TLS
+	// (HTTPS); the files are read again when they change. In a config file
+	// they are relative to the file's directory.
+	AdminTLS AdminTLSConfig `yaml:"admin_tls"`
 	// AdminToken is the token itself, used when AdminTokenFile is empty
 	// (cmd/ takes it from SLUICE_ADMIN_TOKEN). Empty: mutations are
 	// refused.
@@ -62,6 +66,13 @@ type Config struct {
 	// operator's own and is not confined. In a config file the directories
 	// are relative to the file's directory.
 	APIFiles pipeline.FileRule `yaml:"api_files"`
+}
+
+// AdminTLSConfig names the admin API's certificate and key (PEM); both or
+// neither.
+type AdminTLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // apiFiles returns APIFiles with its defaults.
@@ -138,6 +149,12 @@ func Load(name string, data []byte, c *Config) error {
 	if fc.Redis.WarmUp == nil {
 		fc.Redis.WarmUp = c.Redis.WarmUp
 	}
+	if fc.AdminTLS.CertFile != "" && fc.AdminTLS.CertFile != c.AdminTLS.CertFile {
+		fc.AdminTLS.CertFile = relativeTo(name, fc.AdminTLS.CertFile)
+	}
+	if fc.AdminTLS.KeyFile != "" && fc.AdminTLS.KeyFile != c.AdminTLS.KeyFile {
+		fc.AdminTLS.KeyFile = relativeTo(name, fc.AdminTLS.KeyFile)
+	}
 	if fc.APIFiles.ReadDir != "" && fc.APIFiles.ReadDir != c.APIFiles.ReadDir {
 		fc.APIFiles.ReadDir = relativeTo(name, fc.APIFiles.ReadDir)
 	}
@@ -190,6 +207,9 @@ func (c *Config) Validate() error {
 		if err := export.CheckSpec(o); err != nil {
 			return f(fmt.Sprintf("outputs[%d]", i), "%v", err)
 		}
+	}
+	if (c.AdminTLS.CertFile == "") != (c.AdminTLS.KeyFile == "") {
+		return f("admin_tls", "cert_file and key_file go together")
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		return f("log_level", "%v", err)

@@ -182,7 +182,8 @@ func (n *Node) Run(ctx context.Context) error {
 		n.redis = store
 	}
 	if cfg.Admin != "off" {
-		n.adm = admin.New(admin.Config{Addr: cfg.Admin, Token: n.token}, (*adminSource)(n), log)
+		n.adm = admin.New(admin.Config{Addr: cfg.Admin, Token: n.token,
+			TLSCertFile: cfg.AdminTLS.CertFile, TLSKeyFile: cfg.AdminTLS.KeyFile}, (*adminSource)(n), log)
 		if err := n.adm.Listen(); err != nil {
 			return fmt.Errorf("admin API: %w", err)
 		}

@@ -465,7 +465,8 @@ func serveAdmin(cfg Config, token string, src admin.Source, log *slog.Logger) (f
 	if cfg.Admin == "off" {
 		return func() {}, nil
 	}
-	adm := admin.New(admin.Config{Addr: cfg.Admin, Token: token}, src, log)
+	adm := admin.New(admin.Config{Addr: cfg.Admin, Token: token,
+		TLSCertFile: cfg.AdminTLS.CertFile, TLSKeyFile: cfg.AdminTLS.KeyFile}, src, log)
 	if err := adm.Listen(); err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
 	}

@@ -26,6 +26,7 @@ type SplitFlags struct {
 	config, admin, pipeline, tokenFile, logLevel, redis string
 	pprof, ringDir, bus, steer, allowExporters          string
 	tlsCert, tlsKey, tlsClientCA                        string
+	adminTLSCert, adminTLSKey                           string
 	listens, outputs                                    listFlag
 	loops                                               int
 	ringSize                                            yamlconf.Size
@@ -60,6 +61,8 @@ func NewSplitFlags(role string, fs *flag.FlagSet) *SplitFlags {
 	fs.StringVar(&f.admin, "admin", "off", "serve this process's admin API (metrics, health) on this address")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address (off by default)")
+	fs.StringVar(&f.adminTLSCert, "admin-tls-cert", "", "serve the admin API over TLS with this certificate (PEM)")
+	fs.StringVar(&f.adminTLSKey, "admin-tls-key", "", "private key (PEM) of --admin-tls-cert")
 	if role == "collector" {
 		fs.Var(&f.listens, "listen", "listener URL, repeatable: udp://:4739, tcp://[::]:4739 (default udp://:4739 and tcp://:4739)")
 		fs.IntVar(&f.loops, "loops", -1, "event loops, one ring file each (default: one per CPU)")
@@ -118,6 +121,12 @@ func (f *SplitFlags) Config(getenv func(string) string) (SplitConfig, error) {
 	}
 	if f.lifetime != 0 {
 		c.Collector.TemplateLifetime = f.lifetime
+	}
+	if f.adminTLSCert != "" {
+		c.AdminTLS.CertFile = f.adminTLSCert
+	}
+	if f.adminTLSKey != "" {
+		c.AdminTLS.KeyFile = f.adminTLSKey
 	}
 	if f.tlsCert != "" {
 		c.Collector.TLS.CertFile = f.tlsCert
