@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 )
@@ -214,4 +215,42 @@ func TestParsePrefixes(t *testing.T) {
 	f("", "error")
 	f("example.com", "error")
 	f("10.0.0.0/33", "error")
+}
+
+// The per-exporter rate limit: an exporter sending 10,000 records at one
+// instant gets its burst (one second at 1,000 records/s) through, the rest
+// dropped and counted as its own; another exporter is unaffected; a second
+// later the first has another second's worth.
+func TestRateLimitPerExporter(t *testing.T) {
+	c, l := testCollector(t, Config{RingSize: 8 << 20, RateLimit: RateLimitConfig{RecordsPerSecond: 1000}})
+	ga, gb := newGen(1), newGen(1)
+	l.handle(ga.templates(256, tuple), udpFrom(exporterA))
+	l.handle(gb.templates(256, tuple), udpFrom(exporterB))
+	for i := range 1000 {
+		l.handle(ga.data(256, i*10, 10), udpFrom(exporterA))
+		if i%10 == 0 {
+			l.handle(gb.data(256, i, 10), udpFrom(exporterB))
+		}
+	}
+	if d := drain(t, l); d.records != 1000+100*10 {
+		t.Fatalf("records through: %d, want 1000 of A and 1000 of B", d.records)
+	}
+	if got := metric(t, c, `sluice_exporter_refused_total{exporter="192.0.2.10",domain="1",version="10",reason="rate_limit"}`); got != "9000" {
+		t.Fatalf("A's rate_limit refusals %s, want 9000", got)
+	}
+	if got := metric(t, c, `sluice_dropped_records_total{reason="rate_limit"}`); got != "9000" {
+		t.Fatalf("rate_limit drops %s", got)
+	}
+	for _, e := range c.Exporters() {
+		if e.Exporter == exporterB.Addr().String() && len(e.Refused) != 0 {
+			t.Fatalf("B refused %v", e.Refused)
+		}
+	}
+	l.now += int64(time.Second)
+	for i := range 200 {
+		l.handle(ga.data(256, i*10, 10), udpFrom(exporterA))
+	}
+	if d := drain(t, l); d.records != 1000 {
+		t.Fatalf("a second later: %d records, want 1000", d.records)
+	}
 }

@@ -67,6 +67,7 @@ type Collector struct {
 	rt        runtimeListeners
 	steer     steering
 	tls       tlsInput
+	rates     rateTable // per exporter address, with RateLimit set
 }
 
 func nowNanos() int64 { return time.Now().UnixNano() }

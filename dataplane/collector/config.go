@@ -102,6 +102,9 @@ type Config struct {
 	// with a rate-limited log line naming the source. Empty: every source
 	// is accepted.
 	AllowExporters []netip.Prefix `yaml:"allow_exporters"`
+	// RateLimit bounds each exporter address's records and octets per
+	// second (off by default).
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
 }
 
 // Steering modes (Config.Steer).
@@ -211,6 +214,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxTCPSessionsPerExporter == 0 {
 		c.MaxTCPSessionsPerExporter = 64
 	}
+	if c.RateLimit.Burst == 0 {
+		c.RateLimit.Burst = time.Second
+	}
 	if c.TLS.HandshakeTimeout == 0 {
 		c.TLS.HandshakeTimeout = 10 * time.Second
 	}
@@ -275,6 +281,12 @@ func (c Config) Validate() error {
 		return f("tls.cert_file", "a tls:// listener needs tls.cert_file and tls.key_file (--tls-cert, --tls-key)")
 	case !hasTLS && (c.TLS.CertFile != "" || c.TLS.KeyFile != "" || c.TLS.ClientCAFile != ""):
 		return f("tls", "certificate files given but no tls:// listener")
+	case c.RateLimit.RecordsPerSecond < 0:
+		return f("rate_limit.records_per_second", "must not be negative")
+	case c.RateLimit.BytesPerSecond < 0:
+		return f("rate_limit.bytes_per_second", "must not be negative")
+	case c.RateLimit.Burst < 0:
+		return f("rate_limit.burst", "must not be negative")
 	case c.TLS.HandshakeTimeout < 0:
 		return f("tls.handshake_timeout", "must not be negative")
 	}

@@ -102,6 +102,7 @@ type stream struct {
 	stats *exporterStats
 	gen   uint64 // registry generation the stats pointer belongs to
 	seq   seqState
+	rate  *exporterRate // the exporter address's rate limit; nil without one
 }
 
 // stream finds the state of the stream m belongs to; dk is its template
@@ -120,6 +121,9 @@ func (l *loop) stream(o origin, dk template.DomainKey, m *ipfix.Message) *stream
 			l.last = nil
 		}
 		e = &stream{key: k, stats: l.c.exporters.get(dk, l.now), gen: gen}
+		if l.c.cfg.RateLimit.on() {
+			e.rate = l.c.rates.get(o.src.Addr())
+		}
 		l.streams[k] = e
 		if dk.Session != 0 {
 			keys := l.sessionKeys[dk.Session]
@@ -179,7 +183,10 @@ func (l *loop) handle(b []byte, o origin) {
 			ExportTime: m.ExportTime, Sequence: m.Sequence, SysUptime: m.SysUptime,
 			ExportNanos: m.ExportNanos, Records: uint32(n), Session: o.sessionID(), Received: l.now,
 		}
-		if reason, ok := l.push(&l.hdr, m.Body(), o); ok {
+		if es.rate != nil && !l.c.allowData(es.rate, l.now, n, len(m.Body())) {
+			st.droppedRecs[DropRateLimit].Add(uint64(n))
+			ex.refused[DropRateLimit].Add(uint64(n))
+		} else if reason, ok := l.push(&l.hdr, m.Body(), o); ok {
 			st.records.Add(uint64(n))
 			ex.records.Add(uint64(n))
 		} else {
@@ -216,7 +223,7 @@ func (l *loop) handle(b []byte, o origin) {
 				// Learned elsewhere since: older held data goes first.
 				l.release(k, t)
 			}
-			n, ok := l.data(t, set.Body, m, o, ex, l.now)
+			n, ok := l.data(t, set.Body, m, o, ex, es.rate, l.now)
 			records += n
 			complete = complete && ok
 		}
@@ -236,7 +243,7 @@ func (l *loop) handle(b []byte, o origin) {
 // the ring. received is when the set's message was read. It returns the
 // number of records, and false if the set was malformed (its record count is
 // then unknown).
-func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origin, ex *exporterStats, received int64) (int, bool) {
+func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origin, ex *exporterStats, rate *exporterRate, received int64) (int, bool) {
 	lay := t.Layout
 	n := 0
 	if lay.RecordLen > 0 {
@@ -260,6 +267,11 @@ func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origi
 		l.keepOptions(ex, lay, body, m)
 	}
 	l.stats.dataSets.Add(1)
+	if rate != nil && !lay.Options && !l.c.allowData(rate, l.now, n, len(body)) {
+		l.stats.droppedRecs[DropRateLimit].Add(uint64(n))
+		ex.refused[DropRateLimit].Add(uint64(n))
+		return n, true
+	}
 	if reason, ok := l.announced(t, o); !ok {
 		l.stats.droppedRecs[reason].Add(uint64(n))
 		return n, true
@@ -490,7 +502,11 @@ func (l *loop) release(k template.Key, t *template.Template) {
 		m := &ipfix.Message{Version: k.Version, DomainID: k.Domain, ExportTime: hs.exportTime,
 			Sequence: hs.sequence, SysUptime: hs.sysUptime, ExportNanos: hs.exportNanos}
 		ex := l.c.exporters.get(k.DomainKey(), l.now)
-		l.data(t, hs.body, m, origin{src: hs.src, transport: hs.transport, session: hs.session}, ex, hs.arrived)
+		var rate *exporterRate
+		if l.c.cfg.RateLimit.on() {
+			rate = l.c.rates.get(hs.src.Addr())
+		}
+		l.data(t, hs.body, m, origin{src: hs.src, transport: hs.transport, session: hs.session}, ex, rate, hs.arrived)
 
 		l.stats.heldReleased.Add(1)
 	}
