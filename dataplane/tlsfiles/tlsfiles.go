@@ -6,7 +6,7 @@
 package tlsfiles
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -33,7 +33,7 @@ type Files struct {
 type state struct {
 	cert  *tls.Certificate
 	pool  *x509.CertPool
-	stamp string // the files' sizes and modification times
+	stamp string // a hash of the files' contents
 }
 
 // Store holds the loaded files and reloads them when they change. Safe for
@@ -62,17 +62,20 @@ func Load(f Files) (*Store, error) {
 	return s, nil
 }
 
+// stamp identifies the files' contents (a hash: modification times can
+// repeat within the clock's granularity). The files are small and read at
+// most once a second.
 func stamp(f Files) string {
-	var b bytes.Buffer
+	h := sha256.New()
 	for _, p := range []string{f.Cert, f.Key, f.CA} {
 		if p == "" {
 			continue
 		}
-		if fi, err := os.Stat(p); err == nil {
-			fmt.Fprintf(&b, "%s %d %d;", p, fi.Size(), fi.ModTime().UnixNano())
-		}
+		b, _ := os.ReadFile(p)
+		h.Write(b)
+		h.Write([]byte{0})
 	}
-	return b.String()
+	return string(h.Sum(nil))
 }
 
 func load(f Files) (*state, error) {
