@@ -74,7 +74,10 @@ func TestTCPSessionsPerExporter(t *testing.T) {
 // outside the list, 127.0.0.1 inside (both loopback, so the test runs
 // without privilege).
 func TestAllowExporters(t *testing.T) {
-	cfg := collector.Config{AllowExporters: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	// Kernel steering: with eBPF steering the program drops refused
+	// sources before any socket (tested with the steering); this is the
+	// user-space check, which TCP, TLS and kernel steering rely on.
+	cfg := collector.Config{AllowExporters: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Steer: collector.SteerKernel}
 	h := startOn(t, "0.0.0.0", cfg, true)
 	dst := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: h.port}
 	tpl, data, _ := exporterMsgs(1, 3, 5)
