@@ -10,8 +10,9 @@ BIN := bin
 # builds the images in deploy/images (the image test); chromium (the status
 # page test drives it headless) and dnsmasq (a real DNS server for
 # --collectors-dns); clang, llvm (llvm-strip) and libbpf-dev (bpf_helpers.h)
-# rebuild the eBPF objects in `make generate`.
-TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin etcd-server buildah chromium dnsmasq-base clang llvm libbpf-dev
+# rebuild the eBPF objects in `make generate`; openssl (s_client, a TLS
+# exporter for tls:// listeners).
+TEST_DEBS := tshark softflowd pmacct nfdump fprobe tcpreplay iproute2 redis-server libfixbuf-tools libzmq3-dev dbus-daemon dbus-bin etcd-server buildah chromium dnsmasq-base clang llvm libbpf-dev openssl
 FUZZTIME ?= 20s
 # package:FuzzTarget pairs run by fuzz-smoke.
 FUZZ_TARGETS := \

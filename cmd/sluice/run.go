@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-flow/sluice/controlplane/node"
+	"github.com/sluice-flow/sluice/dataplane/collector"
 )
 
 type stringList []string
@@ -23,7 +24,8 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 // runFlags are `sluice run`'s flags; each overrides the config file's key.
 type runFlags struct {
 	config, admin, pipeline, tokenFile, logLevel, redis, pprof, steer string
-	redisPipeline                                                     string
+	redisPipeline, allowExporters, tlsCert, tlsKey, tlsClientCA       string
+	adminTLSCert, adminTLSKey                                         string
 	listens, outputs                                                  stringList
 	loops                                                             int
 	scopePort, stockUDP, sharePort                                    bool
@@ -47,6 +49,12 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default)")
 	fs.StringVar(&f.steer, "steer", "", node.SteerUsage)
 	fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
+	fs.StringVar(&f.adminTLSCert, "admin-tls-cert", "", "serve the admin API over TLS with this certificate (PEM; reloaded when it changes)")
+	fs.StringVar(&f.adminTLSKey, "admin-tls-key", "", "private key (PEM) of --admin-tls-cert")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "certificate (PEM) of tls:// listeners; reloaded when the file changes and on SIGHUP")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "private key (PEM) of tls:// listeners")
+	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "CA bundle (PEM) for mutual TLS on tls:// listeners: exporters must present a certificate it verifies")
+	fs.StringVar(&f.allowExporters, "allow-exporters", "", "accept flow export only from these sources: CIDR[,CIDR...]; others are dropped before decoding and counted")
 }
 
 // config builds the node's configuration: the file, then the flags, then
@@ -101,6 +109,28 @@ func (f *runFlags) nodeConfig() (node.Config, error) {
 	if f.lifetime != 0 {
 		c.Collector.TemplateLifetime = f.lifetime
 	}
+	if f.adminTLSCert != "" {
+		c.AdminTLS.CertFile = f.adminTLSCert
+	}
+	if f.adminTLSKey != "" {
+		c.AdminTLS.KeyFile = f.adminTLSKey
+	}
+	if f.tlsCert != "" {
+		c.Collector.TLS.CertFile = f.tlsCert
+	}
+	if f.tlsKey != "" {
+		c.Collector.TLS.KeyFile = f.tlsKey
+	}
+	if f.tlsClientCA != "" {
+		c.Collector.TLS.ClientCAFile = f.tlsClientCA
+	}
+	if f.allowExporters != "" {
+		ps, err := collector.ParsePrefixes(f.allowExporters)
+		if err != nil {
+			return c, fmt.Errorf("--allow-exporters: %w", err)
+		}
+		c.Collector.AllowExporters = ps
+	}
 	if f.redis != "" {
 		addrs, err := node.ParseRedisAddrs(f.redis)
 		if err != nil {
@@ -149,6 +179,12 @@ func runAll(args []string, stdout, stderr io.Writer) error {
 		for {
 			select {
 			case <-hups:
+				if err := n.ReloadTLS(); err != nil {
+					log.Error("tls files reload failed; the loaded ones stay", "err", err)
+				}
+				if cfg.Pipeline == "" {
+					continue
+				}
 				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				v, err := n.Reload(rctx)
 				cancel()

@@ -83,7 +83,13 @@ func startPod(t *testing.T) *podRun {
 
 func (p *podRun) startMediator() {
 	p.meds++
-	p.med = p.r.start(fmt.Sprintf("mediator-%d", p.meds), p.r.env.sluice, "mediator", "--ring-dir", p.ringDir,
+	// Pipelines put through the API may write into the test's directory
+	// (api_files; the default is /var/lib/sluice).
+	conf := filepath.Join(p.r.dir, "mediator.yaml")
+	if err := os.WriteFile(conf, []byte("api_files: {write_dir: "+strconv.Quote(p.r.dir)+"}\n"), 0o644); err != nil {
+		p.fail("mediator config: %v", err)
+	}
+	p.med = p.r.start(fmt.Sprintf("mediator-%d", p.meds), p.r.env.sluice, "mediator", "--config", conf, "--ring-dir", p.ringDir,
 		"--bus", p.bus, "--output", "jsonl:"+p.r.out, "--admin", fmt.Sprintf("127.0.0.1:%d", p.medAdmin))
 }
 

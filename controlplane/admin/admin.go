@@ -8,7 +8,9 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/promtext"
+	"github.com/sluice-flow/sluice/dataplane/tlsfiles"
 )
 
 // Source is what the admin API shows. Its methods are called from the
@@ -146,6 +149,9 @@ type Config struct {
 	// Mounts add handlers for the paths under their prefixes (the
 	// controller's bus bridge).
 	Mounts []Mount
+	// TLSCertFile and TLSKeyFile, when set, serve the API over TLS
+	// (HTTPS only); the files are read again when they change.
+	TLSCertFile, TLSKeyFile string
 }
 
 // Server is the admin HTTP server.
@@ -179,15 +185,30 @@ func New(cfg Config, src Source, log *slog.Logger) *Server {
 	return s
 }
 
-// Listen opens the listening socket, so address errors surface at start.
+// Listen opens the listening socket, so address and certificate errors
+// surface at start.
 func (s *Server) Listen() error {
+	var files *tlsfiles.Store
+	if s.cfg.TLSCertFile != "" || s.cfg.TLSKeyFile != "" {
+		f, err := tlsfiles.Load(tlsfiles.Files{Cert: s.cfg.TLSCertFile, Key: s.cfg.TLSKeyFile})
+		if err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		files = f
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return err
 	}
+	if files != nil {
+		ln = tls.NewListener(ln, files.ServerConfig())
+	}
 	s.ln = ln
 	return nil
 }
+
+// TLS reports whether the server serves HTTPS.
+func (s *Server) TLS() bool { return s.cfg.TLSCertFile != "" }
 
 // Addr returns the bound address (after Listen).
 func (s *Server) Addr() string {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/export"
+	"github.com/sluice-flow/sluice/dataplane/pipeline"
 	"github.com/sluice-flow/sluice/dataplane/template/redistier"
 	"github.com/sluice-flow/sluice/dataplane/yamlconf"
 )
@@ -38,6 +39,10 @@ type Config struct {
 	// /api/v1/pipeline need. In a config file it is relative to the
 	// file's directory.
 	AdminTokenFile string `yaml:"admin_token_file"`
+	// AdminTLS, when its files are set, serves the admin API over TLS
+	// (HTTPS); the files are read again when they change. In a config file
+	// they are relative to the file's directory.
+	AdminTLS AdminTLSConfig `yaml:"admin_tls"`
 	// AdminToken is the token itself, used when AdminTokenFile is empty
 	// (cmd/ takes it from SLUICE_ADMIN_TOKEN). Empty: mutations are
 	// refused.
@@ -53,6 +58,33 @@ type Config struct {
 	Collector collector.Config `yaml:"collector"`
 	// Redis is the shared template store; no addresses: none.
 	Redis RedisConfig `yaml:"redis"`
+	// APIFiles confines the files a pipeline put through the API (PUT
+	// /api/v1/pipeline; the split pod's ApplyPipeline) may name: what it
+	// reads to read_dir, what its outputs write to write_dir. Defaults:
+	// DefaultAPIReadDir and DefaultAPIWriteDir; "/" admits every path. The
+	// pipeline file given at start (and reloaded on SIGHUP) is the
+	// operator's own and is not confined. In a config file the directories
+	// are relative to the file's directory.
+	APIFiles pipeline.FileRule `yaml:"api_files"`
+}
+
+// AdminTLSConfig names the admin API's certificate and key (PEM); both or
+// neither.
+type AdminTLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// apiFiles returns APIFiles with its defaults.
+func (c *Config) apiFiles() pipeline.FileRule {
+	r := c.APIFiles
+	if r.ReadDir == "" {
+		r.ReadDir = DefaultAPIReadDir
+	}
+	if r.WriteDir == "" {
+		r.WriteDir = DefaultAPIWriteDir
+	}
+	return r
 }
 
 // RedisConfig is the shared template store's connection plus how the start
@@ -79,6 +111,10 @@ const (
 	DefaultOutput    = "jsonl:-"
 	DefaultShutdown  = 30 * time.Second
 	DefaultStartWait = 5 * time.Second
+	// DefaultAPIReadDir and DefaultAPIWriteDir are where files named by
+	// pipelines put through the API may be read and written.
+	DefaultAPIReadDir  = "/etc/sluice"
+	DefaultAPIWriteDir = "/var/lib/sluice"
 )
 
 // LoadFile applies the YAML config file at path to c: keys in the file
@@ -112,6 +148,18 @@ func Load(name string, data []byte, c *Config) error {
 	}
 	if fc.Redis.WarmUp == nil {
 		fc.Redis.WarmUp = c.Redis.WarmUp
+	}
+	if fc.AdminTLS.CertFile != "" && fc.AdminTLS.CertFile != c.AdminTLS.CertFile {
+		fc.AdminTLS.CertFile = relativeTo(name, fc.AdminTLS.CertFile)
+	}
+	if fc.AdminTLS.KeyFile != "" && fc.AdminTLS.KeyFile != c.AdminTLS.KeyFile {
+		fc.AdminTLS.KeyFile = relativeTo(name, fc.AdminTLS.KeyFile)
+	}
+	if fc.APIFiles.ReadDir != "" && fc.APIFiles.ReadDir != c.APIFiles.ReadDir {
+		fc.APIFiles.ReadDir = relativeTo(name, fc.APIFiles.ReadDir)
+	}
+	if fc.APIFiles.WriteDir != "" && fc.APIFiles.WriteDir != c.APIFiles.WriteDir {
+		fc.APIFiles.WriteDir = relativeTo(name, fc.APIFiles.WriteDir)
 	}
 	if fc.Pipeline == "" {
 		fc.Pipeline = c.Pipeline
@@ -160,13 +208,18 @@ func (c *Config) Validate() error {
 			return f(fmt.Sprintf("outputs[%d]", i), "%v", err)
 		}
 	}
+	if (c.AdminTLS.CertFile == "") != (c.AdminTLS.KeyFile == "") {
+		return f("admin_tls", "cert_file and key_file go together")
+	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		return f("log_level", "%v", err)
 	}
 	if c.ShutdownTimeout != 0 && c.ShutdownTimeout < time.Second {
 		return f("shutdown_timeout", "%v: want at least 1s", c.ShutdownTimeout)
 	}
-	if err := c.Collector.Validate(); err != nil {
+	cc := c.Collector
+	cc.Listen = c.Listen // the collector's listeners are the top-level key
+	if err := cc.Validate(); err != nil {
 		return yamlconf.Nest("collector", err)
 	}
 	for i, a := range c.Redis.Addrs {

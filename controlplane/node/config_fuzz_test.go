@@ -46,7 +46,7 @@ func TestFullConfigExample(t *testing.T) {
 	if err := rc.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if len(rc.Listen) != 3 || len(rc.Redis.Addrs) != 1 || len(rc.Redis.WarmUp) != 2 {
+	if len(rc.Listen) != 4 || len(rc.Redis.Addrs) != 1 || len(rc.Redis.WarmUp) != 2 {
 		t.Fatalf("example not fully applied: %+v", rc)
 	}
 }

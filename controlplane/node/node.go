@@ -97,9 +97,20 @@ func New(cfg Config, stdout io.Writer, log *slog.Logger) (*Node, error) {
 // CompilePipeline compiles a pipeline file into a snapshot whose outputs
 // come from outs.
 func CompilePipeline(file []byte, outs *pipeline.OutputSet) (*pipeline.Snapshot, error) {
+	return compilePipeline(file, outs, nil)
+}
+
+// compilePipeline is CompilePipeline; with a rule, the files the pipeline
+// names must keep to it (a pipeline from the API).
+func compilePipeline(file []byte, outs *pipeline.OutputSet, rule *pipeline.FileRule) (*pipeline.Snapshot, error) {
 	cfg, err := pipeline.Parse(file)
 	if err != nil {
 		return nil, err
+	}
+	if rule != nil {
+		if err := cfg.CheckFiles(*rule); err != nil {
+			return nil, err
+		}
 	}
 	snap, err := pipeline.Compile(cfg, outs)
 	if err != nil {
@@ -134,6 +145,10 @@ func (n *Node) AdminAddr() string {
 	return n.adm.Addr()
 }
 
+// ReloadTLS reads the tls:// listeners' certificate files again if they
+// changed (SIGHUP); see collector.Collector.ReloadTLS.
+func (n *Node) ReloadTLS() error { return n.col.ReloadTLS() }
+
 // Reload re-reads the pipeline file and puts it in force; a file that does
 // not compile leaves the running pipeline alone. Without a pipeline file it
 // is an error.
@@ -145,7 +160,7 @@ func (n *Node) Reload(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return n.SetPipeline(ctx, file)
+	return n.setPipeline(ctx, file, nil)
 }
 
 // Run opens the listeners and the admin API, runs until ctx is done, then
@@ -167,7 +182,8 @@ func (n *Node) Run(ctx context.Context) error {
 		n.redis = store
 	}
 	if cfg.Admin != "off" {
-		n.adm = admin.New(admin.Config{Addr: cfg.Admin, Token: n.token}, (*adminSource)(n), log)
+		n.adm = admin.New(admin.Config{Addr: cfg.Admin, Token: n.token,
+			TLSCertFile: cfg.AdminTLS.CertFile, TLSKeyFile: cfg.AdminTLS.KeyFile}, (*adminSource)(n), log)
 		if err := n.adm.Listen(); err != nil {
 			return fmt.Errorf("admin API: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/sluice-flow/sluice/controlplane/admin"
 	"github.com/sluice-flow/sluice/dataplane/collector"
+	"github.com/sluice-flow/sluice/dataplane/pipeline"
 )
 
 // adminSource is the Node as the admin API sees it.
@@ -34,13 +35,21 @@ func (s *adminSource) SetPipeline(ctx context.Context, file []byte) (uint64, err
 	return (*Node)(s).SetPipeline(ctx, file)
 }
 
-// SetPipeline compiles a pipeline file and puts it in force, returning its
-// version; a file that does not compile is an *admin.InputError and leaves
-// the running pipeline alone.
+// SetPipeline compiles a pipeline file from the API and puts it in force,
+// returning its version; a file that does not compile, or names a file
+// outside the directories Config.APIFiles allows, is an *admin.InputError
+// and leaves the running pipeline alone.
 func (n *Node) SetPipeline(ctx context.Context, file []byte) (uint64, error) {
+	rule := n.cfg.apiFiles()
+	return n.setPipeline(ctx, file, &rule)
+}
+
+// setPipeline is SetPipeline with the file rule given (nil: none, for the
+// operator's own pipeline file).
+func (n *Node) setPipeline(ctx context.Context, file []byte, rule *pipeline.FileRule) (uint64, error) {
 	n.applyMu.Lock()
 	defer n.applyMu.Unlock()
-	snap, err := CompilePipeline(file, n.outs)
+	snap, err := compilePipeline(file, n.outs, rule)
 	if err != nil {
 		return 0, &admin.InputError{Err: err}
 	}

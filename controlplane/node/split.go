@@ -385,9 +385,16 @@ func (p *MediatorProcess) Config() SplitConfig { return p.cfg }
 // an *admin.InputError whose message names the line and the reason, and
 // the pipeline in force stays.
 func (p *MediatorProcess) ApplyPipeline(ctx context.Context, yaml []byte) (uint64, error) {
+	rule := p.cfg.apiFiles()
+	return p.applyPipeline(ctx, yaml, &rule)
+}
+
+// applyPipeline is ApplyPipeline with the file rule given (nil: none, for
+// the operator's own --pipeline file).
+func (p *MediatorProcess) applyPipeline(ctx context.Context, yaml []byte, rule *pipeline.FileRule) (uint64, error) {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
-	snap, err := CompilePipeline(yaml, p.outs)
+	snap, err := compilePipeline(yaml, p.outs, rule)
 	if err != nil {
 		return 0, &admin.InputError{Err: err}
 	}
@@ -410,7 +417,7 @@ func (p *MediatorProcess) Reload(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.ApplyPipeline(ctx, file)
+	return p.applyPipeline(ctx, file, nil)
 }
 
 // Status returns the mediator's summary (Mediator1.Status).
@@ -458,7 +465,8 @@ func serveAdmin(cfg Config, token string, src admin.Source, log *slog.Logger) (f
 	if cfg.Admin == "off" {
 		return func() {}, nil
 	}
-	adm := admin.New(admin.Config{Addr: cfg.Admin, Token: token}, src, log)
+	adm := admin.New(admin.Config{Addr: cfg.Admin, Token: token,
+		TLSCertFile: cfg.AdminTLS.CertFile, TLSKeyFile: cfg.AdminTLS.KeyFile}, src, log)
 	if err := adm.Listen(); err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/yamlconf"
 )
 
@@ -23,7 +24,9 @@ import (
 type SplitFlags struct {
 	role                                                string
 	config, admin, pipeline, tokenFile, logLevel, redis string
-	pprof, ringDir, bus, steer                          string
+	pprof, ringDir, bus, steer, allowExporters          string
+	tlsCert, tlsKey, tlsClientCA                        string
+	adminTLSCert, adminTLSKey                           string
 	listens, outputs                                    listFlag
 	loops                                               int
 	ringSize                                            yamlconf.Size
@@ -58,6 +61,8 @@ func NewSplitFlags(role string, fs *flag.FlagSet) *SplitFlags {
 	fs.StringVar(&f.admin, "admin", "off", "serve this process's admin API (metrics, health) on this address")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address (off by default)")
+	fs.StringVar(&f.adminTLSCert, "admin-tls-cert", "", "serve the admin API over TLS with this certificate (PEM)")
+	fs.StringVar(&f.adminTLSKey, "admin-tls-key", "", "private key (PEM) of --admin-tls-cert")
 	if role == "collector" {
 		fs.Var(&f.listens, "listen", "listener URL, repeatable: udp://:4739, tcp://[::]:4739 (default udp://:4739 and tcp://:4739)")
 		fs.IntVar(&f.loops, "loops", -1, "event loops, one ring file each (default: one per CPU)")
@@ -71,6 +76,10 @@ func NewSplitFlags(role string, fs *flag.FlagSet) *SplitFlags {
 		fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...]")
 		fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up (no recvmmsg; for measurements)")
 		fs.StringVar(&f.steer, "steer", "", SteerUsage)
+		fs.StringVar(&f.allowExporters, "allow-exporters", "", "accept flow export only from these sources: CIDR[,CIDR...]")
+		fs.StringVar(&f.tlsCert, "tls-cert", "", "certificate (PEM) of tls:// listeners; reloaded when the file changes")
+		fs.StringVar(&f.tlsKey, "tls-key", "", "private key (PEM) of tls:// listeners")
+		fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "CA bundle (PEM) for mutual TLS on tls:// listeners")
 		return f
 	}
 	fs.Var(&f.outputs, "output", "output, repeatable, as for sluice run (default jsonl:-)")
@@ -112,6 +121,28 @@ func (f *SplitFlags) Config(getenv func(string) string) (SplitConfig, error) {
 	}
 	if f.lifetime != 0 {
 		c.Collector.TemplateLifetime = f.lifetime
+	}
+	if f.adminTLSCert != "" {
+		c.AdminTLS.CertFile = f.adminTLSCert
+	}
+	if f.adminTLSKey != "" {
+		c.AdminTLS.KeyFile = f.adminTLSKey
+	}
+	if f.tlsCert != "" {
+		c.Collector.TLS.CertFile = f.tlsCert
+	}
+	if f.tlsKey != "" {
+		c.Collector.TLS.KeyFile = f.tlsKey
+	}
+	if f.tlsClientCA != "" {
+		c.Collector.TLS.ClientCAFile = f.tlsClientCA
+	}
+	if f.allowExporters != "" {
+		ps, err := collector.ParsePrefixes(f.allowExporters)
+		if err != nil {
+			return c, fmt.Errorf("--allow-exporters: %w", err)
+		}
+		c.Collector.AllowExporters = ps
 	}
 	if f.redis != "" {
 		addrs, err := ParseRedisAddrs(f.redis)

@@ -8,9 +8,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -41,13 +44,19 @@ type Collector struct {
 	assignMu        sync.Mutex
 	sessions        atomic.Uint64
 	tcpOpen         atomic.Int64
-	refusedSessions atomic.Uint64
+	refusedSessions [numSessionRefusals]atomic.Uint64
+	// sessionsPerAddr counts open TCP sessions by exporter address, for
+	// MaxTCPSessionsPerExporter.
+	sessionsMu      sync.Mutex
+	sessionsPerAddr map[netip.Addr]int
 	stopping        chan struct{} // closed when the ring consumers are gone
 	eng             atomic.Pointer[gnet.Engine]
 	booted          chan struct{}
 	rcvbufOnce      sync.Map // listener fd -> struct{}: buffer size set and logged
 	limiter         ratelog.Limiter
-	remote          Remote // optional shared tier (Redis)
+	boundLog        ratelog.Limiter // refusals by a bound
+	allowLog        ratelog.Limiter // sources outside AllowExporters
+	remote          Remote          // optional shared tier (Redis)
 
 	hooks     hookBus
 	rdir      *ringDir // file rings (split pod); nil: rings in process memory
@@ -57,6 +66,8 @@ type Collector struct {
 	loopsDone chan struct{} // closed when the event loops have stopped
 	rt        runtimeListeners
 	steer     steering
+	tls       tlsInput
+	rates     rateTable // per exporter address, with RateLimit set
 }
 
 func nowNanos() int64 { return time.Now().UnixNano() }
@@ -81,11 +92,15 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Collector{cfg: cfg, log: log, listeners: ls, shared: template.NewShared(),
+	lim := template.Limits{Total: cfg.MaxTemplates, PerExporter: cfg.MaxTemplatesPerExporter, PerDomain: cfg.MaxTemplatesPerDomain}
+	c := &Collector{cfg: cfg, log: log, listeners: ls, shared: template.NewSharedLimited(lim),
 		stopping: make(chan struct{}), booted: make(chan struct{}), stopped: make(chan struct{}),
 		loopsDone: make(chan struct{})}
 	c.rt.elsDone = make(chan struct{})
 	c.limiter.Every = 10 * time.Second
+	c.boundLog.Every = 10 * time.Second
+	c.allowLog.Every = 10 * time.Second
+	c.exporters.maxDomains = cfg.MaxDomainsPerExporter
 	c.exporters.seen = func(k template.DomainKey) {
 		c.hooks.exporterSeen(ExporterEvent{Exporter: k.Exporter, Domain: k.Domain, Version: k.Version, TCPSession: k.Session})
 	}
@@ -141,9 +156,11 @@ func (c *Collector) Booted() <-chan struct{} { return c.booted }
 // loops have stopped. Data sets still held for a template are dropped and
 // counted then.
 func (c *Collector) Run(ctx context.Context) error {
-	urls := make([]string, len(c.listeners))
-	for i, l := range c.listeners {
-		urls[i] = l.URL()
+	var urls []string
+	for _, l := range c.listeners {
+		if l.Network != "tls" { // tls:// listeners are Go's (tls.go)
+			urls = append(urls, l.URL())
+		}
 	}
 	if !c.cfg.SharePort {
 		if err := checkPortsFree(c.listeners); err != nil {
@@ -153,6 +170,22 @@ func (c *Collector) Run(ctx context.Context) error {
 	if err := c.prepareSteering(); err != nil {
 		return err
 	}
+	if err := c.openTLS(); err != nil {
+		return err
+	}
+	if len(urls) == 0 {
+		// tls:// listeners alone: gnet makes its event loops for its own
+		// listeners, so give it one nobody uses, a unix socket in a
+		// private directory.
+		dir, err := os.MkdirTemp("", "sluice-loops-")
+		if err != nil {
+			c.closeTLS()
+			return fmt.Errorf("collector: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		urls = append(urls, "unix://"+filepath.Join(dir, "idle.sock"))
+	}
+	c.serveTLS()
 	h := &handler{c: c}
 	tick := make(chan struct{})
 	go c.ticker(ctx, tick)
@@ -177,6 +210,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 	c.steer.mu.Unlock()
 	close(c.loopsDone)
+	c.closeTLS()
 	c.rt.closeAll()
 	c.rt.closePeers()
 	for _, l := range c.loops {
@@ -216,6 +250,7 @@ func (c *Collector) Stop(ctx context.Context) error {
 		return nil
 	}
 	c.rt.closeAll() // no new sessions or datagrams from run-time listeners
+	c.closeTLSListeners()
 	c.quiesce(ctx)
 	err := eng.Stop(ctx)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -239,7 +274,7 @@ func (c *Collector) quiesce(ctx context.Context) {
 		}
 		return n
 	}
-	hasTCP := slices.ContainsFunc(c.listeners, func(l Listener) bool { return l.Network == "tcp" })
+	hasTCP := slices.ContainsFunc(c.listeners, func(l Listener) bool { return l.Network != "udp" })
 	// Sessions still in the accept queue have not shown up yet, so wait
 	// for a quiet moment even when none is open.
 	last, since := tcpBytes(), time.Now()
@@ -354,7 +389,9 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	h.c.running.Store(true)
 	close(h.c.booted)
 	for _, l := range h.c.listeners {
-		h.c.log.Info("listening", "network", l.Network, "addr", l.Addr.String(), "loops", h.c.cfg.Loops)
+		if l.Network != "tls" { // logged once they accept (tls.go)
+			h.c.log.Info("listening", "network", l.Network, "addr", l.Addr.String(), "loops", h.c.cfg.Loops)
+		}
 	}
 	return gnet.None
 }
@@ -375,16 +412,91 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		h.c.rt.loopOpened(h.c, c.EventLoop(), c.Fd())
 		return nil, gnet.None
 	}
+	remote := addrPortOf(c.RemoteAddr())
+	if p, ok := c.Context().(*tlsPeer); ok {
+		remote = p.remote // a TLS session relayed through a socket pair
+	}
+	if !h.c.allowed(remote.Addr()) {
+		h.c.refusedSessions[refusedNotAllowed].Add(1)
+		h.c.allowLog.Warn(h.c.log, "refusing tcp session: source not in allow_exporters", "source", remote.String())
+		return nil, gnet.Close
+	}
 	if h.c.tcpOpen.Load() >= int64(h.c.cfg.MaxTCPSessions) {
-		h.c.refusedSessions.Add(1)
+		h.c.refusedSessions[refusedMaxSessions].Add(1)
 		h.c.limiter.Warn(h.c.log, "refusing tcp session: too many open", "max", h.c.cfg.MaxTCPSessions)
 		return nil, gnet.Close
 	}
+	if !h.c.sessionOpened(remote.Addr()) {
+		h.c.refusedSessions[refusedPerExporter].Add(1)
+		h.c.boundLog.Warn(h.c.log, "refusing tcp session: too many from one exporter", "source", remote.String(),
+			"max", h.c.cfg.MaxTCPSessionsPerExporter)
+		return nil, gnet.Close
+	}
 	l := h.c.loopFor(c.EventLoop())
-	s := &tcpSession{id: h.c.sessions.Add(1), loop: l, remote: addrPortOf(c.RemoteAddr())}
+	s := &tcpSession{id: h.c.sessions.Add(1), loop: l, remote: remote}
 	c.SetContext(s)
 	h.c.tcpOpen.Add(1)
 	return nil, gnet.None
+}
+
+// Reasons a TCP session is refused.
+const (
+	refusedMaxSessions = iota
+	refusedPerExporter
+	refusedNotAllowed
+	numSessionRefusals
+)
+
+var sessionRefusalNames = [numSessionRefusals]string{"max_sessions", "max_sessions_per_exporter", "not_allowed"}
+
+// sessionOpened counts a session from a, unless a has
+// MaxTCPSessionsPerExporter open already.
+func (c *Collector) sessionOpened(a netip.Addr) bool {
+	c.sessionsMu.Lock()
+	defer c.sessionsMu.Unlock()
+	if c.sessionsPerAddr == nil {
+		c.sessionsPerAddr = map[netip.Addr]int{}
+	}
+	if c.sessionsPerAddr[a] >= c.cfg.MaxTCPSessionsPerExporter {
+		return false
+	}
+	c.sessionsPerAddr[a]++
+	return true
+}
+
+func (c *Collector) sessionClosed(a netip.Addr) {
+	c.sessionsMu.Lock()
+	defer c.sessionsMu.Unlock()
+	if n := c.sessionsPerAddr[a] - 1; n > 0 {
+		c.sessionsPerAddr[a] = n
+	} else {
+		delete(c.sessionsPerAddr, a)
+	}
+}
+
+// allowed reports whether AllowExporters admits source a.
+func (c *Collector) allowed(a netip.Addr) bool {
+	if len(c.cfg.AllowExporters) == 0 {
+		return true
+	}
+	for _, p := range c.cfg.AllowExporters {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// admit reports whether a datagram from src may be decoded; one that may
+// not is counted and logged (rate-limited) here.
+func (l *loop) admit(src netip.AddrPort) bool {
+	if l.c.allowed(src.Addr()) {
+		return true
+	}
+	l.stats.packets[transportUDP].Add(1)
+	l.stats.droppedSets[DropNotAllowed].Add(1)
+	l.c.allowLog.Warn(l.c.log, "dropping datagram: source not in allow_exporters", "source", src.String())
+	return false
 }
 
 func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
@@ -396,6 +508,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 		}
 		s.loop.sessionClosed(s)
 		h.c.tcpOpen.Add(-1)
+		h.c.sessionClosed(s.remote.Addr())
 	}
 	return gnet.None
 }
@@ -411,7 +524,9 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	l := h.c.loopFor(c.EventLoop())
 	l.now = time.Now().UnixNano()
 	buf, _ := c.Next(-1)
-	l.handle(buf, origin{src: addrPortOf(c.RemoteAddr()), transport: transportUDP})
+	if src := addrPortOf(c.RemoteAddr()); l.admit(src) {
+		l.handle(buf, origin{src: src, transport: transportUDP})
+	}
 	if batchSupported && !h.c.cfg.StockUDPRead {
 		h.drainUDP(l, c.Fd())
 	}
@@ -465,7 +580,9 @@ func (l *loop) drainOnce(fd int) int {
 			l.stats.droppedSets[DropTruncated].Add(1)
 			continue
 		}
-		l.handle(b, origin{src: src, transport: transportUDP})
+		if l.admit(src) {
+			l.handle(b, origin{src: src, transport: transportUDP})
+		}
 	}
 	return n
 }

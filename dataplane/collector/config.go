@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,9 +15,13 @@ import (
 // Config configures a Collector. The zero value of every field means its
 // documented default.
 type Config struct {
-	// Listen lists listener URLs: udp://host:port or tcp://host:port (IPv6
-	// hosts in brackets). Default: udp://:4739 and tcp://:4739.
+	// Listen lists listener URLs: udp://host:port, tcp://host:port or
+	// tls://host:port (IPFIX over TLS, RFC 7011 section 11; needs TLS)
+	// (IPv6 hosts in brackets). Default: udp://:4739 and tcp://:4739.
 	Listen []string `yaml:"-"`
+	// TLS holds the certificate of tls:// listeners and, for mutual TLS,
+	// the CA that signs exporters' client certificates.
+	TLS TLSConfig `yaml:"tls"`
 	// Loops is the number of event loops. Default: GOMAXPROCS.
 	Loops int `yaml:"loops"`
 	// UDPReceiveBuffer is the socket receive buffer to ask for, in bytes.
@@ -68,11 +73,38 @@ type Config struct {
 	// (CAP_BPF and CAP_NET_ADMIN) and the ports are not shared with other
 	// processes, else kernel, with one log line saying why.
 	Steer string `yaml:"steer"`
-	// AllowExporters, when not empty, admits datagrams only from sources
-	// in these prefixes. With eBPF steering the program drops the others in
-	// the kernel, before any socket, and counts them
-	// (sluice_steer_datagrams_total{result="denied"}).
+	// MaxTemplatesPerExporter bounds the templates one exporter address
+	// holds (every port, observation domain and TCP session together), so
+	// one exporter cannot take the slots of MaxTemplates: past it, that
+	// exporter's new templates alone are refused and counted.
+	// Default: 16384.
+	MaxTemplatesPerExporter int `yaml:"max_templates_per_exporter"`
+	// MaxTemplatesPerDomain bounds the templates of one observation domain
+	// of an exporter (per TCP session over TCP). Default: 4096.
+	MaxTemplatesPerDomain int `yaml:"max_templates_per_domain"`
+	// MaxDomainsPerExporter bounds the entries one exporter address has in
+	// the exporter registry (one per observation domain and version, and
+	// per TCP session). Messages of further domains are still decoded;
+	// their counters go to one entry per exporter (observation domain 0,
+	// version 0, "excess": true in the API). Default: 1024.
+	MaxDomainsPerExporter int `yaml:"max_domains_per_exporter"`
+	// MaxTCPSessionsPerExporter bounds the TCP sessions open from one
+	// address; more are refused and counted. Default: 64.
+	MaxTCPSessionsPerExporter int `yaml:"max_tcp_sessions_per_exporter"`
+	// AllowExporters, when not empty, lists the only source addresses
+	// accepted. With eBPF steering the program drops the others in the
+	// kernel, before any socket, and counts them
+	// (sluice_steer_datagrams_total{result="denied"}); in user space
+	// datagrams from others are dropped before decoding and counted
+	// (sluice_dropped_sets_total{reason="not_allowed"}) and TCP
+	// connections from others closed at once
+	// (sluice_tcp_sessions_refused_total{reason="not_allowed"}), each
+	// with a rate-limited log line naming the source. Empty: every source
+	// is accepted.
 	AllowExporters []netip.Prefix `yaml:"allow_exporters"`
+	// RateLimit bounds each exporter address's records and octets per
+	// second (off by default).
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
 }
 
 // Steering modes (Config.Steer).
@@ -95,9 +127,27 @@ type HeldConfig struct {
 	TotalBytes yamlconf.Size `yaml:"total_bytes"`
 }
 
+// TLSConfig names the PEM files of tls:// listeners. The files are read
+// again when they change (looked at, at most once a second, as sessions
+// open) and on Collector.ReloadTLS (SIGHUP), without a restart.
+type TLSConfig struct {
+	// CertFile and KeyFile are the listener's certificate chain and
+	// private key; required with a tls:// listener.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile, when set, makes TLS mutual: every exporter must
+	// present a client certificate this CA bundle verifies, or its session
+	// is refused (counted in sluice_tls_sessions_failed_total
+	// {reason="handshake"}). The exporter's identity for template scoping
+	// stays its address.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// HandshakeTimeout bounds a session's TLS handshake. Default: 10 s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+}
+
 // Listener is a parsed Config.Listen entry.
 type Listener struct {
-	Network string // "udp" or "tcp"
+	Network string // "udp", "tcp" or "tls"
 	Addr    netip.AddrPort
 	// Host is the address as configured ("" for every address).
 	Host string
@@ -152,6 +202,24 @@ func (c Config) withDefaults() Config {
 	if c.Steer == "" {
 		c.Steer = SteerAuto
 	}
+	if c.MaxTemplatesPerExporter == 0 {
+		c.MaxTemplatesPerExporter = 1 << 14
+	}
+	if c.MaxTemplatesPerDomain == 0 {
+		c.MaxTemplatesPerDomain = 1 << 12
+	}
+	if c.MaxDomainsPerExporter == 0 {
+		c.MaxDomainsPerExporter = 1 << 10
+	}
+	if c.MaxTCPSessionsPerExporter == 0 {
+		c.MaxTCPSessionsPerExporter = 64
+	}
+	if c.RateLimit.Burst == 0 {
+		c.RateLimit.Burst = time.Second
+	}
+	if c.TLS.HandshakeTimeout == 0 {
+		c.TLS.HandshakeTimeout = 10 * time.Second
+	}
 	return c
 }
 
@@ -177,6 +245,14 @@ func (c Config) Validate() error {
 		return f("max_templates", "must not be negative")
 	case c.MaxTCPSessions < 0:
 		return f("max_tcp_sessions", "must not be negative")
+	case c.MaxTemplatesPerExporter < 0:
+		return f("max_templates_per_exporter", "must not be negative")
+	case c.MaxTemplatesPerDomain < 0:
+		return f("max_templates_per_domain", "must not be negative")
+	case c.MaxDomainsPerExporter < 0:
+		return f("max_domains_per_exporter", "must not be negative")
+	case c.MaxTCPSessionsPerExporter < 0:
+		return f("max_tcp_sessions_per_exporter", "must not be negative")
 	case c.UDPBatch < 1 || c.UDPBatch > 1024:
 		return f("udp_batch", "%d not in 1..1024", c.UDPBatch)
 	case c.MaxDatagram < 512 || c.MaxDatagram > 65535:
@@ -198,6 +274,22 @@ func (c Config) Validate() error {
 	case len(c.AllowExporters) > bpf.MaxAllow:
 		return f("allow_exporters", "%d prefixes, at most %d", len(c.AllowExporters), bpf.MaxAllow)
 	}
+	ls, _ := ParseListeners(c.Listen)
+	hasTLS := slices.ContainsFunc(ls, func(l Listener) bool { return l.Network == "tls" })
+	switch {
+	case hasTLS && (c.TLS.CertFile == "" || c.TLS.KeyFile == ""):
+		return f("tls.cert_file", "a tls:// listener needs tls.cert_file and tls.key_file (--tls-cert, --tls-key)")
+	case !hasTLS && (c.TLS.CertFile != "" || c.TLS.KeyFile != "" || c.TLS.ClientCAFile != ""):
+		return f("tls", "certificate files given but no tls:// listener")
+	case c.RateLimit.RecordsPerSecond < 0:
+		return f("rate_limit.records_per_second", "must not be negative")
+	case c.RateLimit.BytesPerSecond < 0:
+		return f("rate_limit.bytes_per_second", "must not be negative")
+	case c.RateLimit.Burst < 0:
+		return f("rate_limit.burst", "must not be negative")
+	case c.TLS.HandshakeTimeout < 0:
+		return f("tls.handshake_timeout", "must not be negative")
+	}
 	for i, p := range c.AllowExporters {
 		if !p.IsValid() {
 			return f(fmt.Sprintf("allow_exporters[%d]", i), "not a valid prefix")
@@ -213,8 +305,8 @@ func ParseListeners(urls []string) ([]Listener, error) {
 	seen := map[string]bool{}
 	for _, s := range urls {
 		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "udp" && u.Scheme != "tcp") || u.Path != "" || u.Host == "" {
-			return nil, fmt.Errorf("collector: listener %q: want udp://host:port or tcp://host:port", s)
+		if err != nil || (u.Scheme != "udp" && u.Scheme != "tcp" && u.Scheme != "tls") || u.Path != "" || u.Host == "" {
+			return nil, fmt.Errorf("collector: listener %q: want udp://host:port, tcp://host:port or tls://host:port", s)
 		}
 		host, portStr := u.Hostname(), u.Port()
 		port, err := parsePort(portStr)
@@ -232,6 +324,9 @@ func ParseListeners(urls []string) ([]Listener, error) {
 		}
 		l.Addr = netip.AddrPortFrom(addr, port)
 		key := l.Network + " " + l.Addr.String()
+		if l.Network == "tls" {
+			key = "tcp " + l.Addr.String() // one TCP port: TLS or not
+		}
 		if seen[key] {
 			return nil, fmt.Errorf("collector: listener %q given twice", s)
 		}
@@ -261,4 +356,33 @@ func parsePort(s string) (uint16, error) {
 		return 0, fmt.Errorf("port 0 is not allowed")
 	}
 	return uint16(p), nil
+}
+
+// ParsePrefixes parses a comma-separated list of CIDR prefixes (a bare
+// address is a prefix of its full length), as --allow-exporters takes.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("collector: %q is not an address or CIDR prefix", f)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("collector: %q is not a CIDR prefix", f)
+		}
+		out = append(out, p.Masked())
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("collector: no prefix in %q", s)
+	}
+	return out, nil
 }

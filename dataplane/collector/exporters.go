@@ -26,7 +26,7 @@ func (r *exporterRegistry) closeSession(keys []template.DomainKey, now int64) {
 		if e == nil {
 			continue // evicted meanwhile
 		}
-		delete(r.m, k)
+		r.remove(k)
 		ck := k
 		ck.Session = closedSessions
 		c := r.m[ck]
@@ -38,7 +38,7 @@ func (r *exporterRegistry) closeSession(keys []template.DomainKey, now int64) {
 				c = r.overflow
 			} else {
 				c = &exporterStats{key: ck, firstSeen: e.firstSeen}
-				r.m[ck] = c
+				r.add(ck, c)
 			}
 		}
 		if last := e.lastSeen.Load(); last > c.lastSeen.Load() {
@@ -50,6 +50,9 @@ func (r *exporterRegistry) closeSession(keys []template.DomainKey, now int64) {
 		c.outOfOrd.Add(e.outOfOrd.Load())
 		c.resets.Add(e.resets.Load())
 		c.loops.addAll(&e.loops)
+		for _, rr := range exporterRefusals {
+			c.refused[rr].Add(e.refused[rr].Load())
+		}
 	}
 }
 
@@ -79,6 +82,10 @@ func (r *exporterRegistry) totals() []*exporterStats {
 		t.lost.Add(e.lost.Load())
 		t.outOfOrd.Add(e.outOfOrd.Load())
 		t.resets.Add(e.resets.Load())
+		for _, rr := range exporterRefusals {
+			t.refused[rr].Add(e.refused[rr].Load())
+		}
+		t.excessDomains.Add(e.excessDomains.Load())
 	}
 	return out
 }

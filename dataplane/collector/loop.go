@@ -102,6 +102,7 @@ type stream struct {
 	stats *exporterStats
 	gen   uint64 // registry generation the stats pointer belongs to
 	seq   seqState
+	rate  *exporterRate // the exporter address's rate limit; nil without one
 }
 
 // stream finds the state of the stream m belongs to; dk is its template
@@ -120,6 +121,9 @@ func (l *loop) stream(o origin, dk template.DomainKey, m *ipfix.Message) *stream
 			l.last = nil
 		}
 		e = &stream{key: k, stats: l.c.exporters.get(dk, l.now), gen: gen}
+		if l.c.cfg.RateLimit.on() {
+			e.rate = l.c.rates.get(o.src.Addr())
+		}
 		l.streams[k] = e
 		if dk.Session != 0 {
 			keys := l.sessionKeys[dk.Session]
@@ -179,7 +183,10 @@ func (l *loop) handle(b []byte, o origin) {
 			ExportTime: m.ExportTime, Sequence: m.Sequence, SysUptime: m.SysUptime,
 			ExportNanos: m.ExportNanos, Records: uint32(n), Session: o.sessionID(), Received: l.now,
 		}
-		if reason, ok := l.push(&l.hdr, m.Body(), o); ok {
+		if es.rate != nil && !l.c.allowData(es.rate, l.now, n, len(m.Body())) {
+			st.droppedRecs[DropRateLimit].Add(uint64(n))
+			ex.refused[DropRateLimit].Add(uint64(n))
+		} else if reason, ok := l.push(&l.hdr, m.Body(), o); ok {
 			st.records.Add(uint64(n))
 			ex.records.Add(uint64(n))
 		} else {
@@ -198,7 +205,7 @@ func (l *loop) handle(b []byte, o origin) {
 		st.sets.Add(1)
 		switch set.Kind {
 		case ipfix.SetTemplate, ipfix.SetOptionsTemplate:
-			l.learn(dk, &set, o, &withdrewAll)
+			l.learn(dk, &set, o, ex, &withdrewAll)
 		case ipfix.SetData:
 			k := dk.Key(set.ID)
 			t := l.cache.Get(k, l.now)
@@ -209,14 +216,14 @@ func (l *loop) handle(b []byte, o origin) {
 					// TCP, whose templates belong to the session.
 					l.c.remote.Missing(k)
 				}
-				l.hold(k, set.Body, m, o)
+				l.hold(k, set.Body, m, o, ex)
 				continue
 			}
 			if l.held.queues[k] != nil {
 				// Learned elsewhere since: older held data goes first.
 				l.release(k, t)
 			}
-			n, ok := l.data(t, set.Body, m, o, ex, l.now)
+			n, ok := l.data(t, set.Body, m, o, ex, es.rate, l.now)
 			records += n
 			complete = complete && ok
 		}
@@ -236,7 +243,7 @@ func (l *loop) handle(b []byte, o origin) {
 // the ring. received is when the set's message was read. It returns the
 // number of records, and false if the set was malformed (its record count is
 // then unknown).
-func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origin, ex *exporterStats, received int64) (int, bool) {
+func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origin, ex *exporterStats, rate *exporterRate, received int64) (int, bool) {
 	lay := t.Layout
 	n := 0
 	if lay.RecordLen > 0 {
@@ -260,6 +267,11 @@ func (l *loop) data(t *template.Template, body []byte, m *ipfix.Message, o origi
 		l.keepOptions(ex, lay, body, m)
 	}
 	l.stats.dataSets.Add(1)
+	if rate != nil && !lay.Options && !l.c.allowData(rate, l.now, n, len(body)) {
+		l.stats.droppedRecs[DropRateLimit].Add(uint64(n))
+		ex.refused[DropRateLimit].Add(uint64(n))
+		return n, true
+	}
 	if reason, ok := l.announced(t, o); !ok {
 		l.stats.droppedRecs[reason].Add(uint64(n))
 		return n, true
@@ -346,7 +358,7 @@ func (l *loop) push(h *entry.Header, body []byte, o origin) (DropReason, bool) {
 }
 
 // learn handles a template or options template set of scope dk.
-func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, withdrewAll *[2]bool) {
+func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, ex *exporterStats, withdrewAll *[2]bool) {
 	st := l.stats
 	it := set.Templates()
 	for it.Next(&l.tr) {
@@ -380,11 +392,15 @@ func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, withdrewAl
 			}
 			continue
 		}
-		if old == nil && l.c.shared.Len() >= l.c.cfg.MaxTemplates {
-			// Bounded: refuse new templates rather than grow without
-			// end on input that invents exporters, domains or IDs.
-			st.droppedSets[DropTemplateLimit].Add(1)
-			continue
+		if old == nil {
+			// Bounded in total, per exporter and per domain: refuse new
+			// templates rather than grow without end on input that
+			// invents exporters, domains or IDs. Checked before compiling
+			// so a refusal costs little; TryPut below decides.
+			if r := l.c.shared.Room(k); r != template.Admitted {
+				l.refuseTemplate(ex, r, k)
+				continue
+			}
 		}
 		lay, err := ipfix.Compile(tr)
 		if err != nil {
@@ -398,8 +414,11 @@ func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, withdrewAl
 		t := template.New(k, lay, l.now, expires)
 		if old != nil {
 			st.redefinitions.Add(1)
+			l.cache.Put(t)
+		} else if r := l.cache.TryPut(t); r != template.Admitted {
+			l.refuseTemplate(ex, r, k)
+			continue
 		}
-		l.cache.Put(t)
 		st.templates.Add(1)
 		l.c.hooks.templateLearned(TemplateEvent{Exporter: k.Exporter, Domain: k.Domain, ID: k.ID,
 			Version: k.Version, TCPSession: k.Session, Options: lay.Options})
@@ -414,6 +433,22 @@ func (l *loop) learn(dk template.DomainKey, set *ipfix.Set, o origin, withdrewAl
 	if err := it.Err(); err != nil {
 		st.codecDrop(err)
 	}
+}
+
+// refuseTemplate counts a template a bound refused, for the loop and for
+// its exporter, and logs it (rate-limited).
+func (l *loop) refuseTemplate(ex *exporterStats, r template.Refusal, k template.Key) {
+	reason := DropTemplateLimit
+	switch r {
+	case template.RefusedExporter:
+		reason = DropExporterTemplateLimit
+	case template.RefusedDomain:
+		reason = DropDomainTemplateLimit
+	}
+	l.stats.droppedSets[reason].Add(1)
+	ex.refused[reason].Add(1)
+	l.c.boundLog.Warn(l.c.log, "template refused", "exporter", exporterName(k.Exporter), "domain", k.Domain,
+		"template", k.ID, "reason", reason.String())
 }
 
 // withdraw honours a withdrawal in scope dk over TCP; over UDP RFC 7011
@@ -446,9 +481,10 @@ func (l *loop) withdraw(dk template.DomainKey, tr *ipfix.TemplateRecord, o origi
 }
 
 // hold keeps a data set whose template is unknown.
-func (l *loop) hold(k template.Key, body []byte, m *ipfix.Message, o origin) {
+func (l *loop) hold(k template.Key, body []byte, m *ipfix.Message, o origin, ex *exporterStats) {
 	if reason, ok := l.held.add(k, l.now, m, o, body); !ok {
 		l.stats.droppedSets[reason].Add(1)
+		ex.refused[reason].Add(1)
 		return
 	}
 	l.stats.heldSets.Store(int64(l.held.sets))
@@ -466,7 +502,11 @@ func (l *loop) release(k template.Key, t *template.Template) {
 		m := &ipfix.Message{Version: k.Version, DomainID: k.Domain, ExportTime: hs.exportTime,
 			Sequence: hs.sequence, SysUptime: hs.sysUptime, ExportNanos: hs.exportNanos}
 		ex := l.c.exporters.get(k.DomainKey(), l.now)
-		l.data(t, hs.body, m, origin{src: hs.src, transport: hs.transport, session: hs.session}, ex, hs.arrived)
+		var rate *exporterRate
+		if l.c.cfg.RateLimit.on() {
+			rate = l.c.rates.get(hs.src.Addr())
+		}
+		l.data(t, hs.body, m, origin{src: hs.src, transport: hs.transport, session: hs.session}, ex, rate, hs.arrived)
 
 		l.stats.heldReleased.Add(1)
 	}

@@ -155,6 +155,9 @@ func (c *Collector) AddListener(url string) error {
 		return err
 	}
 	l := ls[0]
+	if l.Network == "tls" {
+		return errors.New("collector: tls:// listeners are given at start")
+	}
 	eng := c.eng.Load()
 	if eng == nil || !c.running.Load() || c.draining.Load() {
 		return ErrNotRunning

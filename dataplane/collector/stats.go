@@ -18,15 +18,19 @@ type DropReason uint8
 // Drop reasons beyond the codec's own (ipfix.Error reasons, counted by
 // name in codecDrops).
 const (
-	DropRingFull        DropReason = iota // UDP data found the loop's ring full
-	DropTemplateTimeout                   // held data set aged out before its template came
-	DropHeldOverflow                      // held-records buffer full
-	DropTruncated                         // UDP datagram longer than the receive buffer
-	DropTCPFraming                        // TCP stream with a length that lies; session closed
-	DropTooLargeForRing                   // data set larger than a ring entry may be
-	DropShutdown                          // held sets at shutdown, or data the stopped consumer cannot take
-	DropTCPPartial                        // an incomplete message left in a TCP session when it closed
-	DropTemplateLimit                     // template refused: the store is full
+	DropRingFull              DropReason = iota // UDP data found the loop's ring full
+	DropTemplateTimeout                         // held data set aged out before its template came
+	DropHeldOverflow                            // held-records buffer full
+	DropTruncated                               // UDP datagram longer than the receive buffer
+	DropTCPFraming                              // TCP stream with a length that lies; session closed
+	DropTooLargeForRing                         // data set larger than a ring entry may be
+	DropShutdown                                // held sets at shutdown, or data the stopped consumer cannot take
+	DropTCPPartial                              // an incomplete message left in a TCP session when it closed
+	DropTemplateLimit                           // template refused: the store is full
+	DropExporterTemplateLimit                   // template refused: its exporter holds MaxTemplatesPerExporter
+	DropDomainTemplateLimit                     // template refused: its domain holds MaxTemplatesPerDomain
+	DropNotAllowed                              // datagram from a source outside AllowExporters
+	DropRateLimit                               // over the exporter's rate limit
 	numDropReasons
 )
 
@@ -40,7 +44,21 @@ var dropReasonNames = [numDropReasons]string{
 	DropShutdown:        "shutdown",
 	DropTCPPartial:      "tcp_partial",
 	DropTemplateLimit:   "template_limit",
+
+	DropExporterTemplateLimit: "exporter_template_limit",
+	DropDomainTemplateLimit:   "domain_template_limit",
+	DropNotAllowed:            "not_allowed",
+	DropRateLimit:             "rate_limit",
 }
+
+// domainLimit is the per-exporter refusal reason of a new observation
+// domain (or TCP session's view of one) that got no registry entry of its
+// own: its counters went to the exporter's excess entry.
+const domainLimit = "domain_limit"
+
+// exporterRefusals are the reasons counted per exporter (see
+// exporterStats.refused), in the order metrics and the API show them.
+var exporterRefusals = []DropReason{DropTemplateLimit, DropExporterTemplateLimit, DropDomainTemplateLimit, DropHeldOverflow, DropRateLimit}
 
 func (r DropReason) String() string { return dropReasonNames[r] }
 
@@ -108,6 +126,12 @@ type exporterStats struct {
 	resets    atomic.Uint64
 	// loops are the event loops that received the entry's messages.
 	loops loopSet
+	// refused counts what this exporter lost to its own bounds, by the
+	// reasons in exporterRefusals.
+	refused [numDropReasons]atomic.Uint64
+	// excessDomains counts, on an excess entry, the domains whose counters
+	// it took.
+	excessDomains atomic.Uint64
 	// options holds the latest options records' values by template, for
 	// the API (sampling rate, interface names, system init time).
 	optMu   sync.Mutex
@@ -127,6 +151,44 @@ type exporterRegistry struct {
 	overflow *exporterStats
 	gen      atomic.Uint64
 	seen     func(template.DomainKey) // called for each new entry; must not block
+	// perAddr counts each exporter address's entries; past maxDomains a
+	// new one shares the address's excess entry (Version 0).
+	perAddr    map[netip.Addr]int
+	maxDomains int
+}
+
+// excessKey is the key of the entry the domains of scope e past
+// maxDomains share. No message has version 0.
+func excessKey(e netip.AddrPort) template.DomainKey { return template.DomainKey{Exporter: e} }
+
+func isExcess(k template.DomainKey) bool { return k.Version == 0 && k.Exporter.IsValid() }
+
+// add files e under k and counts it for its address (r.mu held).
+func (r *exporterRegistry) add(k template.DomainKey, e *exporterStats) {
+	r.m[k] = e
+	if !isExcess(k) {
+		if r.perAddr == nil {
+			r.perAddr = map[netip.Addr]int{}
+		}
+		r.perAddr[k.Exporter.Addr()]++
+	}
+}
+
+// remove forgets the entry under k (r.mu held).
+func (r *exporterRegistry) remove(k template.DomainKey) {
+	if _, ok := r.m[k]; !ok {
+		return
+	}
+	delete(r.m, k)
+	if isExcess(k) {
+		return
+	}
+	a := k.Exporter.Addr()
+	if n := r.perAddr[a] - 1; n > 0 {
+		r.perAddr[a] = n
+	} else {
+		delete(r.perAddr, a)
+	}
 }
 
 const (
@@ -148,8 +210,18 @@ func (r *exporterRegistry) get(k template.DomainKey, now int64) *exporterStats {
 			}
 			return r.overflow
 		}
+		if r.maxDomains > 0 && r.perAddr[k.Exporter.Addr()] >= r.maxDomains {
+			xk := excessKey(k.Exporter)
+			x := r.m[xk]
+			if x == nil {
+				x = &exporterStats{key: xk, firstSeen: now}
+				r.add(xk, x)
+			}
+			x.excessDomains.Add(1)
+			return x
+		}
 		e = &exporterStats{key: k, firstSeen: now}
-		r.m[k] = e
+		r.add(k, e)
 		if r.seen != nil {
 			r.seen(k)
 		}
@@ -164,7 +236,7 @@ func (r *exporterRegistry) evict(now int64) {
 	n := 0
 	for k, e := range r.m {
 		if last := e.lastSeen.Load(); last != 0 && now-last > int64(exporterIdle) {
-			delete(r.m, k)
+			r.remove(k)
 			n++
 		}
 	}

@@ -46,6 +46,16 @@ type ExporterStatus struct {
 	Loops []int `json:"loops"`
 	// Templates counts the live templates of this scope.
 	Templates int `json:"templates"`
+	// Refused counts, by reason, what this entry's exporter and domain
+	// lost to its own bounds (template_limit, exporter_template_limit,
+	// domain_template_limit, held_overflow, rate_limit; domain_limit on an
+	// excess entry: the domains whose counters it took). Zero counts are
+	// left out.
+	Refused map[string]uint64 `json:"refused,omitempty"`
+	// Excess marks the entry that counts, for an exporter past
+	// max_domains_per_exporter, the messages of its further domains
+	// (observation_domain and version are 0).
+	Excess bool `json:"excess,omitempty"`
 	// Options holds the latest options record of each options template,
 	// keyed by template ID, as JSON objects (formatted when read).
 	Options map[string]json.RawMessage `json:"options,omitempty"`
@@ -78,11 +88,30 @@ func (c *Collector) Exporters() []ExporterStatus {
 			Messages: e.messages.Load(), Records: e.records.Load(), SequenceLost: e.lost.Load(),
 			OutOfOrder: e.outOfOrd.Load(), SequenceResets: e.resets.Load(), Templates: counts[e.key],
 			Loops:   e.loops.list(),
-			Options: e.optionsJSON(),
+			Options: e.optionsJSON(), Refused: e.refusedMap(), Excess: isExcess(e.key),
 		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// refusedMap returns the non-zero refusal counts by reason name, or nil.
+func (e *exporterStats) refusedMap() map[string]uint64 {
+	var m map[string]uint64
+	put := func(k string, v uint64) {
+		if v == 0 {
+			return
+		}
+		if m == nil {
+			m = map[string]uint64{}
+		}
+		m[k] = v
+	}
+	for _, r := range exporterRefusals {
+		put(r.String(), e.refused[r].Load())
+	}
+	put(domainLimit, e.excessDomains.Load())
+	return m
 }
 
 func transportName(session uint64) string {
@@ -207,7 +236,7 @@ var (
 	trailingOctetsTotal   = promtext.Counter("sluice_trailing_octets_datagrams_total", "UDP datagrams with octets after their IPFIX message (ignored).")
 	lostWithdrawalsTotal  = promtext.Counter("sluice_lost_withdrawal_entries_total", "Withdrawal notices the ring could not take (the withdrawal itself was applied).")
 	tcpBackpressureTotal  = promtext.Counter("sluice_tcp_backpressure_total", "Times TCP input waited for ring room.")
-	tcpRefusedTotal       = promtext.Counter("sluice_tcp_sessions_refused_total", "TCP sessions refused: too many open.")
+	tcpRefusedTotal       = promtext.Counter("sluice_tcp_sessions_refused_total", "TCP sessions refused, by reason: too many open (max_sessions), too many from one address (max_sessions_per_exporter), source outside allow_exporters (not_allowed).")
 	tcpSessions           = promtext.Gauge("sluice_tcp_sessions", "Open TCP sessions.")
 	udpBatchesTotal       = promtext.Counter("sluice_udp_batches_total", "recvmmsg calls that returned datagrams.")
 	udpSocketDropsTotal   = promtext.Counter("sluice_udp_socket_drops_total", "Datagrams the kernel dropped on the UDP listeners' sockets (receive buffer full).")
@@ -220,6 +249,8 @@ var (
 	sequenceLostTotal     = promtext.Counter("sluice_sequence_lost_total", "Loss per sequence numbers: records (IPFIX, v5) or packets (v9).")
 	sequenceOutOfOrder    = promtext.Counter("sluice_sequence_out_of_order_total", "Messages that arrived after later ones.")
 	sequenceResetsTotal   = promtext.Counter("sluice_sequence_resets_total", "Sequence number jumps taken for exporter restarts.")
+	tlsFailuresTotal      = promtext.Counter("sluice_tls_sessions_failed_total", "TLS sessions that ended before reaching an event loop, by reason: handshake (failed, or a client certificate missing or not verified under mutual TLS), register (no loop took it).")
+	exporterRefusedTotal  = promtext.Counter("sluice_exporter_refused_total", "What an exporter lost to its own bounds, by reason: templates (template_limit, exporter_template_limit, domain_template_limit) and data sets (held_overflow, rate_limit) refused, domains past max_domains_per_exporter (domain_limit).")
 )
 
 // AppendMetrics appends the collector's metrics in Prometheus text format.
@@ -270,8 +301,15 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 	w.Uint(trailingOctetsTotal, sum(func(s *loopStats) uint64 { return s.trailing.Load() }))
 	w.Uint(lostWithdrawalsTotal, sum(func(s *loopStats) uint64 { return s.lostWithdrawals.Load() }))
 	w.Uint(tcpBackpressureTotal, sum(func(s *loopStats) uint64 { return s.backpressure.Load() }))
-	w.Uint(tcpRefusedTotal, c.refusedSessions.Load())
+	for r := range numSessionRefusals {
+		w.Uint(tcpRefusedTotal, c.refusedSessions[r].Load(), "reason", sessionRefusalNames[r])
+	}
 	w.Int(tcpSessions, c.tcpOpen.Load())
+	if c.tls.files != nil {
+		for r := range numTLSFailures {
+			w.Uint(tlsFailuresTotal, c.tls.failures[r].Load(), "reason", tlsFailureNames[r])
+		}
+	}
 	w.Uint(udpBatchesTotal, sum(func(s *loopStats) uint64 { return s.udpBatches.Load() }))
 	ports := map[uint16]bool{}
 	for _, l := range c.listeners {
@@ -309,6 +347,19 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 		w.Head(pf.family)
 		for i, e := range exps {
 			w.Uint(pf.family, pf.value(e), labels[i]...)
+		}
+	}
+	// Refusals: only the non-zero series, so a quiet collector's scrape
+	// does not grow by a series per exporter and reason.
+	w.Head(exporterRefusedTotal)
+	for i, e := range exps {
+		for _, r := range exporterRefusals {
+			if v := e.refused[r].Load(); v > 0 {
+				w.Uint(exporterRefusedTotal, v, append(labels[i][:len(labels[i]):len(labels[i])], "reason", r.String())...)
+			}
+		}
+		if v := e.excessDomains.Load(); v > 0 {
+			w.Uint(exporterRefusedTotal, v, append(labels[i][:len(labels[i]):len(labels[i])], "reason", domainLimit)...)
 		}
 	}
 	return w.Bytes()

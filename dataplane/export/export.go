@@ -38,13 +38,17 @@ type Stats struct {
 }
 
 // outputForms lists the output specs, for error messages.
-const outputForms = "jsonl:-, jsonl:PATH, jsonl+tcp://HOST:PORT, discard, ipfix+tcp://HOST:PORT, ipfix+udp://HOST:PORT, ipfix-file:PATH, kafka://BROKER/TOPIC or graphql+http(s)://HOST/PATH"
+const outputForms = "jsonl:-, jsonl:PATH, jsonl+tcp://HOST:PORT, discard, ipfix+tcp://HOST:PORT, ipfix+tls://HOST:PORT, ipfix+udp://HOST:PORT, ipfix-file:PATH, kafka://BROKER/TOPIC or graphql+http(s)://HOST/PATH"
 
 // Parse builds an output from its flag form: "jsonl:-" (stdout),
 // "jsonl:PATH[?rotate_size=256MiB&rotate_every=1h]" (a file, appended to;
 // rotated only with the options), "jsonl+tcp://host:port[?queue=16MiB]"
 // (newline-delimited JSON over TCP), "discard", or IPFIX re-export:
 // "ipfix+tcp://host:port[?queue=16MiB]",
+// "ipfix+tls://host:port[?queue=16MiB&ca_file=CA&cert_file=C&key_file=K&server_name=N]"
+// (IPFIX over TLS: the server verified against ca_file, the system's roots
+// without it; cert_file and key_file for mutual TLS; server_name defaults to
+// the host),
 // "ipfix+udp://host:port[?mtu=1428&template_interval=60s]" (without mtu,
 // datagrams carry up to 1400 octets), and
 // "ipfix-file:PATH[?rotate_size=256MiB&rotate_every=1h]", Kafka:

@@ -2,14 +2,19 @@ package export
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"time"
+
+	"github.com/sluice-flow/sluice/dataplane/tlsfiles"
 )
 
 // ipfixSpec is a parsed ipfix+tcp, ipfix+udp or ipfix-file output.
 type ipfixSpec struct {
-	kind        string // "tcp", "udp", "file"
+	kind        string // "tcp", "tls", "udp", "file"
 	addr, path  string
+	tls         tlsfiles.Files // ipfix+tls: the CA and optional client certificate
+	serverName  string         // ipfix+tls: the name the server's certificate must carry
 	queue       int64
 	mtu         int
 	interval    time.Duration
@@ -19,6 +24,7 @@ type ipfixSpec struct {
 
 func isIPFIXSpec(spec string) bool {
 	return strings.HasPrefix(spec, "ipfix+tcp://") || strings.HasPrefix(spec, "ipfix+udp://") ||
+		strings.HasPrefix(spec, "ipfix+tls://") ||
 		strings.HasPrefix(spec, "ipfix-file:")
 }
 
@@ -64,6 +70,29 @@ func parseIPFIXSpec(spec string) (ipfixSpec, error) {
 		}
 		if s.queue < 2*tcpChunkBytes {
 			return s, fmt.Errorf("export: %q: queue must be at least %d KiB", spec, 2*tcpChunkBytes>>10)
+		}
+	case strings.HasPrefix(spec, "ipfix+tls://"):
+		addr, q, err := splitQuery(spec, strings.TrimPrefix(spec, "ipfix+tls://"), "queue", "ca_file", "cert_file", "key_file", "server_name")
+		if err != nil {
+			return s, err
+		}
+		if err := checkHostPort(spec, addr); err != nil {
+			return s, err
+		}
+		s.kind, s.addr = "tls", addr
+		if s.queue, err = optSize(spec, q, "queue", DefaultTCPQueueBytes); err != nil {
+			return s, err
+		}
+		if s.queue < 2*tcpChunkBytes {
+			return s, fmt.Errorf("export: %q: queue must be at least %d KiB", spec, 2*tcpChunkBytes>>10)
+		}
+		s.tls = tlsfiles.Files{CA: q.Get("ca_file"), Cert: q.Get("cert_file"), Key: q.Get("key_file")}
+		if (s.tls.Cert == "") != (s.tls.Key == "") {
+			return s, fmt.Errorf("export: %q: cert_file and key_file go together", spec)
+		}
+		s.serverName = q.Get("server_name")
+		if s.serverName == "" {
+			s.serverName, _, _ = net.SplitHostPort(addr)
 		}
 	case strings.HasPrefix(spec, "ipfix+udp://"):
 		addr, q, err := splitQuery(spec, strings.TrimPrefix(spec, "ipfix+udp://"), "mtu", "template_interval")
@@ -115,6 +144,8 @@ func openIPFIX(spec string) (Output, error) {
 	switch s.kind {
 	case "tcp":
 		return NewIPFIXTCP(spec, s.addr, s.queue), nil
+	case "tls":
+		return NewIPFIXTLS(spec, s.addr, s.queue, s.tls, s.serverName)
 	case "udp":
 		u, err := NewIPFIXUDP(spec, s.addr, s.mtu, s.interval)
 		if err != nil {
@@ -125,3 +156,6 @@ func openIPFIX(spec string) (Output, error) {
 		return NewIPFIXFile(spec, s.path, s.rotateSize, s.rotateEvery)
 	}
 }
+
+// tlsFiles lists the certificate and key files the spec names.
+func (s *ipfixSpec) tlsFiles() []string { return []string{s.tls.CA, s.tls.Cert, s.tls.Key} }

@@ -1,10 +1,15 @@
 package export
 
 import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
 	"time"
 
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
+	"github.com/sluice-flow/sluice/dataplane/tlsfiles"
 )
 
 // IPFIXTCP re-exports records as IPFIX over TCP. Record never blocks: it
@@ -32,6 +37,27 @@ func NewIPFIXTCP(name, addr string, queueBytes int64) *IPFIXTCP {
 	t.enc.withdraw = true
 	t.start(name, addr, queueBytes, maxTCPMessage, t)
 	return t
+}
+
+// NewIPFIXTLS is NewIPFIXTCP over TLS (RFC 7011 section 11): the server's
+// certificate is verified against files.CA (the system's roots without
+// one) for serverName, and files.Cert and Key, when given, are the client
+// certificate for mutual TLS. The files are read again when they change.
+func NewIPFIXTLS(name, addr string, queueBytes int64, files tlsfiles.Files, serverName string) (*IPFIXTCP, error) {
+	store, err := tlsfiles.Load(files)
+	if err != nil {
+		return nil, fmt.Errorf("export: %q: %w", name, err)
+	}
+	t := &IPFIXTCP{track: newTplTracker()}
+	t.enc = newIPFIXEncoder(maxTCPMessage, t.message)
+	t.enc.withdraw = true
+	dial := func(ctx context.Context, d *net.Dialer, addr string) (net.Conn, error) {
+		_ = store.Reload() // changed files are used from the next connection on
+		td := tls.Dialer{NetDialer: d, Config: store.ClientConfig(serverName)}
+		return td.DialContext(ctx, "tcp", addr)
+	}
+	t.startDial(name, addr, queueBytes, maxTCPMessage, t, dial)
+	return t, nil
 }
 
 // message is the encoder's sink.

@@ -67,8 +67,10 @@ func (c *streamChunk) reset() {
 // mediator's); Stats, Queued and Reconnects are safe from any goroutine.
 type tcpStream struct {
 	name, addr string
-	hook       streamHook // nil when units need nothing
-	slack      int        // room in a chunk for one unit past tcpChunkBytes
+	// dial opens a connection (nil: plain TCP); ipfix+tls sets one.
+	dial  func(ctx context.Context, d *net.Dialer, addr string) (net.Conn, error)
+	hook  streamHook // nil when units need nothing
+	slack int        // room in a chunk for one unit past tcpChunkBytes
 
 	// mu guards cur: the mediator appends units, the writer may queue cur
 	// when it runs out of work after a Flush.
@@ -99,6 +101,12 @@ type tcpStream struct {
 // (0: DefaultTCPQueueBytes; at least two chunks of 256 KiB) and starts the
 // writer. slack is the largest unit expected: chunks get room for it.
 func (s *tcpStream) start(name, addr string, queueBytes int64, slack int, hook streamHook) {
+	s.startDial(name, addr, queueBytes, slack, hook, nil)
+}
+
+// startDial is start with a dial function (nil: plain TCP).
+func (s *tcpStream) startDial(name, addr string, queueBytes int64, slack int, hook streamHook,
+	dial func(ctx context.Context, d *net.Dialer, addr string) (net.Conn, error)) {
 	if queueBytes <= 0 {
 		queueBytes = DefaultTCPQueueBytes
 	}
@@ -106,7 +114,7 @@ func (s *tcpStream) start(name, addr string, queueBytes int64, slack int, hook s
 	maxChunks := int(queueBytes / tcpChunkBytes)
 	ctx, cancel := context.WithCancel(context.Background())
 	*s = tcpStream{
-		name: name, addr: addr, hook: hook, slack: slack,
+		name: name, addr: addr, hook: hook, slack: slack, dial: dial,
 		queue: make(chan *streamChunk, maxChunks), free: make(chan *streamChunk, maxChunks+2),
 		limit:   queueBytes,
 		closing: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
@@ -261,7 +269,13 @@ func (s *tcpStream) run() {
 		if s.finished(pending) {
 			return
 		}
-		conn, err := dialer.DialContext(s.ctx, "tcp", s.addr)
+		var conn net.Conn
+		var err error
+		if s.dial != nil {
+			conn, err = s.dial(s.ctx, &dialer, s.addr)
+		} else {
+			conn, err = dialer.DialContext(s.ctx, "tcp", s.addr)
+		}
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return

@@ -23,10 +23,12 @@ type Field struct {
 // descriptions, fixed offsets where they exist, and the record bounds. A
 // Layout is immutable once built and safe for concurrent use.
 type Layout struct {
-	ID         uint16
-	Options    bool
+	ID      uint16
+	Options bool
+	V9      bool
+	// Lists reports whether any field is an RFC 6313 structured list.
+	Lists      bool
 	ScopeCount int
-	V9         bool
 	Fields     []Field
 	// RecordLen is the length of every record, or -1 if the template has
 	// variable-length fields.
@@ -37,10 +39,11 @@ type Layout struct {
 	// Fingerprint identifies the template's content (kind and field
 	// specifiers, not its ID) and is stable across processes.
 	Fingerprint uint64
-	// Lists reports whether any field is an RFC 6313 structured list.
-	Lists bool
 
 	pos []fieldPos // fixed positions; nil for variable-length layouts
+	// shape keeps the interned Fields and pos alive (shared by layouts of
+	// the same content).
+	shape *shape
 	// Raw is the template record's wire bytes, owned by the Layout.
 	Raw []byte
 }
@@ -134,7 +137,26 @@ func Compile(t *TemplateRecord) (*Layout, error) {
 	} else {
 		l.RecordLen = -1
 	}
+	sh := internShape(h, &shape{fields: l.Fields, pos: l.pos}, func(o *shape) bool {
+		return sameShape(o, l)
+	})
+	l.shape, l.Fields, l.pos = sh, sh.fields, sh.pos
 	return l, nil
+}
+
+// sameShape reports whether s describes the fields of l: same specifiers,
+// scope marks and element descriptions (which differ between v9 and IPFIX).
+func sameShape(s *shape, l *Layout) bool {
+	if len(s.fields) != len(l.Fields) || (s.pos == nil) != (l.pos == nil) {
+		return false
+	}
+	for i := range s.fields {
+		a, b := &s.fields[i], &l.Fields[i]
+		if a.FieldSpec != b.FieldSpec || a.Scope != b.Scope || a.IE != b.IE && *a.IE != *b.IE {
+			return false
+		}
+	}
+	return true
 }
 
 func resolveIE(s FieldSpec, scope, v9 bool) *InfoElement {

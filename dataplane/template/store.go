@@ -113,7 +113,38 @@ type Shared struct {
 	// entries.
 	gen atomic.Uint64
 	n   atomic.Int64
+
+	// limits and the counts they apply to; counts are kept under cmu
+	// (taken after a shard's lock, never before).
+	limits      Limits
+	cmu         sync.Mutex
+	perExporter map[netip.Addr]int
+	perDomain   map[DomainKey]int
 }
+
+// Limits bounds the templates a Shared store takes through TryPut, so one
+// exporter cannot take every slot: the bound it reaches refuses its own new
+// templates alone. Zero fields: no bound.
+type Limits struct {
+	Total int
+	// PerExporter bounds an exporter address's templates, every port,
+	// observation domain and transport session together.
+	PerExporter int
+	// PerDomain bounds one scope's: (exporter scope, transport session,
+	// observation domain, version).
+	PerDomain int
+}
+
+// Refusal says which bound refused a template.
+type Refusal uint8
+
+// Refusals; Admitted is none.
+const (
+	Admitted        Refusal = iota
+	RefusedTotal            // the store holds Limits.Total templates
+	RefusedExporter         // the exporter address holds Limits.PerExporter
+	RefusedDomain           // the scope holds Limits.PerDomain
+)
 
 type shard struct {
 	mu sync.RWMutex
@@ -122,8 +153,12 @@ type shard struct {
 }
 
 // NewShared returns an empty process-wide store.
-func NewShared() *Shared {
-	s := &Shared{}
+func NewShared() *Shared { return NewSharedLimited(Limits{}) }
+
+// NewSharedLimited returns an empty process-wide store whose TryPut keeps
+// to lim.
+func NewSharedLimited(lim Limits) *Shared {
+	s := &Shared{limits: lim, perExporter: map[netip.Addr]int{}, perDomain: map[DomainKey]int{}}
 	for i := range s.shards {
 		s.shards[i].m = make(map[Key]*Template)
 	}
@@ -149,16 +184,82 @@ func (s *Shared) Get(k Key) *Template {
 }
 
 // Put stores t, replacing any template with the same key, and returns the
-// store's new generation.
+// store's new generation. It takes t whatever the limits (templates from
+// the shared tier were bounded where they were learned) but counts it.
 func (s *Shared) Put(t *Template) uint64 {
+	g, _ := s.put(t, false)
+	return g
+}
+
+// TryPut stores t like Put unless t is new (no template has its key) and a
+// limit refuses it; then it stores nothing and says which limit.
+func (s *Shared) TryPut(t *Template) (uint64, Refusal) { return s.put(t, true) }
+
+func (s *Shared) put(t *Template, bounded bool) (uint64, Refusal) {
 	sh := s.shard(t.Key)
 	sh.mu.Lock()
 	if _, ok := sh.m[t.Key]; !ok {
+		if r := s.count(t.Key, 1, bounded); r != Admitted {
+			sh.mu.Unlock()
+			return s.gen.Load(), r
+		}
 		s.n.Add(1)
 	}
 	sh.m[t.Key] = t
 	sh.mu.Unlock()
-	return s.gen.Add(1)
+	return s.gen.Add(1), Admitted
+}
+
+// Room says whether a new template of key k would be admitted now (TryPut
+// decides; this lets a caller skip compiling one that would not be).
+func (s *Shared) Room(k Key) Refusal {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	return s.refusal(k)
+}
+
+func (s *Shared) refusal(k Key) Refusal {
+	lim := &s.limits
+	switch {
+	case lim.Total > 0 && int(s.n.Load()) >= lim.Total:
+		return RefusedTotal
+	case lim.PerExporter > 0 && s.perExporter[k.Exporter.Addr()] >= lim.PerExporter:
+		return RefusedExporter
+	case lim.PerDomain > 0 && s.perDomain[k.DomainKey()] >= lim.PerDomain:
+		return RefusedDomain
+	}
+	return Admitted
+}
+
+// count adds d to the counts of k's exporter and scope; with bounded, a new
+// template (d > 0) past a limit is refused instead.
+func (s *Shared) count(k Key, d int, bounded bool) Refusal {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if bounded && d > 0 {
+		if r := s.refusal(k); r != Admitted {
+			return r
+		}
+	}
+	a, dk := k.Exporter.Addr(), k.DomainKey()
+	if n := s.perExporter[a] + d; n > 0 {
+		s.perExporter[a] = n
+	} else {
+		delete(s.perExporter, a)
+	}
+	if n := s.perDomain[dk] + d; n > 0 {
+		s.perDomain[dk] = n
+	} else {
+		delete(s.perDomain, dk)
+	}
+	return Admitted
+}
+
+// ExporterTemplates returns how many templates exporter address a holds.
+func (s *Shared) ExporterTemplates(a netip.Addr) int {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	return s.perExporter[a]
 }
 
 // Delete removes the template for k if it is still old (compare and
@@ -172,6 +273,7 @@ func (s *Shared) Delete(k Key, old *Template) uint64 {
 	if ok {
 		delete(sh.m, k)
 		s.n.Add(-1)
+		s.count(k, -1, false)
 	}
 	sh.mu.Unlock()
 	if ok {
@@ -220,6 +322,7 @@ func (s *Shared) Expire(now int64) int {
 		for k, t := range sh.m {
 			if t.Expired(now) {
 				delete(sh.m, k)
+				s.count(k, -1, false)
 				n++
 			}
 		}
@@ -276,7 +379,7 @@ func (c *Cache) Get(k Key, now int64) *Template {
 			return nil
 		}
 		c.fetched.Add(1)
-		c.m[k] = t
+		c.remember(t)
 	} else {
 		c.hits.Add(1)
 	}
@@ -305,6 +408,33 @@ func (c *Cache) sync(g uint64) {
 func (c *Cache) Put(t *Template) {
 	c.last = nil
 	c.sync(c.shared.Put(t))
+	c.remember(t)
+}
+
+// TryPut stores t like Put unless the shared store's limits refuse it (see
+// Shared.TryPut).
+func (c *Cache) TryPut(t *Template) Refusal {
+	g, r := c.shared.TryPut(t)
+	if r != Admitted {
+		return r
+	}
+	c.last = nil
+	c.sync(g)
+	c.remember(t)
+	return Admitted
+}
+
+// maxCached bounds a loop cache: past it the cache starts afresh, and the
+// loop finds what it needs in the shared store again. The templates stay in
+// the shared store, so this costs a lookup there, never a template.
+const maxCached = 1 << 13
+
+func (c *Cache) remember(t *Template) {
+	if len(c.m) >= maxCached {
+		// A fresh map: clear keeps the old one's size.
+		c.m = make(map[Key]*Template)
+		c.last = nil
+	}
 	c.m[t.Key] = t
 }
 
