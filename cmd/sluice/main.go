@@ -23,6 +23,7 @@ commands:
   collector        run the split pod's ingest into shared-memory rings
   mediator         run the split pod's pipelines and outputs from those rings
   controller       run the split pod's controller (private D-Bus, pod HTTP API)
+  drain            drain a pod through its controller API (preStop hooks)
   gen              send IPFIX or NetFlow v9 load to a collector
   decode FILE...   decode pcap/pcapng captures, IPFIX files and raw NetFlow
                    payloads to one JSON object per data record
@@ -44,6 +45,7 @@ var commands = map[string]command{
 	"check":      runCheck,
 	"meter":      runMeter,
 	"controller": runController,
+	"drain":      runDrain,
 	"collector":  runSplit("collector"),
 	"mediator":   runSplit("mediator"),
 	"version": func(args []string, stdout, _ io.Writer) error {
