@@ -29,7 +29,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	k8stest.StopShared()
-	if bins.dir != "" {
+	if bins.dir != "" && os.Getenv("SLUICE_DEPLOY_BIN_DIR") == "" {
 		os.RemoveAll(bins.dir)
 	}
 	os.Exit(code)

@@ -23,6 +23,10 @@ var bins struct {
 func binary(t testing.TB, name string) string {
 	t.Helper()
 	bins.once.Do(func() {
+		if d := os.Getenv("SLUICE_DEPLOY_BIN_DIR"); d != "" {
+			bins.dir = d // binaries built beforehand (make build's bin/), kept
+			return
+		}
 		bins.dir, bins.err = os.MkdirTemp("", "sluice-deploy-bin-")
 		if bins.err != nil {
 			return

@@ -45,6 +45,8 @@ type pod struct {
 	volumes map[string]string // volume name -> folder
 	procs   map[string]*podProc
 	uid     int
+	passwd  string // the image's /etc/passwd and /etc/group
+	group   string
 }
 
 type podProc struct {
@@ -116,6 +118,9 @@ func newPod(t *testing.T, objs []object, spec corev1.PodSpec) *pod {
 	}
 	os.Chmod(p.dir, 0o755)
 	t.Cleanup(func() { os.RemoveAll(p.dir) })
+	p.passwd, p.group = filepath.Join(p.dir, "passwd"), filepath.Join(p.dir, "group")
+	os.WriteFile(p.passwd, fmt.Appendf(nil, "root:x:0:0:root:/root:/bin/sh\nsluice:x:%d:%d:sluice:/nonexistent:/usr/sbin/nologin\n", p.uid, gid), 0o644)
+	os.WriteFile(p.group, fmt.Appendf(nil, "root:x:0:\nsluice:x:%d:\n", gid), 0o644)
 
 	// Network: a namespace, lo up, a /30 to the host. The second and third
 	// octets are random; an address already on the host is skipped.
@@ -229,18 +234,26 @@ func expand(s string, env []string) string {
 // namespace, as the pod's user with the fsGroup, with sluice mapped to the
 // binary built from the tree.
 func (p *pod) command(c corev1.Container, env []string, argv []string) *exec.Cmd {
-	args := make([]string, 0, len(argv))
-	for _, a := range argv {
+	args := []string{argv[0]} // the image's entrypoint, not a path in a volume
+	for _, a := range argv[1:] {
 		a = expand(a, env)
 		if name, val, ok := strings.Cut(a, "="); ok && strings.HasPrefix(name, "--") {
-			a = name + "=" + p.mapPath(c, val)
+			if addr, ok := strings.CutPrefix(val, "unix:path="); ok {
+				a = name + "=unix:path=" + p.mapPath(c, addr)
+			} else {
+				a = name + "=" + p.mapPath(c, val)
+			}
 		} else {
 			a = p.mapPath(c, a)
 		}
 		args = append(args, a)
 	}
-	full := []string{"netns", "exec", p.ns, "setpriv",
-		"--reuid=" + strconv.Itoa(p.uid), "--regid=" + strconv.Itoa(p.uid), "--clear-groups", "--"}
+	// `ip netns exec` gives the command a mount namespace of its own: bind
+	// the image's /etc/passwd and /etc/group (with the pod's user, as the
+	// Containerfiles write them) over the host's, where dbus-daemon's
+	// policy looks the user up.
+	script := `mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && shift 2 && exec setpriv --reuid="$0" --regid="$0" --clear-groups -- "$@"`
+	full := []string{"netns", "exec", p.ns, "sh", "-c", script, strconv.Itoa(p.uid), p.passwd, p.group}
 	full = append(full, args...)
 	cmd := exec.Command("ip", full...)
 	cmd.Env = env

@@ -82,6 +82,8 @@ type Controller struct {
 
 	applyMu  sync.Mutex // serialises pipeline changes and re-applies
 	draining atomic.Bool
+	drainMu  sync.Mutex // serialises drains; drained is set under it
+	drained  bool
 	started  chan struct{}
 
 	reapplied, reapplyFailures, storeFailures atomic.Uint64
@@ -386,8 +388,18 @@ func (s *source) RemoveListener(ctx context.Context, url string) error {
 // Drain drains the pod: the collector stops reading and hands what it
 // read to the rings, then the mediator empties the rings into the outputs
 // and flushes.
+//
+// Drains are serialised and a drain after one that succeeded returns at
+// once: the deployment's preStop hooks (one per container, run at the same
+// time) and the shutdown on SIGTERM all ask for it, and the collector stops
+// once drained, so a second call would find it gone mid-call.
 func (s *source) Drain(ctx context.Context) error {
 	s.draining.Store(true)
+	s.drainMu.Lock()
+	defer s.drainMu.Unlock()
+	if s.drained {
+		return nil
+	}
 	var errs []error
 	if err := s.client.Collector().Drain(ctx); err != nil && !errors.Is(err, dbus.ErrNotRunning) {
 		errs = append(errs, fmt.Errorf("collector: %w", err))
@@ -395,5 +407,6 @@ func (s *source) Drain(ctx context.Context) error {
 	if err := s.client.Mediator().Flush(ctx); err != nil && !errors.Is(err, dbus.ErrNotRunning) {
 		errs = append(errs, fmt.Errorf("mediator: %w", err))
 	}
+	s.drained = len(errs) == 0
 	return errors.Join(errs...)
 }

@@ -193,6 +193,13 @@ func (p *CollectorProcess) Run(ctx context.Context) error {
 		log.Info("shutting down", "reason", context.Cause(ctx).Error())
 	case runErr = <-colErr:
 		colErr <- runErr
+		if runErr == nil {
+			// The loops ended cleanly before ctx: drained through the bus.
+			// Stay up, not ready, until told to exit, as documented above;
+			// exiting here would race the Drain call's reply.
+			log.Info("drained; waiting for the signal to exit")
+			<-ctx.Done()
+		}
 	}
 	if err := p.col.Drain(cfg.ShutdownTimeout / 2); err != nil {
 		log.Warn("draining", "err", err)
