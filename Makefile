@@ -65,7 +65,7 @@ test-deps:
 # A real kube-apiserver for internal/k8stest, built from the Go module proxy
 # through the wrapper module internal/k8stest/apiserver (the main module does
 # not require k8s.io/kubernetes). Built only when missing or when KUBE_VERSION
-# changes; a cold build takes minutes (README.md, "Testing"), a rebuild from a
+# changes; a cold build takes minutes (README.md, "Set-up"), a rebuild from a
 # warm Go build cache seconds. Tests find it through $(KUBE_DIR) or
 # SLUICE_KUBE_APISERVER.
 KUBE_VERSION := v1.37.2
