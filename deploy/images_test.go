@@ -50,6 +50,15 @@ var lddPath = regexp.MustCompile(`(/[^ ]+) \(0x`)
 // libraries ldd says it loads.
 func assemble(t *testing.T, root string, files ...string) {
 	t.Helper()
+	// Debian 12 merges /bin, /lib, /lib64 and /sbin into /usr: the same
+	// symlinks in the rootfs, files at their real folders.
+	os.MkdirAll(root, 0o755)
+	for _, d := range []string{"bin", "lib", "lib64", "sbin"} {
+		if target, err := os.Readlink("/" + d); err == nil {
+			os.MkdirAll(filepath.Join(root, "usr", d), 0o755)
+			os.Symlink(target, filepath.Join(root, d))
+		}
+	}
 	for _, f := range files {
 		paths := []string{f}
 		if out, err := exec.Command("ldd", f).Output(); err == nil {
@@ -67,7 +76,11 @@ func assemble(t *testing.T, root string, files ...string) {
 				t.Fatal(err)
 			}
 			st, _ := os.Stat(real)
-			dst := filepath.Join(root, p)
+			dir, err := filepath.EvalSymlinks(filepath.Dir(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := filepath.Join(root, dir, filepath.Base(p))
 			os.MkdirAll(filepath.Dir(dst), 0o755)
 			if err := os.WriteFile(dst, b, st.Mode().Perm()); err != nil {
 				t.Fatal(err)
@@ -106,8 +119,7 @@ func TestImages(t *testing.T) {
 		os.RemoveAll(tmp)
 	})
 	start := time.Now()
-	sh, _ := exec.LookPath("sh")
-	shells := []string{sh, "/bin/dash"}
+	shells := []string{"/bin/sh", "/bin/dash"}
 	tools := []string{"/bin/mkdir", "/bin/cp"}
 
 	// The build stage: a shell and the tools the RUN step uses, the CA
@@ -163,16 +175,18 @@ func TestImages(t *testing.T) {
 				"--build-arg", "VERSION=test", "-f", filepath.Join("images", im.file), "-t", tag, ctx)
 			t.Logf("built in %v", time.Since(t0).Round(time.Millisecond))
 			var cfg struct {
-				Config struct {
-					User       string
-					Entrypoint []string
-					Labels     map[string]string
-				} `json:"config"`
+				OCIv1 struct {
+					Config struct {
+						User       string
+						Entrypoint []string
+						Labels     map[string]string
+					} `json:"config"`
+				}
 			}
-			if err := json.Unmarshal([]byte(b.must("inspect", "--type", "image", "--format", "{{json .OCIv1}}", tag)), &cfg); err != nil {
+			if err := json.Unmarshal([]byte(b.must("inspect", "--type", "image", tag)), &cfg); err != nil {
 				t.Fatal(err)
 			}
-			c := cfg.Config
+			c := cfg.OCIv1.Config
 			if c.User != "65532:65532" || len(c.Entrypoint) != 1 {
 				t.Fatalf("user %q entrypoint %v", c.User, c.Entrypoint)
 			}
