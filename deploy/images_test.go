@@ -160,7 +160,7 @@ func TestImages(t *testing.T) {
 	}{
 		{"sluice.Containerfile", "scratch", []string{"version"}, "sluice ",
 			[]string{"/etc/ssl/certs/ca-certificates.crt", "/etc/passwd"}},
-		{"sluice-controller.Containerfile", "localhost/sluice-test-debian", []string{"controller", "--help"}, "--bus-dir",
+		{"sluice-controller.Containerfile", "localhost/sluice-test-debian", []string{"controller", "--help"}, "-bus-dir",
 			[]string{"/usr/bin/dbus-daemon"}},
 		{"sluice-api.Containerfile", "localhost/sluice-test-debian", []string{"serve", "--help"}, "-redis", nil},
 	}
@@ -203,13 +203,17 @@ func TestImages(t *testing.T) {
 			if passwd, _ := os.ReadFile(filepath.Join(mnt, "etc/passwd")); !strings.Contains(string(passwd), ":65532:65532:") {
 				t.Errorf("no user 65532 in /etc/passwd:\n%s", passwd)
 			}
-			run := append([]string{"netns", "exec", ns, "chroot", "--userspec=65532:65532", mnt}, append(c.Entrypoint, im.args...)...)
-			out, _ := exec.Command("ip", run...).CombinedOutput()
+			// As a runtime would: /dev from the host, the rest the image's.
+			inImage := func(argv ...string) ([]byte, error) {
+				script := `mkdir -p "$0/dev" && mount --bind /dev "$0/dev" && exec chroot --userspec=65532:65532 "$0" "$@"`
+				return exec.Command("ip", append([]string{"netns", "exec", ns, "sh", "-c", script, mnt}, argv...)...).CombinedOutput()
+			}
+			out, _ := inImage(append(c.Entrypoint, im.args...)...)
 			if !strings.Contains(string(out), im.want) {
 				t.Errorf("%v from the image: want %q in:\n%s", append(c.Entrypoint, im.args...), im.want, out)
 			}
 			if strings.Contains(im.file, "controller") {
-				out, err := exec.Command("ip", "netns", "exec", ns, "chroot", "--userspec=65532:65532", mnt, "/usr/bin/dbus-daemon", "--version").CombinedOutput()
+				out, err := inImage("/usr/bin/dbus-daemon", "--version")
 				if err != nil || !strings.Contains(string(out), "D-Bus Message Bus Daemon") {
 					t.Errorf("dbus-daemon from the image: %v\n%s", err, out)
 				}

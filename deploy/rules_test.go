@@ -481,7 +481,21 @@ func TestFlagsAccepted(t *testing.T) {
 func TestDaemonSetMatchesStatefulSet(t *testing.T) {
 	sts := find[*appsv1.StatefulSet](t, render(t, "statefulset"), "StatefulSet", "collector")
 	ds := find[*appsv1.DaemonSet](t, render(t, "daemonset"), "DaemonSet", "collector")
-	if !reflect.DeepEqual(sts.Spec.Template.Spec.Containers, ds.Spec.Template.Spec.Containers) {
+	// The one intended difference: the collector steers with eBPF and
+	// holds the two capabilities that needs.
+	cs := make([]corev1.Container, 0, 3)
+	for _, c := range ds.Spec.Template.Spec.Containers {
+		c = *c.DeepCopy()
+		if c.Name == "collector" {
+			if !slices.Contains(c.Args, "--steer=ebpf") || !slices.Equal(c.SecurityContext.Capabilities.Add, []corev1.Capability{"BPF", "NET_ADMIN"}) {
+				t.Errorf("DaemonSet collector: want --steer=ebpf with capabilities BPF and NET_ADMIN, have %v %v", c.Args, c.SecurityContext.Capabilities.Add)
+			}
+			c.Args = slices.DeleteFunc(c.Args, func(a string) bool { return a == "--steer=ebpf" })
+			c.SecurityContext.Capabilities.Add = nil
+		}
+		cs = append(cs, c)
+	}
+	if !reflect.DeepEqual(sts.Spec.Template.Spec.Containers, cs) {
 		t.Errorf("the DaemonSet's containers differ from the StatefulSet's")
 	}
 	if !reflect.DeepEqual(sts.Spec.Template.Spec.Volumes, ds.Spec.Template.Spec.Volumes) {
