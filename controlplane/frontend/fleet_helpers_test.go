@@ -109,8 +109,14 @@ func (c *collector) start() error {
 	if err := os.WriteFile(tokenFile, []byte(collectorToken+"\n"), 0o600); err != nil {
 		return err
 	}
+	// Pipelines put through the API may write only under the pod's own
+	// directory (api_files; the default, /var/lib/sluice, is not there).
+	cfgFile := filepath.Join(c.dir, "sluice.yaml")
+	if err := os.WriteFile(cfgFile, []byte("api_files:\n  write_dir: "+c.dir+"\n"), 0o600); err != nil {
+		return err
+	}
 	c.out = &syncBuffer{}
-	c.cmd = exec.Command(sluiceBinary(c.t), "run", "--listen", "udp://127.0.0.1:"+strconv.Itoa(c.flow),
+	c.cmd = exec.Command(sluiceBinary(c.t), "run", "--config", cfgFile, "--listen", "udp://127.0.0.1:"+strconv.Itoa(c.flow),
 		"--admin", "127.0.0.1:"+strconv.Itoa(c.admin), "--admin-token-file", tokenFile,
 		"--output", "discard", "--loops", "1", "--log-level", "info")
 	c.cmd.Args = append(c.cmd.Args, c.extra...)
