@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -466,5 +467,38 @@ func TestFleetPodPullsAtStart(t *testing.T) {
 	}
 	if v := ts.pipelineView(t, "default"); !v.Converged {
 		t.Fatalf("not converged: %+v", v)
+	}
+}
+
+// TestStatusPageJobs: the status page lists the recent jobs of the tenant
+// whose token asks for it, newest first, and no tenant's jobs when the
+// public page is asked for without a token.
+func TestStatusPageJobs(t *testing.T) {
+	r := startRedis(t)
+	ts := newTestServer(t, r, -1, func(c *Config) { c.PublicStatus = true })
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, ts.postJob(t, tokenA, "echo", nil, `{"data":`+strconv.Itoa(i)+`}`))
+	}
+	other := ts.postJob(t, tokenB, "echo", nil, `{"data":"b"}`)
+
+	code, _, body := call(t, "GET", ts.url+"/", tokenA, nil)
+	want(t, 200, code, body, nil)
+	page := string(body)
+	last := -1
+	for i := len(ids) - 1; i >= 0; i-- { // newest first
+		at := strings.Index(page, `data-job="`+ids[i]+`"`)
+		if at < 0 || at < last {
+			t.Fatalf("job %s missing or out of order in the page:\n%s", ids[i], page)
+		}
+		last = at
+	}
+	if strings.Contains(page, other) {
+		t.Fatal("the page shows another tenant's job")
+	}
+	code, _, body = call(t, "GET", ts.url+"/", "", nil) // public, no token
+	want(t, 200, code, body, nil)
+	if strings.Contains(string(body), `class="job"`) || !strings.Contains(string(body), `id="jobs-hidden"`) {
+		t.Fatalf("public page without a token lists jobs:\n%s", body)
 	}
 }

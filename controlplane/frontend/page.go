@@ -17,6 +17,7 @@ import (
 // of records/s per pod, and one line of script that reloads it.
 var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 	"rate": func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
+	"pct":  func(v float64) string { return strconv.FormatFloat(v*100, 'f', 0, 64) + " %" },
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Sluice collectors</title>
 <link rel="icon" href="data:,">
@@ -42,6 +43,12 @@ table{border-collapse:collapse}td,th{padding:.3em .7em;border-bottom:1px solid #
 <td class="drops">{{range .Drops}}{{.}}<br>{{else}}0{{end}}</td>
 <td class="seqlost">{{.SequenceLost}}</td></tr>
 {{end}}</tbody></table>
+<h2>Recent jobs</h2>
+{{if .Tenant}}<table id="jobs"><thead><tr><th>Job</th><th>Type</th><th>State</th><th>Progress</th><th>Created</th><th>Worker</th></tr></thead><tbody>
+{{range .Jobs}}<tr class="job" data-job="{{.ID}}"><td class="id">{{.ID}}</td><td class="type">{{.Type}}</td>
+<td class="state" title="{{.Error}}">{{.State}}</td><td>{{pct .Progress}}</td><td>{{.Created.Format "2006-01-02 15:04:05Z07:00"}}</td><td>{{.Worker}}</td></tr>
+{{else}}<tr><td colspan="6">No jobs yet.</td></tr>{{end}}</tbody></table>
+{{else}}<p id="jobs-hidden">Jobs belong to a tenant: they are listed when the page is asked for with the tenant's token.</p>{{end}}
 <p><small>Reloads every 5 s. The same data: <a href="/api/v1/collectors">/api/v1/collectors</a>.</small></p>
 <script>setTimeout(function () { location.reload(); }, 5000);</script>
 </body></html>
@@ -53,7 +60,10 @@ type podRow struct {
 	Drops []string
 }
 
-func (s *Server) statusPage(c *fasthttp.RequestCtx, _, _ string) {
+// recentJobs is how many of the tenant's jobs the status page lists.
+const recentJobs = 10
+
+func (s *Server) statusPage(c *fasthttp.RequestCtx, tenant, _ string) {
 	ctx, cancel := fleetCtx()
 	defer cancel()
 	fv := s.fleet.Collectors(ctx)
@@ -63,7 +73,22 @@ func (s *Server) statusPage(c *fasthttp.RequestCtx, _, _ string) {
 		Pods            []podRow
 		Reachable       int
 		TotalRate       float64
+		Tenant          string
+		Jobs            []jobView
 	}{Pipeline: fv.Pipeline, PipelineVersion: fv.PipelineVersion}
+	if tenant == "" { // a public page: jobs only for a token that names a tenant
+		tenant, _ = s.tokens.Load().lookup(c.Request.Header.Peek("Authorization"))
+	}
+	if tenant != "" {
+		data.Tenant = tenant
+		recs, _, err := s.st.listJobs(ctx, tenant, 0, recentJobs)
+		if err != nil {
+			s.log.Warn("status page: jobs", "err", err)
+		}
+		for _, r := range recs {
+			data.Jobs = append(data.Jobs, viewJob(r))
+		}
+	}
 	for _, p := range fv.Collectors {
 		r := podRow{PodView: p, Spark: sparkline(s.fleet.Rates(p.Name), 160, 28)}
 		for k, v := range p.Drops {
