@@ -47,7 +47,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...] (one node, or cluster nodes)")
 	fs.StringVar(&f.redisPipeline, "redis-pipeline", "", "at start, put in force the pipeline the frontend keeps in Redis under this name (sluice:pipeline:<name>)")
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default)")
-	fs.StringVar(&f.steer, "steer", "", node.SteerUsage)
+	fs.StringVar(&f.steer, "steer", "", steerUsage)
 	fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
 	fs.StringVar(&f.adminTLSCert, "admin-tls-cert", "", "serve the admin API over TLS with this certificate (PEM; reloaded when it changes)")
 	fs.StringVar(&f.adminTLSKey, "admin-tls-key", "", "private key (PEM) of --admin-tls-cert")

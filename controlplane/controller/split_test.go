@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/sluice-flow/sluice/controlplane/dbus"
 	"github.com/sluice-flow/sluice/controlplane/node"
+	"github.com/sluice-flow/sluice/dataplane/collector"
 )
 
 // freeUDP returns a loopback address whose UDP and TCP ports are free.
@@ -74,25 +74,19 @@ func TestSplitPod(t *testing.T) {
 	a := api{t, "http://" + c.APIAddr()}
 	dir := filepath.Join(t.TempDir(), "rings")
 	addr := freeUDP(t)
-	build := func(role string, args ...string) node.SplitConfig {
-		fs := flag.NewFlagSet(role, flag.ContinueOnError)
-		f := node.NewSplitFlags(role, fs)
-		if err := fs.Parse(append([]string{"--ring-dir", dir, "--bus", c.BusAddress()}, args...)); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := f.Config(func(string) string { return "" })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
+	// The configs sluice collector and sluice mediator build from their
+	// flags (cmd/sluice's splitFlags).
+	split := func(nc node.Config) node.SplitConfig {
+		nc.Admin = "off"
+		return node.SplitConfig{Config: nc, RingDir: dir, Bus: c.BusAddress()}
 	}
-	cp, err := node.NewCollectorProcess(build("collector", "--listen", "udp://"+addr, "--loops", "1", "--ring-size", "1MiB"), quietLog())
+	cp, err := node.NewCollectorProcess(split(node.Config{Listen: []string{"udp://" + addr}, Collector: collector.Config{Loops: 1, RingSize: 1 << 20}}), quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	runProcess(t, cp.Run)
 	startMediator := func() *node.MediatorProcess {
-		mp, err := node.NewMediatorProcess(build("mediator", "--output", "discard"), io.Discard, quietLog())
+		mp, err := node.NewMediatorProcess(split(node.Config{Outputs: []string{"discard"}}), io.Discard, quietLog())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -65,19 +64,14 @@ func TestSplitProcesses(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rings")
 	addr := freeUDPTCP(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	build := func(role string, args ...string) SplitConfig {
-		fs := flag.NewFlagSet(role, flag.ContinueOnError)
-		f := NewSplitFlags(role, fs)
-		if err := fs.Parse(append([]string{"--ring-dir", dir, "--bus", "unix:path=/nonexistent"}, args...)); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := f.Config(func(string) string { return "" })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
+	// The configs sluice collector and sluice mediator build from
+	// --ring-dir DIR --bus ADDR --listen URL --loops 1 --ring-size 1MiB and
+	// --output discard (cmd/sluice's splitFlags).
+	split := func(c Config) SplitConfig {
+		c.Admin = "off"
+		return SplitConfig{Config: c, RingDir: dir, Bus: "unix:path=/nonexistent"}
 	}
-	ccfg := build("collector", "--listen", "udp://"+addr, "--loops", "1", "--ring-size", "1MiB")
+	ccfg := split(Config{Listen: []string{"udp://" + addr}, Collector: collector.Config{Loops: 1, RingSize: 1 << 20}})
 	if ccfg.Bus != "unix:path=/nonexistent" || ccfg.RingDir != dir {
 		t.Fatalf("config %+v", ccfg)
 	}
@@ -85,7 +79,7 @@ func TestSplitProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mp, err := NewMediatorProcess(build("mediator", "--output", "discard"), io.Discard, log)
+	mp, err := NewMediatorProcess(split(Config{Outputs: []string{"discard"}}), io.Discard, log)
 	if err != nil {
 		t.Fatal(err)
 	}

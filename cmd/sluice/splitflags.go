@@ -1,4 +1,4 @@
-package node
+package main
 
 import (
 	"context"
@@ -8,56 +8,50 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/sluice-flow/sluice/controlplane/node"
 	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/yamlconf"
 )
 
-// SplitFlags are the flags of `sluice collector` and `sluice mediator`:
+// splitFlags are the flags of `sluice collector` and `sluice mediator`:
 // those of `sluice run` that concern the process, plus --ring-dir and
-// --bus. They live here rather than in cmd/ so that both commands share
-// them and the command stays wiring; only Run reads the signals, and the
-// environment comes in through getenv.
-type SplitFlags struct {
+// --bus; node holds the processes' lifecycles. Only run reads the
+// signals, and the environment comes in through getenv.
+type splitFlags struct {
 	role                                                string
 	config, admin, pipeline, tokenFile, logLevel, redis string
 	pprof, ringDir, bus, steer, allowExporters          string
 	tlsCert, tlsKey, tlsClientCA                        string
 	adminTLSCert, adminTLSKey                           string
-	listens, outputs                                    listFlag
+	listens, outputs                                    stringList
 	loops                                               int
 	ringSize                                            yamlconf.Size
 	scopePort, stockUDP, sharePort                      bool
 	lifetime                                            time.Duration
 }
 
-type listFlag []string
-
-func (s *listFlag) String() string     { return strings.Join(*s, ",") }
-func (s *listFlag) Set(v string) error { *s = append(*s, v); return nil }
-
-// SplitAbout is the one-line description of a split command.
-func SplitAbout(role string) string {
+// splitAbout is the one-line description of a split command.
+func splitAbout(role string) string {
 	if role == "collector" {
 		return "Runs the split pod's ingest: listeners and event loops writing into file rings in --ring-dir for `sluice mediator`."
 	}
 	return "Runs the split pod's mediator: pipelines and outputs over the file rings `sluice collector` writes in --ring-dir."
 }
 
-// SteerUsage is the --steer flag's help, shared by sluice run and
+// steerUsage is the --steer flag's help, shared by sluice run and
 // sluice collector.
-const SteerUsage = "how UDP datagrams reach the event loops: ebpf (an SO_REUSEPORT program sends each exporter and observation domain to one loop; needs CAP_BPF and CAP_NET_ADMIN), kernel (the kernel's 4-tuple hash), auto (ebpf when permitted, else kernel; the default)"
+const steerUsage = "how UDP datagrams reach the event loops: ebpf (an SO_REUSEPORT program sends each exporter and observation domain to one loop; needs CAP_BPF and CAP_NET_ADMIN), kernel (the kernel's 4-tuple hash), auto (ebpf when permitted, else kernel; the default)"
 
-// NewSplitFlags registers the flags of role ("collector" or "mediator") on
+// newSplitFlags registers the flags of role ("collector" or "mediator") on
 // fs.
-func NewSplitFlags(role string, fs *flag.FlagSet) *SplitFlags {
-	f := &SplitFlags{role: role}
+func newSplitFlags(role string, fs *flag.FlagSet) *splitFlags {
+	f := &splitFlags{role: role}
 	fs.StringVar(&f.config, "config", "", "YAML config file as for sluice run; flags override it")
-	fs.StringVar(&f.ringDir, "ring-dir", DefaultRingDir, "directory of the shared-memory ring files (a tmpfs shared with the other process)")
-	fs.StringVar(&f.bus, "bus", DefaultBus, "D-Bus address of the pod's bus")
+	fs.StringVar(&f.ringDir, "ring-dir", node.DefaultRingDir, "directory of the shared-memory ring files (a tmpfs shared with the other process)")
+	fs.StringVar(&f.bus, "bus", node.DefaultBus, "D-Bus address of the pod's bus")
 	fs.StringVar(&f.admin, "admin", "off", "serve this process's admin API (metrics, health) on this address")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address (off by default)")
@@ -75,7 +69,7 @@ func NewSplitFlags(role string, fs *flag.FlagSet) *SplitFlags {
 		fs.DurationVar(&f.lifetime, "template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
 		fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...]")
 		fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up (no recvmmsg; for measurements)")
-		fs.StringVar(&f.steer, "steer", "", SteerUsage)
+		fs.StringVar(&f.steer, "steer", "", steerUsage)
 		fs.StringVar(&f.allowExporters, "allow-exporters", "", "accept flow export only from these sources: CIDR[,CIDR...]")
 		fs.StringVar(&f.tlsCert, "tls-cert", "", "certificate (PEM) of tls:// listeners; reloaded when the file changes")
 		fs.StringVar(&f.tlsKey, "tls-key", "", "private key (PEM) of tls:// listeners")
@@ -90,10 +84,10 @@ func NewSplitFlags(role string, fs *flag.FlagSet) *SplitFlags {
 
 // Config builds the process's configuration: the file, then the flags,
 // then getenv for secrets not given otherwise.
-func (f *SplitFlags) Config(getenv func(string) string) (SplitConfig, error) {
-	var c SplitConfig
+func (f *splitFlags) Config(getenv func(string) string) (node.SplitConfig, error) {
+	var c node.SplitConfig
 	if f.config != "" {
-		if err := LoadFile(f.config, &c.Config); err != nil {
+		if err := node.LoadFile(f.config, &c.Config); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return c, fmt.Errorf("--config: %w", err)
 			}
@@ -145,7 +139,7 @@ func (f *SplitFlags) Config(getenv func(string) string) (SplitConfig, error) {
 		c.Collector.AllowExporters = ps
 	}
 	if f.redis != "" {
-		addrs, err := ParseRedisAddrs(f.redis)
+		addrs, err := node.ParseRedisAddrs(f.redis)
 		if err != nil {
 			return c, fmt.Errorf("--redis: %w", err)
 		}
@@ -179,25 +173,25 @@ func (f *SplitFlags) Config(getenv func(string) string) (SplitConfig, error) {
 // Run builds the configuration and the process of f's role and runs it
 // until SIGTERM or SIGINT; the mediator reloads its pipeline file on
 // SIGHUP. Logs go to stderr, jsonl:- records to stdout.
-func (f *SplitFlags) Run(getenv func(string) string, stdout, stderr io.Writer) error {
+func (f *splitFlags) Run(getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := f.Config(getenv)
 	if err != nil {
 		return err
 	}
-	log, err := NewLogger(cfg.LogLevel, stderr)
+	log, err := node.NewLogger(cfg.LogLevel, stderr)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if f.role == "collector" {
-		p, err := NewCollectorProcess(cfg, log)
+		p, err := node.NewCollectorProcess(cfg, log)
 		if err != nil {
 			return err
 		}
 		return p.Run(ctx)
 	}
-	p, err := NewMediatorProcess(cfg, stdout, log)
+	p, err := node.NewMediatorProcess(cfg, stdout, log)
 	if err != nil {
 		return err
 	}

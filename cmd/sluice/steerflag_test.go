@@ -1,4 +1,4 @@
-package node
+package main
 
 import (
 	"flag"
@@ -10,7 +10,7 @@ func TestSteerFlag(t *testing.T) {
 	f := func(args []string, want, wantErr string) {
 		t.Helper()
 		fs := flag.NewFlagSet("collector", flag.ContinueOnError)
-		sf := NewSplitFlags("collector", fs)
+		sf := newSplitFlags("collector", fs)
 		if err := fs.Parse(args); err != nil {
 			t.Fatal(err)
 		}
