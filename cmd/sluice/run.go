@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sluice-flow/sluice/controlplane/node"
-	"github.com/sluice-flow/sluice/dataplane/collector"
 )
 
 type stringList []string
@@ -23,38 +22,24 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // runFlags are `sluice run`'s flags; each overrides the config file's key.
 type runFlags struct {
-	config, admin, pipeline, tokenFile, logLevel, redis, pprof, steer string
-	redisPipeline, allowExporters, tlsCert, tlsKey, tlsClientCA       string
-	adminTLSCert, adminTLSKey                                         string
-	listens, outputs                                                  stringList
-	loops                                                             int
-	scopePort, stockUDP, sharePort                                    bool
-	lifetime                                                          time.Duration
+	ingestFlags
+	adminTLS                                            adminTLSFlags
+	config, admin, pipeline, tokenFile, logLevel, pprof string
+	redisPipeline                                       string
+	outputs                                             stringList
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "YAML config file; flags override it")
-	fs.Var(&f.listens, "listen", "listener URL, repeatable: udp://:4739, tcp://[::]:4739 (default udp://:4739 and tcp://:4739)")
+	f.ingestFlags.register(fs, "event loops (default: one per CPU)")
 	fs.StringVar(&f.admin, "admin", "", "admin API address (default 127.0.0.1:8080; \"off\" disables it)")
-	fs.Var(&f.outputs, "output", "output, repeatable: jsonl:- (stdout, default), jsonl:PATH, jsonl+tcp://HOST:PORT, ipfix+tcp://HOST:PORT, ipfix+udp://HOST:PORT, ipfix-file:PATH, discard")
+	fs.Var(&f.outputs, "output", "output, repeatable: jsonl:- (stdout, default), jsonl:PATH, jsonl+tcp://HOST:PORT, ipfix+tcp://HOST:PORT, ipfix+tls://HOST:PORT, ipfix+udp://HOST:PORT, ipfix-file:PATH, discard")
 	fs.StringVar(&f.pipeline, "pipeline", "", "pipeline file (YAML): stages and outputs; SIGHUP reloads it")
 	fs.StringVar(&f.tokenFile, "admin-token-file", "", "file holding the admin API token that /api/v1/pipeline needs (or set SLUICE_ADMIN_TOKEN)")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
-	fs.IntVar(&f.loops, "loops", -1, "event loops (default: one per CPU)")
-	fs.BoolVar(&f.scopePort, "scope-port", false, "scope templates by exporter address and port")
-	fs.BoolVar(&f.sharePort, "share-port", false, "share the listening ports with other processes that also ask for it (SO_REUSEPORT); without it a port another process holds stops the start")
-	fs.DurationVar(&f.lifetime, "template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
-	fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...] (one node, or cluster nodes)")
 	fs.StringVar(&f.redisPipeline, "redis-pipeline", "", "at start, put in force the pipeline the frontend keeps in Redis under this name (sluice:pipeline:<name>)")
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default)")
-	fs.StringVar(&f.steer, "steer", "", steerUsage)
-	fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
-	fs.StringVar(&f.adminTLSCert, "admin-tls-cert", "", "serve the admin API over TLS with this certificate (PEM; reloaded when it changes)")
-	fs.StringVar(&f.adminTLSKey, "admin-tls-key", "", "private key (PEM) of --admin-tls-cert")
-	fs.StringVar(&f.tlsCert, "tls-cert", "", "certificate (PEM) of tls:// listeners; reloaded when the file changes and on SIGHUP")
-	fs.StringVar(&f.tlsKey, "tls-key", "", "private key (PEM) of tls:// listeners")
-	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "CA bundle (PEM) for mutual TLS on tls:// listeners: exporters must present a certificate it verifies")
-	fs.StringVar(&f.allowExporters, "allow-exporters", "", "accept flow export only from these sources: CIDR[,CIDR...]; others are dropped before decoding and counted")
+	f.adminTLS.register(fs)
 }
 
 // config builds the node's configuration: the file, then the flags, then
@@ -69,9 +54,10 @@ func (f *runFlags) nodeConfig() (node.Config, error) {
 			return c, err
 		}
 	}
-	if len(f.listens) > 0 {
-		c.Listen = f.listens
+	if err := f.ingestFlags.apply(&c); err != nil {
+		return c, err
 	}
+	f.adminTLS.apply(&c)
 	if f.admin != "" {
 		c.Admin = f.admin
 	}
@@ -96,47 +82,6 @@ func (f *runFlags) nodeConfig() (node.Config, error) {
 	c.AdminToken = os.Getenv("SLUICE_ADMIN_TOKEN")
 	if f.logLevel != "" {
 		c.LogLevel = f.logLevel
-	}
-	if f.loops >= 0 {
-		c.Collector.Loops = f.loops
-	}
-	c.Collector.ScopeByPort = c.Collector.ScopeByPort || f.scopePort
-	c.Collector.StockUDPRead = c.Collector.StockUDPRead || f.stockUDP
-	c.Collector.SharePort = c.Collector.SharePort || f.sharePort
-	if f.steer != "" {
-		c.Collector.Steer = f.steer
-	}
-	if f.lifetime != 0 {
-		c.Collector.TemplateLifetime = f.lifetime
-	}
-	if f.adminTLSCert != "" {
-		c.AdminTLS.CertFile = f.adminTLSCert
-	}
-	if f.adminTLSKey != "" {
-		c.AdminTLS.KeyFile = f.adminTLSKey
-	}
-	if f.tlsCert != "" {
-		c.Collector.TLS.CertFile = f.tlsCert
-	}
-	if f.tlsKey != "" {
-		c.Collector.TLS.KeyFile = f.tlsKey
-	}
-	if f.tlsClientCA != "" {
-		c.Collector.TLS.ClientCAFile = f.tlsClientCA
-	}
-	if f.allowExporters != "" {
-		ps, err := collector.ParsePrefixes(f.allowExporters)
-		if err != nil {
-			return c, fmt.Errorf("--allow-exporters: %w", err)
-		}
-		c.Collector.AllowExporters = ps
-	}
-	if f.redis != "" {
-		addrs, err := node.ParseRedisAddrs(f.redis)
-		if err != nil {
-			return c, fmt.Errorf("--redis: %w", err)
-		}
-		c.Redis.Addrs = addrs
 	}
 	if c.Redis.Password == "" {
 		c.Redis.Password = os.Getenv("SLUICE_REDIS_PASSWORD")

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sluice-flow/sluice/controlplane/node"
-	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/yamlconf"
 )
 
@@ -21,16 +20,13 @@ import (
 // --bus; node holds the processes' lifecycles. Only run reads the
 // signals, and the environment comes in through getenv.
 type splitFlags struct {
-	role                                                string
-	config, admin, pipeline, tokenFile, logLevel, redis string
-	pprof, ringDir, bus, steer, allowExporters          string
-	tlsCert, tlsKey, tlsClientCA                        string
-	adminTLSCert, adminTLSKey                           string
-	listens, outputs                                    stringList
-	loops                                               int
-	ringSize                                            yamlconf.Size
-	scopePort, stockUDP, sharePort                      bool
-	lifetime                                            time.Duration
+	ingestFlags                                  // collector
+	adminTLS                                     adminTLSFlags
+	role                                         string
+	config, admin, pipeline, tokenFile, logLevel string
+	pprof, ringDir, bus                          string
+	outputs                                      stringList
+	ringSize                                     yamlconf.Size
 }
 
 // splitAbout is the one-line description of a split command.
@@ -40,10 +36,6 @@ func splitAbout(role string) string {
 	}
 	return "Runs the split pod's mediator: pipelines and outputs over the file rings `sluice collector` writes in --ring-dir."
 }
-
-// steerUsage is the --steer flag's help, shared by sluice run and
-// sluice collector.
-const steerUsage = "how UDP datagrams reach the event loops: ebpf (an SO_REUSEPORT program sends each exporter and observation domain to one loop; needs CAP_BPF and CAP_NET_ADMIN), kernel (the kernel's 4-tuple hash), auto (ebpf when permitted, else kernel; the default)"
 
 // newSplitFlags registers the flags of role ("collector" or "mediator") on
 // fs.
@@ -55,25 +47,13 @@ func newSplitFlags(role string, fs *flag.FlagSet) *splitFlags {
 	fs.StringVar(&f.admin, "admin", "off", "serve this process's admin API (metrics, health) on this address")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address (off by default)")
-	fs.StringVar(&f.adminTLSCert, "admin-tls-cert", "", "serve the admin API over TLS with this certificate (PEM)")
-	fs.StringVar(&f.adminTLSKey, "admin-tls-key", "", "private key (PEM) of --admin-tls-cert")
+	f.adminTLS.register(fs)
 	if role == "collector" {
-		fs.Var(&f.listens, "listen", "listener URL, repeatable: udp://:4739, tcp://[::]:4739 (default udp://:4739 and tcp://:4739)")
-		fs.IntVar(&f.loops, "loops", -1, "event loops, one ring file each (default: one per CPU)")
+		f.ingestFlags.register(fs, "event loops, one ring file each (default: one per CPU)")
 		fs.Func("ring-size", "size of each ring file, e.g. 64MiB (default 16MiB)", func(v string) (err error) {
 			f.ringSize, err = yamlconf.ParseSize(v)
 			return err
 		})
-		fs.BoolVar(&f.scopePort, "scope-port", false, "scope templates by exporter address and port")
-		fs.BoolVar(&f.sharePort, "share-port", false, "share the listening ports with other processes that also ask for it (SO_REUSEPORT)")
-		fs.DurationVar(&f.lifetime, "template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
-		fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...]")
-		fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up (no recvmmsg; for measurements)")
-		fs.StringVar(&f.steer, "steer", "", steerUsage)
-		fs.StringVar(&f.allowExporters, "allow-exporters", "", "accept flow export only from these sources: CIDR[,CIDR...]")
-		fs.StringVar(&f.tlsCert, "tls-cert", "", "certificate (PEM) of tls:// listeners; reloaded when the file changes")
-		fs.StringVar(&f.tlsKey, "tls-key", "", "private key (PEM) of tls:// listeners")
-		fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "CA bundle (PEM) for mutual TLS on tls:// listeners")
 		return f
 	}
 	fs.Var(&f.outputs, "output", "output, repeatable, as for sluice run (default jsonl:-)")
@@ -98,53 +78,15 @@ func (f *splitFlags) Config(getenv func(string) string) (node.SplitConfig, error
 	if f.logLevel != "" {
 		c.LogLevel = f.logLevel
 	}
-	if len(f.listens) > 0 {
-		c.Listen = f.listens
-	}
-	if f.loops >= 0 {
-		c.Collector.Loops = f.loops
-	}
-	if f.ringSize != 0 {
-		c.Collector.RingSize = f.ringSize
-	}
-	c.Collector.ScopeByPort = c.Collector.ScopeByPort || f.scopePort
-	c.Collector.StockUDPRead = c.Collector.StockUDPRead || f.stockUDP
-	c.Collector.SharePort = c.Collector.SharePort || f.sharePort
-	if f.steer != "" {
-		c.Collector.Steer = f.steer
-	}
-	if f.lifetime != 0 {
-		c.Collector.TemplateLifetime = f.lifetime
-	}
-	if f.adminTLSCert != "" {
-		c.AdminTLS.CertFile = f.adminTLSCert
-	}
-	if f.adminTLSKey != "" {
-		c.AdminTLS.KeyFile = f.adminTLSKey
-	}
-	if f.tlsCert != "" {
-		c.Collector.TLS.CertFile = f.tlsCert
-	}
-	if f.tlsKey != "" {
-		c.Collector.TLS.KeyFile = f.tlsKey
-	}
-	if f.tlsClientCA != "" {
-		c.Collector.TLS.ClientCAFile = f.tlsClientCA
-	}
-	if f.allowExporters != "" {
-		ps, err := collector.ParsePrefixes(f.allowExporters)
-		if err != nil {
-			return c, fmt.Errorf("--allow-exporters: %w", err)
+	if f.role == "collector" {
+		if err := f.ingestFlags.apply(&c.Config); err != nil {
+			return c, err
 		}
-		c.Collector.AllowExporters = ps
-	}
-	if f.redis != "" {
-		addrs, err := node.ParseRedisAddrs(f.redis)
-		if err != nil {
-			return c, fmt.Errorf("--redis: %w", err)
+		if f.ringSize != 0 {
+			c.Collector.RingSize = f.ringSize
 		}
-		c.Redis.Addrs = addrs
 	}
+	f.adminTLS.apply(&c.Config)
 	if c.Redis.Password == "" {
 		c.Redis.Password = getenv("SLUICE_REDIS_PASSWORD")
 	}
