@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -478,6 +479,10 @@ func TestStatusPageJobs(t *testing.T) {
 	ts := newTestServer(t, r, -1, func(c *Config) { c.PublicStatus = true })
 	var ids []string
 	for i := range 3 {
+		// Jobs are ordered by their creation millisecond: give each its own.
+		for ms := time.Now().UnixMilli(); time.Now().UnixMilli() == ms; {
+			runtime.Gosched()
+		}
 		ids = append(ids, ts.postJob(t, tokenA, "echo", nil, `{"data":`+strconv.Itoa(i)+`}`))
 	}
 	other := ts.postJob(t, tokenB, "echo", nil, `{"data":"b"}`)
