@@ -99,22 +99,38 @@ func startRedis(t testing.TB) *redisServer {
 			_ = r.cmd.Process.Kill()
 			<-r.done
 		})
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if c, err := net.DialTimeout("tcp", r.Addr(), time.Second); err == nil {
-				c.Close()
-				return r
-			}
-			select {
-			case <-r.done:
-				t.Fatalf("redis-server exited (port %d taken?)", port)
-			case <-time.After(10 * time.Millisecond):
-			}
+		if r.listening(t, filepath.Join(dir, "redis.log")) {
+			return r
 		}
-		t.Fatal("redis-server did not listen")
+		// Another process took the port between the probe and the
+		// start (parallel test packages): try another.
 	}
 	t.Fatal("no free port")
 	return nil
+}
+
+// listening waits until r accepts connections; false if it exited because
+// its port was taken, fatal for any other end.
+func (r *redisServer) listening(t testing.TB, logFile string) bool {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", r.Addr(), time.Second); err == nil {
+			c.Close()
+			return true
+		}
+		select {
+		case <-r.done:
+			log, _ := os.ReadFile(logFile)
+			if strings.Contains(string(log), "in use") {
+				return false
+			}
+			t.Fatalf("redis-server on port %d exited:\n%s", r.port, log)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatal("redis-server did not listen")
+	return false
 }
 
 // Tokens of the test tenants.
