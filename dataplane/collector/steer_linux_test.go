@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -319,8 +320,10 @@ func TestSteerAutoWithoutPrivilege(t *testing.T) {
 		}
 		return
 	}
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
+	// The event loops may still log as they wind down: the buffer is
+	// shared.
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	port := testnet.FreePort(t, "127.0.0.1")
 	listen := []string{"udp://127.0.0.1:" + strconv.Itoa(port)}
 	c, err := collector.New(collector.Config{Listen: listen, Loops: 2}, log)
@@ -352,4 +355,22 @@ func TestSteerAutoWithoutPrivilege(t *testing.T) {
 	if err := c.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "steer ebpf") {
 		t.Errorf("steer ebpf without privilege: Run returned %v", err)
 	}
+}
+
+// lockedBuffer is a log destination safe for concurrent writers and readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
