@@ -113,9 +113,8 @@ images:
 	done
 
 test: test-deps check
-	$(GO) test -count=1 -skip '$(K8S_TESTS)' $$($(GO) list ./... | grep -v -x -e '.*/internal/k8stest')
+	$(GO) test -count=1 -bench . -benchtime=1x -skip '$(K8S_TESTS)' $$($(GO) list ./... | grep -v -x -e '.*/internal/k8stest')
 	$(GO) test -count=1 -race ./dataplane/collector/... ./dataplane/ring/... ./dataplane/template/... ./dataplane/mediator/... ./dataplane/pipeline/... ./dataplane/export/...
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime=1x ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=5 ./...
