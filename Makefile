@@ -128,9 +128,12 @@ fuzz-smoke:
 		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); \
 	done
 
-# Every fuzz target for FUZZTIME (30 minutes by default): hours in all.
+# Every fuzz target for FUZZTIME (30 minutes by default), FUZZ_JOBS at a
+# time with one fuzz worker each; the executions each reached go to
+# perf/results/fuzz-long.md. 17 targets x 30 minutes: hours of CPU in all.
+FUZZ_JOBS ?= $(shell nproc)
 fuzz-long:
-	$(MAKE) fuzz-smoke FUZZTIME=$(if $(filter command line environment,$(origin FUZZTIME)),$(FUZZTIME),30m)
+	GO=$(GO) ./perf/fuzz-long.sh $(if $(filter command line environment,$(origin FUZZTIME)),$(FUZZTIME),30m) $(FUZZ_JOBS) perf/results/fuzz-long.md $(FUZZ_TARGETS)
 
 # Chaos: each part of Sluice (split collector, split mediator, sluice run,
 # Redis, a Redis Cluster master, the receiver of an ipfix+tcp output) killed
