@@ -30,9 +30,15 @@ func runController(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/sluice", "volume for the pipeline without --redis")
 	fs.StringVar(&tokenFile, "token-file", "", "file holding the API token (or set SLUICE_ADMIN_TOKEN)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	var adminTLS adminTLSFlags
+	adminTLS.register(fs)
 	if err := parseFlags(fs, args, 0, stdout); err != nil {
 		return err
 	}
+	if (adminTLS.cert == "") != (adminTLS.key == "") {
+		return usageError{fmt.Errorf("--admin-tls-cert and --admin-tls-key go together")}
+	}
+	cfg.TLSCertFile, cfg.TLSKeyFile = adminTLS.cert, adminTLS.key
 	cfg.Token = os.Getenv("SLUICE_ADMIN_TOKEN")
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)

@@ -113,8 +113,9 @@ func (f *splitFlags) Config(getenv func(string) string) (node.SplitConfig, error
 }
 
 // Run builds the configuration and the process of f's role and runs it
-// until SIGTERM or SIGINT; the mediator reloads its pipeline file on
-// SIGHUP. Logs go to stderr, jsonl:- records to stdout.
+// until SIGTERM or SIGINT. On SIGHUP the collector reloads its TLS files
+// and the mediator its pipeline file. Logs go to stderr, jsonl:- records
+// to stdout.
 func (f *splitFlags) Run(getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := f.Config(getenv)
 	if err != nil {
@@ -126,16 +127,35 @@ func (f *splitFlags) Run(getenv func(string) string, stdout, stderr io.Writer) e
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	var run func(context.Context) error
+	var reload func()
 	if f.role == "collector" {
 		p, err := node.NewCollectorProcess(cfg, log)
 		if err != nil {
 			return err
 		}
-		return p.Run(ctx)
-	}
-	p, err := node.NewMediatorProcess(cfg, stdout, log)
-	if err != nil {
-		return err
+		run = p.Run
+		reload = func() {
+			if err := p.Collector().ReloadTLS(); err != nil {
+				log.Error("tls files reload failed; the loaded ones stay", "err", err)
+			}
+		}
+	} else {
+		p, err := node.NewMediatorProcess(cfg, stdout, log)
+		if err != nil {
+			return err
+		}
+		run = p.Run
+		reload = func() {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			v, err := p.Reload(rctx)
+			cancel()
+			if err != nil {
+				log.Error("pipeline reload failed; the running pipeline stays", "err", err)
+				return
+			}
+			log.Info("pipeline reloaded", "version", v)
+		}
 	}
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
@@ -144,18 +164,11 @@ func (f *splitFlags) Run(getenv func(string) string, stdout, stderr io.Writer) e
 		for {
 			select {
 			case <-hups:
-				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				v, err := p.Reload(rctx)
-				cancel()
-				if err != nil {
-					log.Error("pipeline reload failed; the running pipeline stays", "err", err)
-					continue
-				}
-				log.Info("pipeline reloaded", "version", v)
+				reload()
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
-	return p.Run(ctx)
+	return run(ctx)
 }

@@ -31,6 +31,9 @@ type Config struct {
 	DaemonBinary string
 	// API is the HTTP listen address. Default: :8080.
 	API string
+	// TLSCertFile and TLSKeyFile, when set, serve the API over TLS (both
+	// or neither; the files are reloaded when they change). Default: HTTP.
+	TLSCertFile, TLSKeyFile string
 	// Token guards the mutations, the pipeline and the bus bridge.
 	Token string
 	// Store keeps the pipeline in force. Default: a FileStore at
@@ -107,7 +110,8 @@ func New(cfg Config, log *slog.Logger) (*Controller, error) {
 	c.client = dbus.NewClient(lc, log)
 	c.client.WatchOwners(c.ownerChanged)
 	c.bridge = NewBridge(c.client, cfg.Allow, log)
-	c.api = admin.New(admin.Config{Addr: cfg.API, Token: cfg.Token, Mounts: []admin.Mount{c.bridge.Mount()}}, (*source)(c), log)
+	c.api = admin.New(admin.Config{Addr: cfg.API, Token: cfg.Token,
+		TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile, Mounts: []admin.Mount{c.bridge.Mount()}}, (*source)(c), log)
 	return c, nil
 }
 
@@ -153,7 +157,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	apiDone := make(chan error, 1)
 	go func() { apiDone <- c.api.Serve() }()
-	c.log.Info("controller API", "addr", c.api.Addr(), "bus", c.BusAddress())
+	c.log.Info("controller API", "addr", c.api.Addr(), "tls", c.api.TLS(), "bus", c.BusAddress())
 	close(c.started)
 
 	var runErr error

@@ -31,7 +31,7 @@ func startPod(t *testing.T, cfg Config) *pod {
 	p.colObj = dbus.NewCollectorObject(p.col)
 	startProcess(t, p.c.BusAddress(), "collector", dbus.CollectorName, p.colObj)
 	p.medP = startProcess(t, p.c.BusAddress(), "mediator", dbus.MediatorName, dbus.NewMediatorObject(p.med))
-	p.api = api{t, "http://" + p.c.APIAddr()}
+	p.api = api{t: t, base: "http://" + p.c.APIAddr()}
 	waitFor(t, "/readyz", func() bool { code, _ := p.api.do("GET", "/readyz", "", ""); return code == 200 })
 	return p
 }
@@ -298,7 +298,7 @@ func TestBridgeBusDown(t *testing.T) {
 	}
 	go s.Serve()
 	defer s.Shutdown(context.Background())
-	a := api{t, "http://" + s.Addr()}
+	a := api{t: t, base: "http://" + s.Addr()}
 	for _, path := range []string{"/api/v1/bus/services", "/api/v1/bus/services/io.sluice.Collector1/objects", "/api/v1/bus/signals?service=io.sluice.Collector1"} {
 		if code, body := a.do("GET", path, "tok", ""); code != 503 || !strings.Contains(body, `"error":"bus_down"`) {
 			t.Errorf("%s: %d %s", path, code, body)

@@ -190,8 +190,9 @@ func (m *pipeMediator) AppendMetrics(b []byte) []byte {
 
 // api is an HTTP client of the controller's API.
 type api struct {
-	t    *testing.T
-	base string
+	t      *testing.T
+	base   string
+	client *http.Client // nil: http.DefaultClient
 }
 
 func (a api) do(method, path, token, body string) (int, string) {
@@ -203,7 +204,11 @@ func (a api) do(method, path, token, body string) (int, string) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := a.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		a.t.Fatal(err)
 	}

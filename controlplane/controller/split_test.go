@@ -71,7 +71,7 @@ func TestSplitPod(t *testing.T) {
 	node.RegisterBus(dbus.NodeBus{Log: quietLog(), Link: fastLink()})
 	defer node.RegisterBus(nil)
 	c := startController(t, Config{})
-	a := api{t, "http://" + c.APIAddr()}
+	a := api{t: t, base: "http://" + c.APIAddr()}
 	dir := filepath.Join(t.TempDir(), "rings")
 	addr := freeUDP(t)
 	// The configs sluice collector and sluice mediator build from their

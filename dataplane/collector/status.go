@@ -250,6 +250,7 @@ var (
 	sequenceOutOfOrder    = promtext.Counter("sluice_sequence_out_of_order_total", "Messages that arrived after later ones.")
 	sequenceResetsTotal   = promtext.Counter("sluice_sequence_resets_total", "Sequence number jumps taken for exporter restarts.")
 	tlsFailuresTotal      = promtext.Counter("sluice_tls_sessions_failed_total", "TLS sessions that ended before reaching an event loop, by reason: handshake (failed, or a client certificate missing or not verified under mutual TLS), register (no loop took it).")
+	tlsReloadsTotal       = promtext.Counter("sluice_tls_reloads_total", "Reloads of the tls:// listeners' certificate, key and client CA files, by outcome: changed (new files in use), failed (the loaded ones stay).")
 	exporterRefusedTotal  = promtext.Counter("sluice_exporter_refused_total", "What an exporter lost to its own bounds, by reason: templates (template_limit, exporter_template_limit, domain_template_limit) and data sets (held_overflow, rate_limit) refused, domains past max_domains_per_exporter (domain_limit).")
 )
 
@@ -309,6 +310,9 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 		for r := range numTLSFailures {
 			w.Uint(tlsFailuresTotal, c.tls.failures[r].Load(), "reason", tlsFailureNames[r])
 		}
+		ok, failed := c.tls.files.Reloads()
+		w.Uint(tlsReloadsTotal, ok, "outcome", "changed")
+		w.Uint(tlsReloadsTotal, failed, "outcome", "failed")
 	}
 	w.Uint(udpBatchesTotal, sum(func(s *loopStats) uint64 { return s.udpBatches.Load() }))
 	ports := map[uint16]bool{}
