@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-flow/sluice/controlplane/buildinfo"
 	"github.com/sluice-flow/sluice/controlplane/frontend"
+	"github.com/sluice-flow/sluice/dataplane/template/redistier"
 )
 
 const usage = `usage: sluice-api <command> [flags]
@@ -81,6 +82,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&redis, "redis", "", "Redis address(es), host:port[,host:port...] (required)")
 	fs.StringVar(&cfg.Redis.Username, "redis-user", "", "Redis ACL user")
 	fs.IntVar(&cfg.Redis.DB, "redis-db", 0, "Redis database number")
+	var redisTLS bool
+	var redisCA, redisServerName string
+	fs.BoolVar(&redisTLS, "redis-tls", false, "reach Redis over TLS (TLS 1.2 or later)")
+	fs.StringVar(&redisCA, "redis-tls-ca", "", "CA bundle (PEM) that signs Redis's certificate (default: the system's; implies --redis-tls)")
+	fs.StringVar(&redisServerName, "redis-tls-server-name", "", "name to verify Redis's certificate against (default: the host dialled; implies --redis-tls)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for uploads and large results, shared by replicas (required)")
 	fs.StringVar(&cfg.TokensFile, "tokens-file", "", `file of "token tenant" lines, reloaded on SIGHUP (required)`)
 	fs.StringVar(&cfg.Broker, "broker", "", "ZeroMQ endpoint of the job broker, ipc:// or tcp:// (default ipc:// in $XDG_RUNTIME_DIR or the temporary directory)")
@@ -114,6 +120,13 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Redis.Addrs = strings.Split(redis, ",")
 	cfg.Redis.Password = os.Getenv("SLUICE_REDIS_PASSWORD")
+	if redisTLS || redisCA != "" || redisServerName != "" {
+		tc, err := redistier.ClientTLS(redisCA, redisServerName)
+		if err != nil {
+			return err
+		}
+		cfg.Redis.TLS = tc
+	}
 	if cfg.Workers == 0 {
 		cfg.Workers = -1 // the library's zero means one per CPU
 	}

@@ -32,6 +32,8 @@ func runController(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	var adminTLS adminTLSFlags
 	adminTLS.register(fs)
+	var redisTLS redisTLSFlags
+	redisTLS.register(fs)
 	if err := parseFlags(fs, args, 0, stdout); err != nil {
 		return err
 	}
@@ -56,7 +58,11 @@ func runController(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return usageError{fmt.Errorf("--redis: %w", err)}
 		}
-		if cfg.Store, err = controller.NewRedisStore(addrs, "", os.Getenv("SLUICE_REDIS_PASSWORD"), pipelineName); err != nil {
+		tc, err := redisTLS.config()
+		if err != nil {
+			return usageError{err}
+		}
+		if cfg.Store, err = controller.NewRedisStore(addrs, "", os.Getenv("SLUICE_REDIS_PASSWORD"), pipelineName, tc); err != nil {
 			return err
 		}
 	}

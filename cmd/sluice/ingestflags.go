@@ -1,12 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"time"
 
 	"github.com/sluice-flow/sluice/controlplane/node"
 	"github.com/sluice-flow/sluice/dataplane/collector"
+	"github.com/sluice-flow/sluice/dataplane/template/redistier"
 )
 
 // ingestFlags are the flags `sluice run` and `sluice collector` share: the
@@ -19,6 +21,7 @@ type ingestFlags struct {
 	loops                          int
 	scopePort, stockUDP, sharePort bool
 	lifetime                       time.Duration
+	redisTLS                       redisTLSFlags
 }
 
 func (f *ingestFlags) register(fs *flag.FlagSet, loopsHelp string) {
@@ -28,6 +31,7 @@ func (f *ingestFlags) register(fs *flag.FlagSet, loopsHelp string) {
 	fs.BoolVar(&f.sharePort, "share-port", false, "share the listening ports with other processes that also ask for it (SO_REUSEPORT); without it a port another process holds stops the start")
 	fs.DurationVar(&f.lifetime, "template-lifetime", 0, "lifetime of UDP templates not retransmitted (default 30m)")
 	fs.StringVar(&f.redis, "redis", "", "share templates through Redis: host:port[,host:port...] (one node, or cluster nodes)")
+	f.redisTLS.register(fs)
 	fs.StringVar(&f.steer, "steer", "", steerUsage)
 	fs.BoolVar(&f.stockUDP, "stock-udp-read", false, "read one UDP datagram per wake-up as stock gnet does (no recvmmsg batches; for measurements)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "certificate (PEM) of tls:// listeners; reloaded when the file changes and on SIGHUP")
@@ -78,7 +82,36 @@ func (f *ingestFlags) apply(c *node.Config) error {
 		}
 		c.Redis.Addrs = addrs
 	}
+	if f.redisTLS.on || f.redisTLS.ca != "" || f.redisTLS.serverName != "" {
+		c.Redis.TLS = true
+	}
+	if f.redisTLS.ca != "" {
+		c.Redis.CAFile = f.redisTLS.ca
+	}
+	if f.redisTLS.serverName != "" {
+		c.Redis.ServerName = f.redisTLS.serverName
+	}
 	return nil
+}
+
+// redisTLSFlags reach Redis over TLS (every command that reaches Redis).
+type redisTLSFlags struct {
+	on             bool
+	ca, serverName string
+}
+
+func (f *redisTLSFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.on, "redis-tls", false, "reach Redis over TLS (TLS 1.2 or later)")
+	fs.StringVar(&f.ca, "redis-tls-ca", "", "CA bundle (PEM) that signs Redis's certificate (default: the system's; implies --redis-tls)")
+	fs.StringVar(&f.serverName, "redis-tls-server-name", "", "name to verify Redis's certificate against (default: the host dialled; implies --redis-tls)")
+}
+
+// config returns the TLS configuration the flags ask for, or nil.
+func (f *redisTLSFlags) config() (*tls.Config, error) {
+	if !f.on && f.ca == "" && f.serverName == "" {
+		return nil, nil
+	}
+	return redistier.ClientTLS(f.ca, f.serverName)
 }
 
 // adminTLSFlags serve a process's admin API over TLS (every command that

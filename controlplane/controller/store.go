@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,12 +104,14 @@ func (s RedisStore) Save(ctx context.Context, file []byte, version uint64) error
 }
 
 // NewRedisStore connects to Redis (one node, or any nodes of a cluster)
-// for a RedisStore. rueidis dials at once: Redis must answer at start.
-func NewRedisStore(addrs []string, username, password, name string) (RedisStore, error) {
+// for a RedisStore, over TLS when tc is not nil. rueidis dials at once:
+// Redis must answer at start.
+func NewRedisStore(addrs []string, username, password, name string, tc *tls.Config) (RedisStore, error) {
 	if name == "" {
 		name = "default"
 	}
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, Username: username, Password: password, DisableCache: true, ForceSingleClient: len(addrs) == 1})
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, Username: username, Password: password,
+		DisableCache: true, ForceSingleClient: len(addrs) == 1, TLSConfig: tc})
 	if err != nil {
 		return RedisStore{}, fmt.Errorf("controller: redis: %w", err)
 	}

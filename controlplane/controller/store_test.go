@@ -32,7 +32,7 @@ func TestRedisStore(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	var s RedisStore
 	waitFor(t, "redis-server", func() bool {
-		s, err = NewRedisStore([]string{addr}, "", "", "")
+		s, err = NewRedisStore([]string{addr}, "", "", "", nil)
 		return err == nil
 	})
 	defer s.Client.Close()

@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -94,6 +95,9 @@ type RedisConfig struct {
 	DB       int
 	// Timeout bounds each operation. Default 2s.
 	Timeout time.Duration
+	// TLS, when set, reaches Redis over TLS with this configuration
+	// (redistier.ClientTLS builds one from a CA file). Default: plain TCP.
+	TLS *tls.Config
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -73,6 +73,22 @@ func (r *redisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.port)
 
 func startRedis(t testing.TB) *redisServer {
 	t.Helper()
+	return startRedisArgs(t, func(port int) []string { return []string{"--port", strconv.Itoa(port)} })
+}
+
+// startRedisTLS starts a redis-server that speaks only TLS, with the
+// certificate and key given (clients need no certificate).
+func startRedisTLS(t testing.TB, certFile, keyFile string) *redisServer {
+	t.Helper()
+	return startRedisArgs(t, func(port int) []string {
+		return []string{"--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", certFile,
+			"--tls-key-file", keyFile, "--tls-ca-cert-file", certFile, "--tls-auth-clients", "no"}
+	})
+}
+
+// startRedisArgs starts a redis-server listening as listen(port) says.
+func startRedisArgs(t testing.TB, listen func(port int) []string) *redisServer {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("redis-server not found; `make test-deps` installs it")
@@ -88,8 +104,9 @@ func startRedis(t testing.TB) *redisServer {
 		}
 		l.Close()
 		r := &redisServer{port: port, done: make(chan struct{})}
-		r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+		args := append(listen(port), "--bind", "127.0.0.1", "--save", "",
 			"--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"), "--protected-mode", "no")
+		r.cmd = exec.Command("redis-server", args...)
 		if err := r.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

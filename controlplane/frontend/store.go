@@ -53,6 +53,7 @@ func newStore(cfg RedisConfig) (*store, error) {
 		Dialer:           net.Dialer{Timeout: cfg.Timeout},
 		ConnWriteTimeout: cfg.Timeout,
 		DisableCache:     true,
+		TLSConfig:        cfg.TLS,
 		// Callers decide what to retry: a job is never posted twice.
 		DisableRetry: true,
 	})

@@ -2,14 +2,13 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/redis/rueidis"
+
+	"github.com/sluice-flow/sluice/dataplane/template/redistier"
 )
 
 // pullPipeline puts in force the pipeline the frontend keeps in Redis
@@ -42,16 +41,9 @@ func (n *Node) readStoredPipeline(ctx context.Context, key string) ([]byte, uint
 	opt := rueidis.ClientOption{InitAddress: r.Addrs, Username: r.Username, Password: r.Password, SelectDB: r.DB,
 		ClientName: "sluice", DisableCache: true, ForceSingleClient: len(r.Addrs) == 1}
 	if r.TLS {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.ServerName}
-		if r.CAFile != "" {
-			pem, err := os.ReadFile(r.CAFile)
-			if err != nil {
-				return nil, 0, err
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, 0, fmt.Errorf("%s: no PEM certificate", r.CAFile)
-			}
+		tc, err := redistier.ClientTLS(r.CAFile, r.ServerName)
+		if err != nil {
+			return nil, 0, err
 		}
 		opt.TLSConfig = tc
 	}

@@ -198,16 +198,9 @@ func New(cfg Config, shared *template.Shared, arrived func(template.Key), log *s
 		DisableRetry: true,
 	}
 	if cfg.TLS {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
-		if cfg.CAFile != "" {
-			pem, err := os.ReadFile(cfg.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("redistier: %w", err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("redistier: %s: no PEM certificate", cfg.CAFile)
-			}
+		tc, err := ClientTLS(cfg.CAFile, cfg.ServerName)
+		if err != nil {
+			return nil, err
 		}
 		s.opt.TLSConfig = tc
 	}
@@ -905,4 +898,24 @@ func (w *worker) prune(now int64) {
 // jitter spreads retries of many pods: d ± 20%.
 func jitter(d time.Duration) time.Duration {
 	return d*4/5 + time.Duration(rand.Int64N(int64(d*2/5)+1))
+}
+
+// ClientTLS is the TLS configuration of a Redis client (TLS 1.2 at
+// least): the server is verified against the CAs in caFile (PEM; empty:
+// the system's), under serverName when set (default: the host dialled).
+// Every Sluice process that reaches Redis takes it.
+func ClientTLS(caFile, serverName string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if caFile == "" {
+		return tc, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("redis tls: %w", err)
+	}
+	tc.RootCAs = x509.NewCertPool()
+	if !tc.RootCAs.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("redis tls: %s: no PEM certificate", caFile)
+	}
+	return tc, nil
 }
