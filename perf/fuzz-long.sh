@@ -16,7 +16,7 @@ for t in "$@"; do
 done
 printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c '
 	t={} pkg=${t%%:*} fn=${t##*:}
-	log='"$logs"'/$(echo "$pkg" | tr / _)_$fn.log
+	log='"$logs"'/$(echo "${pkg#./}" | tr / _)_$fn.log
 	echo "fuzz $pkg $fn for '"$fuzztime"'"
 	if "'"$go"'" test "$pkg" -run "^\$" -fuzz "^$fn\$" -fuzztime '"$fuzztime"' -parallel 1 >"$log" 2>&1; then
 		echo ok >"$log.rc"
@@ -33,7 +33,7 @@ status=0
 	echo "|---|---|---|---|---|---|"
 	for t in "$@"; do
 		pkg=${t%%:*} fn=${t##*:}
-		log=$logs/$(echo "$pkg" | tr / _)_$fn.log
+		log=$logs/$(echo "${pkg#./}" | tr / _)_$fn.log
 		rc=$(cat "$log.rc" 2>/dev/null || echo missing)
 		[ "$rc" = ok ] || status=1
 		last=$(grep -E '^fuzz: elapsed' "$log" | tail -n 1)

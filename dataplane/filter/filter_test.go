@@ -328,6 +328,8 @@ func TestParseErrors(t *testing.T) {
 	f(`interfaceName == "abc`, 18, "unterminated string")
 	f(`interfaceName == "a\nb"`, 20, "invalid escape")
 	f("flowStartSeconds == 2026-13-01T00:00:00Z", 21, "invalid time")
+	f("flowStartSeconds < 0000-01-01T00:00:00+01:00", 20, "out of range")
+	f("flowStartSeconds > 9999-12-31T23:30:00-01:00", 20, "out of range")
 	f("protocolIdentifier == 6 & x", 25, "unexpected character")
 	f("protocolIdentifier == 1.5.6", 23, "invalid literal")
 	f("protocolIdentifier == inf", 23, "invalid literal")

@@ -596,6 +596,11 @@ func parseWordLiteral(s string) (Literal, string) {
 		if err != nil {
 			return Literal{}, "invalid time " + quote(s) + " (want RFC 3339)"
 		}
+		// Kept in UTC and printed so: its year must have four digits
+		// there too, or the printed filter would not parse.
+		if y := tm.UTC().Year(); y < 0 || y > 9999 {
+			return Literal{}, "time " + quote(s) + " out of range (years 0000 to 9999 in UTC)"
+		}
 		return Literal{Kind: LitTime, Time: tm.UTC()}, ""
 	}
 	digits, neg := strings.CutPrefix(s, "-")
