@@ -113,7 +113,7 @@ images:
 	done
 
 test: test-deps check
-	$(GO) test -count=1 -bench . -benchtime=1x -skip '$(K8S_TESTS)' $$($(GO) list ./... | grep -v -x -e '.*/internal/k8stest')
+	$(GO) test -count=1 -timeout 15m -bench . -benchtime=1x -skip '$(K8S_TESTS)' $$($(GO) list ./... | grep -v -x -e '.*/internal/k8stest')
 	$(GO) test -count=1 -race ./dataplane/collector/... ./dataplane/ring/... ./dataplane/template/... ./dataplane/mediator/... ./dataplane/pipeline/... ./dataplane/export/...
 
 bench:
