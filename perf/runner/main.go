@@ -18,6 +18,9 @@
 //	runner compare [flags]   sluice and goflow2 at the same rates
 //	runner pipeline [flags]  sluice with pipeline files (stages, IPFIX over
 //	                         TCP to a receiver in the runner, aggregation)
+//	runner netns   [flags]   sluice with the generator in a network namespace
+//	                         of its own (a veth pair), then over loopback;
+//	                         generator and sluice pinned to a CPU each
 //	runner report  [flags]   rewrite RESULTS.md and the plots from results/*.json
 //
 // Results go to perf/results/MODE.json, a section of perf/RESULTS.md and a
@@ -46,6 +49,7 @@ type config struct {
 	sluiceArgs, goflow2Args        []string
 	sinkArgs, genArgs              []string
 	genCPUs, receiverCPUs          string // taskset CPU lists; "" leaves the scheduler free
+	netns                          bool   // the generator sends from a namespace of its own over a veth pair
 	outputs                        []string
 	pipelines                      []*pipelineSpec
 	keys                           int
@@ -71,6 +75,12 @@ type runner struct {
 	stepNo      int
 	tty         bool
 	nativePprof bool
+
+	// ns is the generator's namespace (--netns, netns mode), removed at
+	// the end, on SIGINT or SIGTERM too.
+	ns      *vethNS
+	genCPUs []int // parsed cfg.genCPUs and cfg.receiverCPUs
+	recCPUs []int
 
 	mu      sync.Mutex
 	current *proc
@@ -115,6 +125,7 @@ var modeHelp = map[string]string{
 	"compare":  "Measures sluice run --output discard, then goflow2 (-format bin -transport file\ninto /dev/null), at the same rates.",
 	"pipeline": "Measures sluice run --pipeline FILE for each --pipelines entry: a ladder and a\nbisection for the highest input rate without loss on either side (input as in\nrun; outputs: nothing dropped, queued or unsent, and a TCP receiver in the\nrunner counted every record sent to it). Pipelines that aggregate get --keys\ndistinct 5-tuples, sent once before each step to fill the table, and report\nmemory per key.",
 	"split":    "Measures sluice run --output X, then the split pod (sluice collector and sluice\nmediator --output X over file rings on /dev/shm) at the same rates, for each\n--outputs entry (default discard): the split form's zero-loss rate against run's.",
+	"netns":    "Measures sluice run --output X (default discard) with the generator in a network\nnamespace of its own, sending over a veth pair to the receiver in the root\nnamespace, then with the generator in the root namespace over loopback; both\npinned (--gen-cpus, default 1; --receiver-cpus, default 0). Reports the\ngenerator's own CPU and each pinned CPU's softirq time per step.",
 	"report":   "Rewrites the sections of RESULTS.md and the plots from the results/*.json files.",
 }
 
@@ -144,9 +155,9 @@ func parseRateFlag(s string) (float64, error) {
 func parseFlags(mode string, args []string) (config, error) {
 	c := config{mode: mode}
 	switch mode {
-	case "run", "ceiling", "compare", "pipeline", "split", "report":
+	case "run", "ceiling", "compare", "pipeline", "split", "netns", "report":
 	default:
-		return c, fmt.Errorf("unknown mode %q: run, ceiling, compare, pipeline, split or report", mode)
+		return c, fmt.Errorf("unknown mode %q: run, ceiling, compare, pipeline, split, netns or report", mode)
 	}
 	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
 	fs.Usage = func() {
@@ -161,6 +172,7 @@ func parseFlags(mode string, args []string) (config, error) {
 	var sluiceArgs, goflow2Args, sinkArgs, genArgs, outputs, pipelines listFlag
 	fs.StringVar(&c.genCPUs, "gen-cpus", "", "pin the generator to these CPUs (a taskset list, e.g. 0), so the receiver's ceiling is measured rather than the generator's share")
 	fs.StringVar(&c.receiverCPUs, "receiver-cpus", "", "pin the receiver (sluice run, the split pod's two processes, the sink, goflow2) to these CPUs (e.g. 1)")
+	fs.BoolVar(&c.netns, "netns", mode == "netns", "run the generator in a network namespace of its own, sending over a veth pair to the receiver in the root namespace (needs root and iproute2; pins the generator to CPU 1 and the receiver to CPU 0 unless --gen-cpus or --receiver-cpus say otherwise)")
 	fs.Var(&sluiceArgs, "sluice-args", "extra sluice run arguments (space-separated; repeatable)")
 	fs.Var(&goflow2Args, "goflow2-args", "extra goflow2 arguments")
 	fs.Var(&sinkArgs, "sink-args", "extra sink arguments")
@@ -175,7 +187,7 @@ func parseFlags(mode string, args []string) (config, error) {
 		defRecords, defStart, defPast = 2, "200k", 0
 	case "compare":
 		defStart, defPast = "100k", 3
-	case "split":
+	case "split", "netns":
 		defPast = 2
 	}
 	fs.IntVar(&c.records, "records", defRecords, "records per message")
@@ -234,12 +246,28 @@ func parseFlags(mode string, args []string) (config, error) {
 	c.outputs = outputs
 	if len(c.outputs) == 0 {
 		c.outputs = []string{"discard", "jsonl:/dev/null"}
-		if mode == "split" {
+		if mode == "split" || mode == "netns" {
 			c.outputs = []string{"discard"}
 		}
 	}
 	if c.gen == "" {
 		c.gen = c.sluice
+	}
+	if mode == "netns" && !c.netns {
+		return c, fmt.Errorf("the netns mode needs --netns")
+	}
+	if c.netns {
+		if c.genCPUs == "" {
+			c.genCPUs = "1"
+		}
+		if c.receiverCPUs == "" {
+			c.receiverCPUs = "0"
+		}
+	}
+	for _, l := range []string{c.genCPUs, c.receiverCPUs} {
+		if _, err := parseCPUList(l); err != nil {
+			return c, err
+		}
 	}
 	if c.command == "" {
 		c.command = strings.Join(os.Args, " ")
@@ -280,14 +308,24 @@ func run(cfg config) error {
 	if r.logDir, err = os.MkdirTemp("", "sluice-perf-"+cfg.mode+"-"); err != nil {
 		return err
 	}
+	r.genCPUs, _ = parseCPUList(cfg.genCPUs)
+	r.recCPUs, _ = parseCPUList(cfg.receiverCPUs)
 	r.handleSignals()
+	if cfg.netns {
+		if r.ns, err = newVethNS(); err != nil {
+			return err
+		}
+		defer r.closeNS()
+		r.logf("generator namespace %s: veth %s (%s, receiver) <-> %s (%s, generator)", r.ns.Name, r.ns.HostDev, r.ns.HostAddr, r.ns.NSDev, r.ns.NSAddr)
+	}
 
 	res := &Result{Mode: cfg.mode, Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Command: cfg.command,
 		Machine: readMachineInfo(map[bool]string{true: cfg.goflow2}[cfg.mode == "compare"]), LoadAvgStart: loadAverage(),
 		Config: map[string]any{"records_per_message": cfg.records, "exporters": cfg.exporters,
 			"step_seconds": cfg.step.Seconds(), "start_rps": cfg.start, "factor": cfg.factor, "bisect": cfg.bisect,
 			"sluice_args": strings.Join(cfg.sluiceArgs, " "), "gen_args": strings.Join(cfg.genArgs, " "),
-			"goflow2_listen_query": cfg.goflow2Query, "gen_burst": cfg.genBurst.String(), "loss_tolerance": cfg.lossTolerance}}
+			"goflow2_listen_query": cfg.goflow2Query, "gen_burst": cfg.genBurst.String(), "loss_tolerance": cfg.lossTolerance,
+			"gen_cpus": cfg.genCPUs, "receiver_cpus": cfg.receiverCPUs, "netns": cfg.netns, "irq_time_accounting": irqTimeAccounting()}}
 	if cfg.mode == "pipeline" {
 		res.Config["keys"] = cfg.keys
 		res.Config["prefill_rps"] = cfg.prefillRate
@@ -324,6 +362,11 @@ func run(cfg config) error {
 		for _, o := range cfg.outputs {
 			res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: o}, sc))
 			res.Series = append(res.Series, r.search(Target{Kind: kindSplit, Output: o}, sc))
+		}
+	case "netns":
+		for _, o := range cfg.outputs {
+			res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: o, Veth: true}, sc))
+			res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: o}, sc))
 		}
 	case "compare":
 		res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: "discard"}, sc))
@@ -404,9 +447,28 @@ func (r *runner) handleSignals() {
 		if p != nil && p.cmd.Process != nil {
 			_ = p.cmd.Process.Kill()
 		}
+		r.closeNS()
 		fmt.Fprintf(os.Stderr, "\nrunner: %s: stopped\n", sig)
 		os.Exit(130)
 	}()
+}
+
+// veth reports whether the generator sends to t over the veth pair: the
+// targets the netns mode says so of, every target with --netns in the
+// other modes.
+func (r *runner) veth(t Target) bool {
+	return r.ns != nil && (t.Veth || r.cfg.mode != "netns")
+}
+
+// closeNS removes the generator's namespace and veth pair, once.
+func (r *runner) closeNS() {
+	r.mu.Lock()
+	ns := r.ns
+	r.ns = nil
+	r.mu.Unlock()
+	if err := ns.Close(); err != nil {
+		r.logf("%v", err)
+	}
 }
 
 func (r *runner) logf(format string, args ...any) {

@@ -298,7 +298,7 @@ func (r *runner) prefill(p *proc, ps *PipeStep) error {
 	rate := r.cfg.prefillRate
 	count := prefillCount(r.cfg.keys, r.cfg.exporters, r.cfg.records, r.genBatch(rate))
 	start := time.Now()
-	gen, _, err := r.runGen(p.udpPort, rate, 0, count, false, r.keysArgs(p.t), nil)
+	gen, _, err := r.runGen(p, rate, 0, count, false, r.keysArgs(p.t), nil)
 	if err != nil {
 		return fmt.Errorf("prefill: %w", err)
 	}

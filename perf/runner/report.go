@@ -19,12 +19,13 @@ var modeTitles = map[string]string{
 	"compare":  "Sluice and goflow2 (`perf/compare.sh`, `make perf-compare`)",
 	"pipeline": "Pipelines (`perf/pipeline.sh`, `make perf-pipeline`)",
 	"split":    "The split pod against sluice run (`go run ./perf/runner split`)",
+	"netns":    "Generator in its own network namespace (issue 19)",
 }
 
 // reportAll rewrites the sections of RESULTS.md and the plots of every
 // mode that has a results file.
 func (r *runner) reportAll() error {
-	for _, mode := range []string{"run", "ceiling", "compare", "pipeline", "split"} {
+	for _, mode := range []string{"run", "ceiling", "compare", "pipeline", "split", "netns"} {
 		b, err := os.ReadFile(filepath.Join(r.cfg.resultsDir, mode+".json"))
 		if err != nil {
 			continue
@@ -178,10 +179,22 @@ func (r *runner) renderSection(res *Result, plot string) string {
 	if a, _ := cfg["goflow2_listen_query"].(string); a != "" && res.Mode == "compare" {
 		w(", goflow2 `-listen ...?%s`", a)
 	}
-	if res.Mode == "pipeline" {
+	gc, _ := cfg["gen_cpus"].(string)
+	rc, _ := cfg["receiver_cpus"].(string)
+	// Runs with the generator in its namespace get the step table with
+	// the CPU split (other pinned runs keep their mode's table).
+	netns, _ := cfg["netns"].(bool)
+	switch {
+	case res.Mode == "pipeline" && gc == "" && rc == "":
 		w("; a fresh sluice process (and TCP receiver) per step; generator, sluice and receiver share the machine's CPUs.\n\n")
-	} else {
+	case gc == "" && rc == "":
 		w("; a fresh receiver process per step; generator and receiver share the machine's CPUs.\n\n")
+	default:
+		w("; a fresh receiver process per step; generator pinned to CPU %s, receiver to CPU %s (taskset; \"\" is unpinned)", orQuote(gc), orQuote(rc))
+		if netns && res.Mode != "netns" {
+			w("; the generator in a network namespace of its own, sending over a veth pair")
+		}
+		w(".\n\n")
 	}
 
 	switch res.Mode {
@@ -242,6 +255,8 @@ func (r *runner) renderSection(res *Result, plot string) string {
 		}
 	case "pipeline":
 		r.renderPipelineSummary(w, res)
+	case "netns":
+		r.renderNetnsSummary(w, res)
 	case "split":
 		w("| output | sluice run zero-loss records/s | split pod zero-loss records/s | split / run | split lowest lossy records/s |\n|---|---|---|---|---|\n")
 		for i := 0; i+1 < len(res.Series); i += 2 {
@@ -272,6 +287,10 @@ func (r *runner) renderSection(res *Result, plot string) string {
 			r.renderPipelineSteps(w, se)
 			continue
 		}
+		if netns {
+			renderPinnedSteps(w, se)
+			continue
+		}
 		w("| phase | asked rec/s | offered rec/s | offered pkt/s | %s | lost (sent − decoded) | seq lost | socket drops (pkts) | app drops | CPU s / M rec | peak RSS MB | drain s | others (cores) | result |\n",
 			map[bool]string{true: "received pkt/s", false: "decoded rec/s"}[se.Kind == kindSink])
 		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -280,16 +299,6 @@ func (r *runner) renderSection(res *Result, plot string) string {
 			if s.Error != "" {
 				w("| %s | %s | | | | | | | | | | | | error: %s |\n", s.Phase, askedText(s.TargetRPS), oneLine(s.Error))
 				continue
-			}
-			res := "ok"
-			if !s.ZeroLoss {
-				res = fmt.Sprintf("loss %.3g%%", 100*s.LossFraction)
-			}
-			if s.GenLimited {
-				res += ", gen-limited"
-			}
-			if !s.Drained {
-				res += ", not drained"
 			}
 			got := fmtRate(s.DecodedRPS)
 			if s.Kind == kindSink {
@@ -301,7 +310,7 @@ func (r *runner) renderSection(res *Result, plot string) string {
 			}
 			w("| %s | %s | %s | %s | %s | %.0f | %s | %.0f | %s | %.3f | %.0f | %.2f | %.2f | %s |\n",
 				s.Phase, askedText(s.TargetRPS), fmtRate(s.OfferedRPS), fmtRate(s.OfferedPPS), got, s.LostRecords, seq,
-				s.SocketDrops, appDrops(s), s.CPUPerMillion, s.PeakRSS/1e6, s.DrainSeconds, s.OtherCores, res)
+				s.SocketDrops, appDrops(s), s.CPUPerMillion, s.PeakRSS/1e6, s.DrainSeconds, s.OtherCores, stepResult(s))
 		}
 		w("\n")
 		for _, s := range se.Steps {
@@ -324,6 +333,14 @@ func (r *runner) renderSection(res *Result, plot string) string {
 	}
 	if res.Mode == "pipeline" {
 		w("%s", pipelineColumns)
+		return b.String()
+	}
+	if netns {
+		w("%s", pinnedColumns)
+		if a, _ := cfg["irq_time_accounting"].(string); a != "" {
+			w("\nThis kernel's IRQ time accounting (CONFIG_IRQ_TIME_ACCOUNTING): %s.", a)
+		}
+		w("\n")
 		return b.String()
 	}
 	w("Columns: *asked* is the generator's target, *offered* what it sent (its own count over its own run time), *decoded* what the receiver had counted when the generator stopped, over the generator process's wall time (what it decoded later is in the loss figures, not the rate). *lost* is the generator's count minus the receiver's; *seq lost* is what Sluice's sequence-number accounting saw missing; *socket drops* are the kernel's drops on the receiver's sockets (/proc/net/udp); *app drops* are drops the receiver counted itself. *CPU* is the receiver's user+system time (/proc/PID/stat) per million decoded records; *peak RSS* is VmHWM; *drain* is how long after the generator stopped the receiver was still counting; *others* is CPU used by other processes on the machine during the step (/proc/stat minus the receiver, generator and runner). Generator-limited: the generator offered less than 95%% of the asked rate.\n")
@@ -357,6 +374,13 @@ func (r *runner) renderStepProfiles(w func(string, ...any), s *Step) {
 			w("<details><summary>CPU profile, top functions</summary>\n\n```text\n%s\n```\n</details>\n\n", top)
 		}
 	}
+}
+
+func orQuote(s string) string {
+	if s == "" {
+		return `""`
+	}
+	return s
 }
 
 func askedText(v float64) string {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,12 @@ type Step struct {
 	GenSendErrors uint64  `json:"gen_send_errors"`
 	GenCPU        float64 `json:"gen_cpu_seconds"`
 	GenGSO        bool    `json:"gen_gso"`
+	// GenCores is GenCPU over the generator process's wall time: near 1,
+	// a generator on one CPU had no time to spare.
+	GenCores float64 `json:"gen_cores"`
+	// Path is how the datagrams travel: "loopback", or "veth" from the
+	// generator's network namespace.
+	Path string `json:"path"`
 
 	OfferedRPS     float64 `json:"offered_rps"`
 	OfferedPPS     float64 `json:"offered_pps"`
@@ -73,10 +80,30 @@ type Step struct {
 	CPUSeconds         float64 `json:"cpu_seconds"`
 	MediatorCPUSeconds float64 `json:"mediator_cpu_seconds,omitempty"`
 	CPUPerMillion      float64 `json:"cpu_seconds_per_million"`
-	PeakRSS            float64 `json:"peak_rss_bytes"`
-	RingBytes          float64 `json:"ring_capacity_bytes,omitempty"`
-	DrainSeconds       float64 `json:"drain_seconds"`
-	Drained            bool    `json:"drained"`
+	// SystemCPUSeconds is the kernel's share of CPUSeconds (the receiver
+	// process's stime: receive system calls and their copies).
+	SystemCPUSeconds float64 `json:"system_cpu_seconds"`
+	// With pinned CPUs (--receiver-cpus, --gen-cpus), /proc/stat of those
+	// CPUs over the step: all non-idle time, and softirq+irq time (packet
+	// delivery: for loopback and veth the sending CPU delivers into the
+	// receiver's socket, unless RPS moves it), in cores.
+	RecvCPUBusy    float64 `json:"receiver_cpus_busy_cores,omitempty"`
+	RecvCPUSoftirq float64 `json:"receiver_cpus_softirq_cores,omitempty"`
+	GenCPUBusy     float64 `json:"gen_cpus_busy_cores,omitempty"`
+	GenCPUSoftirq  float64 `json:"gen_cpus_softirq_cores,omitempty"`
+	// SoftirqPerMillion: softirq+irq seconds of the receiver's and the
+	// generator's CPUs per million decoded records.
+	RecvSoftirqPerMillion float64 `json:"receiver_cpus_softirq_seconds_per_million,omitempty"`
+	GenSoftirqPerMillion  float64 `json:"gen_cpus_softirq_seconds_per_million,omitempty"`
+	// BacklogDrops: datagrams dropped because a CPU's input backlog
+	// (net.core.netdev_max_backlog) was full, machine-wide
+	// (/proc/net/softnet_stat); loopback and veth both queue there.
+	BacklogDrops float64 `json:"backlog_drops"`
+
+	PeakRSS      float64 `json:"peak_rss_bytes"`
+	RingBytes    float64 `json:"ring_capacity_bytes,omitempty"`
+	DrainSeconds float64 `json:"drain_seconds"`
+	Drained      bool    `json:"drained"`
 
 	OtherCores   float64 `json:"other_cores"`   // CPU other processes used during the step
 	SoftirqCores float64 `json:"softirq_cores"` // machine-wide softirq time (loopback delivery)
@@ -129,12 +156,13 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	baseCPU, _ := procCPU(p.pid())
+	baseUser, baseSys, _ := procCPUSplit(p.pid())
 	var basePeer float64
 	if p.peer != nil {
 		basePeer, _ = procCPU(p.peer.pid())
 	}
-	baseDrops := udpSocketDrops(p.udpPort)
+	baseDrops, baseBacklog := udpSocketDrops(p.udpPort), backlogDrops()
+	baseRecvCPUs, baseGenCPUs := readCPUSet(r.recCPUs), readCPUSet(r.genCPUs)
 	baseMachine, baseSelf := readCPUTimes(), selfCPU()
 	startWall := time.Now()
 
@@ -161,7 +189,7 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 	}
 
 	genStart := time.Now()
-	gen, genCPU, err := r.runGen(p.udpPort, rate, dur, 0, false, r.keysArgs(t), r.progress(p))
+	gen, genCPU, err := r.runGen(p, rate, dur, 0, false, r.keysArgs(t), r.progress(p))
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +201,13 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 	sendWindow := genEnd.Sub(genStart).Seconds()
 	s.GenMessages, s.GenRecords, s.GenTemplates = gen.Messages, gen.Records, gen.TemplateMessages
 	s.GenSeconds, s.GenSendErrors, s.GenCPU, s.GenGSO = gen.Seconds, gen.SendErrors, genCPU, gen.GSO
+	if w := genEnd.Sub(genStart).Seconds(); w > 0 {
+		s.GenCores = genCPU / w
+	}
+	s.Path = "loopback"
+	if r.veth(t) {
+		s.Path = "veth"
+	}
 
 	// Drain: wait until everything sent is counted, or the counters stop
 	// moving for the settle time, or the drain timeout.
@@ -215,7 +250,7 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 	if s.Drained && expect(last) {
 		s.DrainSeconds = math.Max(0, time.Since(genEnd).Seconds())
 	}
-	endCPU, _ := procCPU(p.pid())
+	endUser, endSys, _ := procCPUSplit(p.pid())
 	if p.peer != nil {
 		endPeer, _ := procCPU(p.peer.pid())
 		s.MediatorCPUSeconds = endPeer - basePeer
@@ -225,6 +260,8 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 		s.Pipe.RSSEnd, _ = procStatusBytes(p.pid(), "VmRSS")
 	}
 	s.SocketDrops = udpSocketDrops(p.udpPort) - baseDrops
+	s.BacklogDrops = backlogDrops() - baseBacklog
+	endRecvCPUs, endGenCPUs := readCPUSet(r.recCPUs), readCPUSet(r.genCPUs)
 	endMachine, endSelf := readCPUTimes(), selfCPU()
 	wall := time.Since(startWall).Seconds()
 
@@ -276,11 +313,24 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 		s.DecodedRPS = decodedAtEnd / sendWindow
 		s.DecodedRPSWithDrain = s.DecodedRecords / (sendWindow + s.DrainSeconds)
 	}
-	s.CPUSeconds = endCPU - baseCPU + s.MediatorCPUSeconds
+	s.SystemCPUSeconds = endSys - baseSys
+	s.CPUSeconds = endUser - baseUser + s.SystemCPUSeconds + s.MediatorCPUSeconds
+	recvSoftirq := endRecvCPUs.softirq - baseRecvCPUs.softirq
+	genSoftirq := endGenCPUs.softirq - baseGenCPUs.softirq
 	if s.DecodedRecords > 0 {
 		s.CPUPerMillion = s.CPUSeconds / (s.DecodedRecords / 1e6)
+		if len(r.recCPUs) > 0 {
+			s.RecvSoftirqPerMillion = recvSoftirq / (s.DecodedRecords / 1e6)
+		}
+		if len(r.genCPUs) > 0 {
+			s.GenSoftirqPerMillion = genSoftirq / (s.DecodedRecords / 1e6)
+		}
 	}
 	if wall > 0 {
+		s.RecvCPUBusy = (endRecvCPUs.busy - baseRecvCPUs.busy) / wall
+		s.RecvCPUSoftirq = recvSoftirq / wall
+		s.GenCPUBusy = (endGenCPUs.busy - baseGenCPUs.busy) / wall
+		s.GenCPUSoftirq = genSoftirq / wall
 		busy := (endMachine.user + endMachine.system) - (baseMachine.user + baseMachine.system)
 		ours := s.CPUSeconds + genCPU + (endSelf - baseSelf)
 		s.OtherCores = math.Max(0, (busy-ours)/wall)
@@ -312,7 +362,7 @@ func (r *runner) warmUp(p *proc) error {
 	if err != nil {
 		return err
 	}
-	gen, _, err := r.runGen(p.udpPort, 0, 0, 16, true, nil, nil)
+	gen, _, err := r.runGen(p, 0, 0, 16, true, nil, nil)
 	if err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
@@ -338,9 +388,16 @@ func (r *runner) warmUp(p *proc) error {
 // runGen runs `sluice gen` once and returns its summary and CPU seconds.
 // count > 0 sends that many data messages instead of running for dur;
 // extra are more generator arguments (not for the warm-up).
-func (r *runner) runGen(port int, rate float64, dur time.Duration, count int, warm bool, extra []string, tick func(time.Duration)) (*genSummary, float64, error) {
-	args := []string{"gen", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
+func (r *runner) runGen(p *proc, rate float64, dur time.Duration, count int, warm bool, extra []string, tick func(time.Duration)) (*genSummary, float64, error) {
+	args := []string{"gen", "--addr", net.JoinHostPort(p.flowHost, strconv.Itoa(p.udpPort)),
 		"--records", strconv.Itoa(r.cfg.records), "--rate", strconv.FormatFloat(rate, 'f', 0, 64)}
+	veth := r.veth(p.t)
+	if veth {
+		args = append(args, "--allow-remote")
+	}
+	// Over veth the exporters share the namespace's one address
+	// (--distinct-addrs needs loopback); their 16 source ports still spread
+	// over the receiver's SO_REUSEPORT sockets.
 	if warm {
 		args = append(args, "--exporters", "16", "--distinct-addrs", "--count", strconv.Itoa(count), "--duration", "0")
 	} else {
@@ -355,7 +412,12 @@ func (r *runner) runGen(port int, rate float64, dur time.Duration, count int, wa
 	timeout := dur + 20*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	bin, args := pinned(r.cfg.genCPUs, r.cfg.gen, args)
+	var bin string
+	if veth {
+		bin, args = r.ns.command(r.cfg.genCPUs, r.cfg.gen, args)
+	} else {
+		bin, args = pinned(r.cfg.genCPUs, r.cfg.gen, args)
+	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out, errb bytes.Buffer

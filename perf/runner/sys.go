@@ -22,25 +22,8 @@ const clockTicks = 100.0
 
 // procCPU returns the user+system CPU seconds of process pid.
 func procCPU(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces; fields after it start
-	// after the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / clockTicks, nil
+	u, st, err := procCPUSplit(pid)
+	return u + st, err
 }
 
 // procStatusKB returns a "VmXxx:" value of /proc/PID/status in bytes.
@@ -217,4 +200,133 @@ func readMachineInfo(goflow2 string) machineInfo {
 		}
 	}
 	return m
+}
+
+// procCPUSplit returns the user and system CPU seconds of process pid.
+func procCPUSplit(pid int) (user, system float64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name (field 2) may hold spaces; fields after it start
+	// after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return ut / clockTicks, st / clockTicks, nil
+}
+
+// cpuSet is the summed /proc/stat lines of some CPUs, in seconds. Without
+// CONFIG_IRQ_TIME_ACCOUNTING the kernel samples softirq time at each tick
+// (a tick that lands in a softirq counts there, not in the process it
+// interrupted); with it, the times are exact.
+type cpuSet struct {
+	busy    float64 // everything but idle and iowait
+	softirq float64 // softirq and hardirq
+}
+
+// readCPUSet sums the /proc/stat lines of the given CPUs.
+func readCPUSet(cpus []int) cpuSet {
+	var out cpuSet
+	if len(cpus) == 0 {
+		return out
+	}
+	want := map[string]bool{}
+	for _, c := range cpus {
+		want["cpu"+strconv.Itoa(c)] = true
+	}
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || !want[f[0]] {
+			continue
+		}
+		v := func(i int) float64 {
+			x, _ := strconv.ParseFloat(f[i], 64)
+			return x / clockTicks
+		}
+		// cpuN user nice system idle iowait irq softirq steal
+		out.busy += v(1) + v(2) + v(3) + v(6) + v(7)
+		out.softirq += v(6) + v(7)
+	}
+	return out
+}
+
+// parseCPUList reads a taskset CPU list ("1", "0,2", "0-3"); "" is nil.
+func parseCPUList(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 {
+			return nil, fmt.Errorf("bad CPU list %q", s)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("bad CPU list %q", s)
+			}
+		}
+		for c := a; c <= b; c++ {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// backlogDrops sums the packets the kernel dropped because a CPU's input
+// backlog (net.core.netdev_max_backlog) was full: the second column of
+// /proc/net/softnet_stat, one row per CPU. Loopback and veth both queue
+// there.
+func backlogDrops() float64 {
+	b, err := os.ReadFile("/proc/net/softnet_stat")
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		if d, err := strconv.ParseUint(f[1], 16, 64); err == nil {
+			total += float64(d)
+		}
+	}
+	return total
+}
+
+// irqTimeAccounting says whether the kernel measures softirq time exactly
+// (CONFIG_IRQ_TIME_ACCOUNTING) or samples it at the tick: "yes", "no" or
+// "unknown" (no kernel config to read).
+func irqTimeAccounting() string {
+	rel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	var text string
+	if b, err := os.ReadFile("/boot/config-" + strings.TrimSpace(string(rel))); err == nil {
+		text = string(b)
+	} else if out, err := exec.Command("zcat", "/proc/config.gz").Output(); err == nil {
+		text = string(out)
+	} else {
+		return "unknown"
+	}
+	if strings.Contains(text, "\nCONFIG_IRQ_TIME_ACCOUNTING=y") {
+		return "yes"
+	}
+	return "no"
 }

@@ -30,9 +30,16 @@ type Target struct {
 	// Pipeline, if set, runs sluice with this pipeline file instead of
 	// --output (Output then names the pipeline).
 	Pipeline *pipelineSpec `json:"-"`
+	// Veth: the generator sends from its network namespace over the veth
+	// pair (netns mode; with --netns every target does).
+	Veth bool `json:"veth,omitempty"`
 }
 
 func (t Target) String() string {
+	if t.Veth {
+		t.Veth = false
+		return t.String() + " over veth"
+	}
 	switch t.Kind {
 	case kindSluice:
 		if t.Pipeline != nil {
@@ -68,6 +75,7 @@ type proc struct {
 	cmd      *exec.Cmd
 	done     chan struct{}
 	udpPort  int
+	flowHost string // the address the receiver takes flows on
 	httpBase string
 	metrics  string
 	ready    string
@@ -88,14 +96,20 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{t: t, udpPort: udp, httpBase: fmt.Sprintf("http://127.0.0.1:%d", adm)}
+	// A port free on loopback is free on the veth address too (a wildcard
+	// socket would hold both).
+	host := "127.0.0.1"
+	if r.veth(t) {
+		host = r.ns.HostAddr.String()
+	}
+	p := &proc{t: t, udpPort: udp, flowHost: host, httpBase: fmt.Sprintf("http://127.0.0.1:%d", adm)}
 	var args []string
 	var bin string
 	env := os.Environ()
 	switch t.Kind {
 	case kindSluice:
 		bin = r.cfg.sluice
-		args = []string{"run", "--listen", fmt.Sprintf("udp://127.0.0.1:%d", udp),
+		args = []string{"run", "--listen", fmt.Sprintf("udp://%s:%d", host, udp),
 			"--admin", fmt.Sprintf("127.0.0.1:%d", adm), "--log-level", "warn"}
 		if t.Pipeline != nil {
 			path, err := r.writePipeline(p)
@@ -125,7 +139,7 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 		}
 	case kindGoflow2:
 		bin = r.cfg.goflow2
-		listen := fmt.Sprintf("netflow://127.0.0.1:%d", udp)
+		listen := fmt.Sprintf("netflow://%s:%d", host, udp)
 		if r.cfg.goflow2Query != "" {
 			listen += "?" + r.cfg.goflow2Query
 		}
@@ -138,7 +152,7 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 		if p.ringDir, err = os.MkdirTemp(shmOr(), "sluice-perf-rings-"); err != nil {
 			return nil, err
 		}
-		args = []string{"collector", "--ring-dir", p.ringDir, "--listen", fmt.Sprintf("udp://127.0.0.1:%d", udp),
+		args = []string{"collector", "--ring-dir", p.ringDir, "--listen", fmt.Sprintf("udp://%s:%d", host, udp),
 			"--admin", fmt.Sprintf("127.0.0.1:%d", adm), "--log-level", "warn"}
 		args = append(args, r.cfg.sluiceArgs...)
 		p.metrics, p.ready = "/metrics", "/readyz"
@@ -155,7 +169,7 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 		p.peer = peer
 	case kindSink:
 		bin = r.cfg.sink
-		args = []string{"--addr", fmt.Sprintf("127.0.0.1:%d", udp), "--http", fmt.Sprintf("127.0.0.1:%d", adm)}
+		args = []string{"--addr", fmt.Sprintf("%s:%d", host, udp), "--http", fmt.Sprintf("127.0.0.1:%d", adm)}
 		args = append(args, r.cfg.sinkArgs...)
 		p.metrics, p.ready = "/metrics", "/readyz"
 	default:
