@@ -192,7 +192,7 @@ clean:
 
 # Throughput measurements (README.md, "Performance"). Runner flags go in
 # PERF_ARGS, e.g. make perf PERF_ARGS='--step 10s --outputs discard'.
-.PHONY: perf perf-ceiling perf-compare perf-pipeline perf-steer perf-split
+.PHONY: perf perf-ceiling perf-compare perf-pipeline perf-steer perf-split perf-netns
 perf:
 	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/run.sh
 
@@ -212,3 +212,8 @@ perf-steer:
 
 perf-split:
 	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-split$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/split.sh
+
+# The generator in a network namespace of its own on CPU 1, sending over a
+# veth pair to sluice run on CPU 0, then the same over loopback (needs root).
+perf-netns:
+	PERF_ARGS='$(PERF_ARGS)' PERF_COMMAND="make perf-netns$(if $(PERF_ARGS), PERF_ARGS='$(PERF_ARGS)')" ./perf/netns.sh
