@@ -50,6 +50,7 @@ type config struct {
 	sinkArgs, genArgs              []string
 	genCPUs, receiverCPUs          string // taskset CPU lists; "" leaves the scheduler free
 	netns                          bool   // the generator sends from a namespace of its own over a veth pair
+	rps                            bool   // netns mode: also a series with the veth's delivery on the receiver's CPUs
 	outputs                        []string
 	pipelines                      []*pipelineSpec
 	keys                           int
@@ -125,7 +126,7 @@ var modeHelp = map[string]string{
 	"compare":  "Measures sluice run --output discard, then goflow2 (-format bin -transport file\ninto /dev/null), at the same rates.",
 	"pipeline": "Measures sluice run --pipeline FILE for each --pipelines entry: a ladder and a\nbisection for the highest input rate without loss on either side (input as in\nrun; outputs: nothing dropped, queued or unsent, and a TCP receiver in the\nrunner counted every record sent to it). Pipelines that aggregate get --keys\ndistinct 5-tuples, sent once before each step to fill the table, and report\nmemory per key.",
 	"split":    "Measures sluice run --output X, then the split pod (sluice collector and sluice\nmediator --output X over file rings on /dev/shm) at the same rates, for each\n--outputs entry (default discard): the split form's zero-loss rate against run's.",
-	"netns":    "Measures sluice run --output X (default discard) with the generator in a network\nnamespace of its own, sending over a veth pair to the receiver in the root\nnamespace, then with the generator in the root namespace over loopback; both\npinned (--gen-cpus, default 1; --receiver-cpus, default 0). Reports the\ngenerator's own CPU and each pinned CPU's softirq time per step.",
+	"netns":    "Measures sluice run --output X (default discard) with the generator in a network\nnamespace of its own, sending over a veth pair to the receiver in the root\nnamespace (with --rps, again with the pair's packets delivered on the receiver's\nCPU), then with the generator in the root namespace over loopback; all\npinned (--gen-cpus, default 1; --receiver-cpus, default 0). Reports the\ngenerator's own CPU and each pinned CPU's softirq time per step.",
 	"report":   "Rewrites the sections of RESULTS.md and the plots from the results/*.json files.",
 }
 
@@ -172,6 +173,7 @@ func parseFlags(mode string, args []string) (config, error) {
 	var sluiceArgs, goflow2Args, sinkArgs, genArgs, outputs, pipelines listFlag
 	fs.StringVar(&c.genCPUs, "gen-cpus", "", "pin the generator to these CPUs (a taskset list, e.g. 0), so the receiver's ceiling is measured rather than the generator's share")
 	fs.StringVar(&c.receiverCPUs, "receiver-cpus", "", "pin the receiver (sluice run, the split pod's two processes, the sink, goflow2) to these CPUs (e.g. 1)")
+	fs.BoolVar(&c.rps, "rps", mode == "netns", "netns mode: also measure with the veth's packets delivered on the receiver's CPUs (RPS), as a NIC interrupting the receiver's core would, instead of on the generator's")
 	fs.BoolVar(&c.netns, "netns", mode == "netns", "run the generator in a network namespace of its own, sending over a veth pair to the receiver in the root namespace (needs root and iproute2; pins the generator to CPU 1 and the receiver to CPU 0 unless --gen-cpus or --receiver-cpus say otherwise)")
 	fs.Var(&sluiceArgs, "sluice-args", "extra sluice run arguments (space-separated; repeatable)")
 	fs.Var(&goflow2Args, "goflow2-args", "extra goflow2 arguments")
@@ -366,6 +368,9 @@ func run(cfg config) error {
 	case "netns":
 		for _, o := range cfg.outputs {
 			res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: o, Veth: true}, sc))
+			if cfg.rps {
+				res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: o, Veth: true, RPS: true}, sc))
+			}
 			res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: o}, sc))
 		}
 	case "compare":

@@ -125,6 +125,26 @@ func (v *vethNS) command(cpus, bin string, args []string) (string, []string) {
 	return "ip", append([]string{"netns", "exec", v.Name, bin}, args...)
 }
 
+// setRPS sets the CPUs that deliver the packets arriving on the root
+// namespace's end (RPS on its receive queue). Without RPS (cpus empty) the
+// CPU that sent a packet also delivers it into the receiver's socket, in
+// its softirq, as over loopback; with it a NIC's receive interrupt on the
+// receiver's CPU is imitated, and that CPU pays for the delivery.
+func (v *vethNS) setRPS(cpus []int) error {
+	var mask uint64
+	for _, c := range cpus {
+		if c >= 64 {
+			return fmt.Errorf("netns: RPS to CPU %d: only CPUs 0-63", c)
+		}
+		mask |= 1 << c
+	}
+	path := "/sys/class/net/" + v.HostDev + "/queues/rx-0/rps_cpus"
+	if err := os.WriteFile(path, []byte(strconv.FormatUint(mask, 16)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("netns: %w", err)
+	}
+	return nil
+}
+
 func ipCmd(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {

@@ -134,6 +134,26 @@ func TestNetnsStep(t *testing.T) {
 		t.Errorf("receiver CPU busy %.3f cores: /proc/stat of CPU %s not read", s.RecvCPUBusy, cfg.receiverCPUs)
 	}
 
+	// With RPS the root namespace's end hands its packets to the
+	// receiver's CPU.
+	if len(r.recCPUs) > 0 {
+		s, err := r.runStep(Target{Kind: kindSluice, Output: "discard", Veth: true, RPS: true}, 30000, stepOpts{phase: "ladder"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("step with RPS: %s", stepLine(s))
+		if s.GenRecords == 0 || s.DecodedRecords != float64(s.GenRecords) {
+			t.Errorf("RPS: generator sent %d records, sluice decoded %.0f", s.GenRecords, s.DecodedRecords)
+		}
+		b, err := os.ReadFile("/sys/class/net/" + v.HostDev + "/queues/rx-0/rps_cpus")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := strings.TrimLeft(strings.TrimSpace(string(b)), "0,"); m != "1" {
+			t.Errorf("rps_cpus %q, want CPU 0's mask 1", b)
+		}
+	}
+
 	if err := v.Close(); err != nil {
 		t.Fatal(err)
 	}

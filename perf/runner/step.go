@@ -49,7 +49,8 @@ type Step struct {
 	// a generator on one CPU had no time to spare.
 	GenCores float64 `json:"gen_cores"`
 	// Path is how the datagrams travel: "loopback", or "veth" from the
-	// generator's network namespace.
+	// generator's network namespace (delivered by the generator's CPU, or
+	// with RPS by the receiver's).
 	Path string `json:"path"`
 
 	OfferedRPS     float64 `json:"offered_rps"`
@@ -207,6 +208,9 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 	s.Path = "loopback"
 	if r.veth(t) {
 		s.Path = "veth"
+		if t.RPS {
+			s.Path = "veth, RPS to the receiver's CPU"
+		}
 	}
 
 	// Drain: wait until everything sent is counted, or the counters stop

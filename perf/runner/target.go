@@ -33,11 +33,18 @@ type Target struct {
 	// Veth: the generator sends from its network namespace over the veth
 	// pair (netns mode; with --netns every target does).
 	Veth bool `json:"veth,omitempty"`
+	// RPS: the veth's packets are delivered on the receiver's CPUs (RPS)
+	// instead of the generator's.
+	RPS bool `json:"rps,omitempty"`
 }
 
 func (t Target) String() string {
 	if t.Veth {
-		t.Veth = false
+		rps := t.RPS
+		t.Veth, t.RPS = false, false
+		if rps {
+			return t.String() + " over veth, RPS"
+		}
 		return t.String() + " over veth"
 	}
 	switch t.Kind {
@@ -101,6 +108,15 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 	host := "127.0.0.1"
 	if r.veth(t) {
 		host = r.ns.HostAddr.String()
+		var rps []int
+		if t.RPS {
+			if rps = r.recCPUs; len(rps) == 0 {
+				return nil, fmt.Errorf("%s: RPS needs --receiver-cpus", t)
+			}
+		}
+		if err := r.ns.setRPS(rps); err != nil {
+			return nil, err
+		}
 	}
 	p := &proc{t: t, udpPort: udp, flowHost: host, httpBase: fmt.Sprintf("http://127.0.0.1:%d", adm)}
 	var args []string
