@@ -371,7 +371,7 @@ func run(cfg config) error {
 			if cfg.rps {
 				res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: o, Veth: true, RPS: true}, sc))
 			}
-			res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: o}, sc))
+			res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: o, Loopback: true}, sc))
 		}
 	case "compare":
 		res.Series = append(res.Series, r.search(Target{Kind: kindSluice, Output: "discard"}, sc))

@@ -10,7 +10,7 @@ import (
 // renderNetnsSummary writes the netns mode's summary: for each path the
 // zero-loss rate and where the CPU went at that rate.
 func (r *runner) renderNetnsSummary(w func(string, ...any), res *Result) {
-	w("The generator runs on CPU %v and Sluice on CPU %v (taskset). Path *veth*: `sluice gen` runs in a network namespace of its own (`ip netns exec`) and sends over a veth pair to Sluice in the root namespace, addresses from 198.18.0.0/15 (RFC 2544's benchmarking range); path *loopback*: the same generator in the root namespace sends to 127.0.0.1. A fresh namespace and pair per run, removed at the end.\n\n",
+	w("The generator runs on CPU %v and Sluice on CPU %v (taskset). Path *veth*: `sluice gen` runs in a network namespace of its own (`ip netns exec`) and sends over a veth pair to Sluice in the root namespace, addresses from 198.18.0.0/15 (RFC 2544's benchmarking range); the kernel then delivers each datagram into Sluice's socket in a softirq on the CPU that sent it (the generator's), as over loopback. Path *veth, RPS*: the same, with RPS on the veth's receiving end set to Sluice's CPU, so that CPU delivers the packets, as a NIC interrupting Sluice's core would. Path *loopback*: the same generator in the root namespace sends to 127.0.0.1. A fresh namespace and pair per run, removed at the end.\n\n",
 		res.Config["gen_cpus"], res.Config["receiver_cpus"])
 	w("| path | highest zero-loss records/s | lowest lossy records/s | Sluice CPU s / M rec | of which kernel (stime) | softirq on Sluice's CPU, s / M rec | softirq on the generator's CPU, s / M rec | generator process (cores) | generator's CPU busy (cores) |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, se := range res.Series {

@@ -449,7 +449,7 @@ func (r *runner) runGen(p *proc, rate float64, dur time.Duration, count int, war
 		err = <-done
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("sluice %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+		return nil, 0, fmt.Errorf("%s %s: %v: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	var cpu float64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {

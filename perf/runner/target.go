@@ -36,6 +36,9 @@ type Target struct {
 	// RPS: the veth's packets are delivered on the receiver's CPUs (RPS)
 	// instead of the generator's.
 	RPS bool `json:"rps,omitempty"`
+	// Loopback names the path in String (the netns mode's loopback
+	// series); it changes nothing else.
+	Loopback bool `json:"-"`
 }
 
 func (t Target) String() string {
@@ -46,6 +49,10 @@ func (t Target) String() string {
 			return t.String() + " over veth, RPS"
 		}
 		return t.String() + " over veth"
+	}
+	if t.Loopback {
+		t.Loopback = false
+		return t.String() + " over loopback"
 	}
 	switch t.Kind {
 	case kindSluice:
