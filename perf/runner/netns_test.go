@@ -177,6 +177,7 @@ func TestNetnsInterrupt(t *testing.T) {
 	needNetns(t)
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestNetnsInterrupt$")
 	cmd.Env = append(os.Environ(), "NETNS_CHILD=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
