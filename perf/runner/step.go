@@ -52,6 +52,8 @@ type Step struct {
 	// generator's network namespace (delivered by the generator's CPU, or
 	// with RPS by the receiver's).
 	Path string `json:"path"`
+	// RPS: the receiver's CPU delivered the packets (veth with RPS).
+	RPS bool `json:"rps,omitempty"`
 
 	OfferedRPS     float64 `json:"offered_rps"`
 	OfferedPPS     float64 `json:"offered_pps"`
@@ -209,7 +211,7 @@ func (r *runner) runStep(t Target, rate float64, o stepOpts) (*Step, error) {
 	if r.veth(t) {
 		s.Path = "veth"
 		if t.RPS {
-			s.Path = "veth, RPS to the receiver's CPU"
+			s.Path, s.RPS = "veth, RPS to the receiver's CPU", true
 		}
 	}
 
