@@ -89,7 +89,9 @@ func TestNetnsStep(t *testing.T) {
 	needNetns(t)
 	sluice := buildSluice(t)
 	cfg := config{mode: "netns", netns: true, sluice: sluice, gen: sluice, records: 30, exporters: 2,
-		step: time.Second, drainTimeout: 5 * time.Second, settle: 300 * time.Millisecond, genBurst: time.Millisecond,
+		// The drain ends as soon as every record is counted; a long settle
+		// time only keeps a busy machine's stalls from ending it early.
+		step: time.Second, drainTimeout: 30 * time.Second, settle: 10 * time.Second, genBurst: time.Millisecond,
 		genShortfall: 0.95, resultsDir: t.TempDir()}
 	if runtime.NumCPU() >= 2 {
 		cfg.genCPUs, cfg.receiverCPUs = "1", "0"
@@ -116,9 +118,7 @@ func TestNetnsStep(t *testing.T) {
 	if s.Path != "veth" {
 		t.Errorf("path %q, want veth", s.Path)
 	}
-	if s.GenRecords == 0 || s.DecodedRecords != float64(s.GenRecords) {
-		t.Errorf("generator sent %d records, sluice decoded %.0f", s.GenRecords, s.DecodedRecords)
-	}
+	checkDecoded(t, s)
 	// The step's datagrams and the warm-up's (16 exporters, one data
 	// message and one template each) crossed the veth pair.
 	if rx := sysCounter(t, v.HostDev, "rx_packets") - rxBefore; rx < float64(s.GenMessages+s.GenTemplates) {
@@ -142,9 +142,7 @@ func TestNetnsStep(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("step with RPS: %s", stepLine(s))
-		if s.GenRecords == 0 || s.DecodedRecords != float64(s.GenRecords) {
-			t.Errorf("RPS: generator sent %d records, sluice decoded %.0f", s.GenRecords, s.DecodedRecords)
-		}
+		checkDecoded(t, s)
 		b, err := os.ReadFile("/sys/class/net/" + v.HostDev + "/queues/rx-0/rps_cpus")
 		if err != nil {
 			t.Fatal(err)
@@ -158,6 +156,17 @@ func TestNetnsStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNSGone(t, v)
+}
+
+// checkDecoded: every record the generator sent in the step was decoded.
+// On a machine too busy for the warm-up to be counted within its 3 s, its
+// 16 messages may be counted in the step too.
+func checkDecoded(t *testing.T, s *Step) {
+	t.Helper()
+	const warmUp = 16 * 30
+	if s.GenRecords == 0 || s.DecodedRecords < float64(s.GenRecords) || s.DecodedRecords > float64(s.GenRecords+warmUp) {
+		t.Errorf("%s: generator sent %d records, sluice decoded %.0f", s.Path, s.GenRecords, s.DecodedRecords)
+	}
 }
 
 // TestNetnsInterrupt runs the runner's signal handling in a child process
