@@ -92,7 +92,7 @@ func TestNetnsStep(t *testing.T) {
 		// The drain ends as soon as every record is counted; a long settle
 		// time only keeps a busy machine's stalls from ending it early.
 		step: time.Second, drainTimeout: 30 * time.Second, settle: 10 * time.Second, genBurst: time.Millisecond,
-		genShortfall: 0.95, resultsDir: t.TempDir()}
+		genShortfall: 0.95, resultsDir: t.TempDir(), readyTimeout: 2 * time.Minute, genSlack: 2 * time.Minute}
 	if runtime.NumCPU() >= 2 {
 		cfg.genCPUs, cfg.receiverCPUs = "1", "0"
 	}

@@ -415,7 +415,11 @@ func (r *runner) runGen(p *proc, rate float64, dur time.Duration, count int, war
 		args = append(args, r.cfg.genArgs...)
 		args = append(args, extra...)
 	}
-	timeout := dur + 20*time.Second
+	slack := r.cfg.genSlack
+	if slack == 0 {
+		slack = 20 * time.Second
+	}
+	timeout := dur + slack
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var bin string

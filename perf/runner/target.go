@@ -229,7 +229,11 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 		_ = p.cmd.Wait()
 		close(p.done)
 	}()
-	deadline := time.Now().Add(15 * time.Second)
+	wait := r.cfg.readyTimeout
+	if wait == 0 {
+		wait = 15 * time.Second
+	}
+	deadline := time.Now().Add(wait)
 	for {
 		select {
 		case <-p.done:
@@ -248,7 +252,7 @@ func (r *runner) startTarget(t Target, profile bool) (*proc, error) {
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, fmt.Errorf("%s not ready after 15 s; log %s:\n%s", t, p.logPath, tail(p.logPath, 10))
+			return nil, fmt.Errorf("%s not ready after %s; log %s:\n%s", t, wait, p.logPath, tail(p.logPath, 10))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
