@@ -43,25 +43,21 @@ import (
 )
 
 type config struct {
-	mode                       string
-	sluice, gen, sink          string
-	goflow2, goflow2Query      string
-	sluiceArgs, goflow2Args    []string
-	sinkArgs, genArgs          []string
-	genCPUs, receiverCPUs      string // taskset CPU lists; "" leaves the scheduler free
-	netns                      bool   // the generator sends from a namespace of its own over a veth pair
-	rps                        bool   // netns mode: also a series with the veth's delivery on the receiver's CPUs
-	outputs                    []string
-	pipelines                  []*pipelineSpec
-	keys                       int
-	prefillRate                float64
-	records, exporters         int
-	step, drainTimeout, settle time.Duration
-	genBurst, profileTime      time.Duration
-	// readyTimeout and genSlack bound the wait for a receiver to be ready
-	// and for a generator run beyond its own duration (0: 15 s and 20 s;
-	// tests on a busy machine give more).
-	readyTimeout, genSlack         time.Duration
+	mode                           string
+	sluice, gen, sink              string
+	goflow2, goflow2Query          string
+	sluiceArgs, goflow2Args        []string
+	sinkArgs, genArgs              []string
+	genCPUs, receiverCPUs          string // taskset CPU lists; "" leaves the scheduler free
+	netns                          bool   // the generator sends from a namespace of its own over a veth pair
+	rps                            bool   // netns mode: also a series with the veth's delivery on the receiver's CPUs
+	outputs                        []string
+	pipelines                      []*pipelineSpec
+	keys                           int
+	prefillRate                    float64
+	records, exporters             int
+	step, drainTimeout, settle     time.Duration
+	genBurst, profileTime          time.Duration
 	maxTime                        time.Duration
 	start, factor, max             float64
 	bisect, pastLoss               int
@@ -70,6 +66,11 @@ type config struct {
 	profile, overload              bool
 	resultsDir, resultsMD, plotDir string
 	command                        string
+
+	// readyTimeout and genSlack bound the wait for a receiver to be ready
+	// and for a generator run beyond its own duration (0: 15 s and 20 s;
+	// tests on a busy machine give more).
+	readyTimeout, genSlack time.Duration
 }
 
 type runner struct {
