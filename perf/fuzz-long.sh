@@ -10,6 +10,7 @@ shift 3
 go=${GO:-go}
 logs=$(mktemp -d "${TMPDIR:-/tmp}/sluice-fuzz.XXXXXX")
 start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+commit=$(git rev-parse --short HEAD 2>/dev/null)
 for t in "$@"; do
 	pkg=${t%%:*} fn=${t##*:}
 	"$go" test -list "^$fn\$" "$pkg" | grep -qx "$fn" || { echo "fuzz-long: no $fn in $pkg" >&2; exit 1; }
@@ -27,7 +28,7 @@ status=0
 {
 	echo "# Long fuzzing (\`make fuzz-long\`)"
 	echo
-	echo "Started $start, finished $(date -u +%Y-%m-%dT%H:%M:%SZ); each target ran for $fuzztime with one fuzz worker, $jobs targets at a time, on $(nproc) CPUs (commit $(git rev-parse --short HEAD 2>/dev/null))."
+	echo "Started $start, finished $(date -u +%Y-%m-%dT%H:%M:%SZ); each target ran for $fuzztime with one fuzz worker, $jobs targets at a time, on $(nproc) CPUs (commit $commit)."
 	echo
 	echo "| package | target | result | elapsed | executions | new interesting (total corpus) |"
 	echo "|---|---|---|---|---|---|"
