@@ -63,7 +63,8 @@ type loop struct {
 	udp    *udpBatch // recvmmsg state, created on first use
 	udpFDs []int     // the UDP listener sockets this loop reads
 	// sweepQueued keeps at most one sweep waiting in gnet's task queue,
-	// so a loop stalled by TCP backpressure does not pile them up.
+	// so a loop that waits for ring room (where TCP sessions cannot be
+	// paused, tcphold.go) does not pile them up.
 	sweepQueued atomic.Bool
 	stop        <-chan struct{}
 

@@ -88,3 +88,46 @@ func mustInt(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// TestTCPNoAllocs: a TCP data message costs no allocation, whether the ring
+// takes it or it waits in the spill (once the spill has grown to it).
+func TestTCPNoAllocs(t *testing.T) {
+	_, l := testCollector(t, Config{RingSize: 64 << 10})
+	s := &tcpSession{id: 1, remote: exporterB, loop: l}
+	tcp := origin{src: exporterB, transport: transportTCP, session: s}
+	g := newGen(1)
+	l.handle(g.templates(256, tuple), tcp)
+	msg := g.data(256, 0, 30)
+	cons := l.ring.Consumer()
+	l.handle(msg, tcp) // announce the template first
+	if a := testing.AllocsPerRun(200, func() {
+		l.handle(msg, tcp)
+		for cons.Next() != nil {
+			cons.Release()
+		}
+	}); a != 0 {
+		t.Fatalf("handling a TCP data message allocates %v times", a)
+	}
+	// Fill the ring, then spill and flush over and over.
+	for l.spillHead == len(l.spill) {
+		l.handle(msg, tcp)
+	}
+	spill := func() {
+		for range 4 {
+			l.handle(msg, tcp)
+		}
+		for cons.Next() != nil {
+			cons.Release()
+		}
+		if !l.flushSpill() {
+			t.Fatal("the spill did not enter an empty ring")
+		}
+		for l.spillHead == len(l.spill) {
+			l.handle(msg, tcp)
+		}
+	}
+	spill()
+	if a := testing.AllocsPerRun(50, spill); a != 0 {
+		t.Fatalf("spilling a TCP data message allocates %v times", a)
+	}
+}
