@@ -20,8 +20,22 @@ import (
 // reads and decodes the UDP datagrams, and their records reach the ring (TCP
 // leaves part of the ring to UDP): none sits unread in the socket, none is
 // dropped. Once the consumer runs, every TCP record arrives exactly once.
+// Over rings in memory (sluice run) and in files (the split pod's
+// collector).
 func TestUDPFlowsWhileTCPHeld(t *testing.T) {
-	h := start(t, collector.Config{RingSize: 64 << 10, Loops: 1}, false)
+	t.Run("memory", func(t *testing.T) { testUDPFlowsWhileTCPHeld(t, "") })
+	t.Run("files", func(t *testing.T) { testUDPFlowsWhileTCPHeld(t, t.TempDir()) })
+}
+
+func testUDPFlowsWhileTCPHeld(t *testing.T, ringDir string) {
+	var c *collector.Collector
+	t.Cleanup(func() { // after the harness has stopped it
+		if c != nil {
+			c.Close()
+		}
+	})
+	h := start(t, collector.Config{RingSize: 64 << 10, Loops: 1, RingDir: ringDir}, false)
+	c = h.c
 	const tcpMsgs, tcpRecs = 400, 40 // about 270 KB, four rings' worth
 	tpl, data, tcpOctets := exporterMsgs(1, tcpMsgs, tcpRecs)
 	total := len(tpl)
