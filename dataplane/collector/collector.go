@@ -68,15 +68,22 @@ type Collector struct {
 	steer     steering
 	tls       tlsInput
 	rates     rateTable // per exporter address, with RateLimit set
+	// resumeKick wakes the resumer when a loop pauses a TCP session.
+	resumeKick chan struct{}
 }
 
 func nowNanos() int64 { return time.Now().UnixNano() }
 
+// tcpSession is a TCP session's state. It belongs to its loop's goroutine.
 type tcpSession struct {
 	id           uint64
 	remote       netip.AddrPort
 	loop         *loop
-	framingError bool // closed for bad framing (counted as such)
+	conn         gnet.Conn
+	framingError bool  // closed for bad framing (counted as such)
+	paused       bool  // not reading: waiting for ring room (tcphold.go)
+	queued       bool  // in loop.paused, to be woken
+	pausedAt     int64 // Unix nanoseconds
 }
 
 // New checks cfg and prepares a collector.
@@ -95,7 +102,7 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 	lim := template.Limits{Total: cfg.MaxTemplates, PerExporter: cfg.MaxTemplatesPerExporter, PerDomain: cfg.MaxTemplatesPerDomain}
 	c := &Collector{cfg: cfg, log: log, listeners: ls, shared: template.NewSharedLimited(lim),
 		stopping: make(chan struct{}), booted: make(chan struct{}), stopped: make(chan struct{}),
-		loopsDone: make(chan struct{})}
+		loopsDone: make(chan struct{}), resumeKick: make(chan struct{}, 1)}
 	c.rt.elsDone = make(chan struct{})
 	c.limiter.Every = 10 * time.Second
 	c.boundLog.Every = 10 * time.Second
@@ -189,6 +196,9 @@ func (c *Collector) Run(ctx context.Context) error {
 	h := &handler{c: c}
 	tick := make(chan struct{})
 	go c.ticker(ctx, tick)
+	go c.resumer(tick)
+	// Pausing a TCP session's reads (tcphold.go) needs gnet's default,
+	// level-triggered I/O: no WithEdgeTriggeredIO.
 	err := gnet.Rotate(h, urls,
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(c.cfg.Loops),
@@ -217,6 +227,13 @@ func (c *Collector) Run(ctx context.Context) error {
 		if n := l.held.dropAll(); n > 0 {
 			l.stats.droppedSets[DropShutdown].Add(uint64(n))
 		}
+		// The loops are gone; entries still spilled go into the ring as
+		// the consumer makes room, for a while (Stop waited for the
+		// spills already).
+		for end := time.Now().Add(5 * time.Second); !l.flushSpill() && !l.consumersGone() && time.Now().Before(end); {
+			time.Sleep(time.Millisecond)
+		}
+		l.dropSpill(DropShutdown)
 		l.stats.heldSets.Store(0)
 		l.stats.heldBytes.Store(0)
 		// The loops are gone: tell a consumer in another process that
@@ -274,11 +291,26 @@ func (c *Collector) quiesce(ctx context.Context) {
 		}
 		return n
 	}
+	// Paused sessions and spills wait for the consumers, who may be
+	// gone: then there is nothing to wait for.
+	tcpHeld := func() bool {
+		select {
+		case <-c.stopping:
+			return false
+		default:
+		}
+		for _, l := range c.loops {
+			if l.stats.pausedSessions.Load() > 0 || l.stats.spillBytes.Load() > 0 {
+				return true
+			}
+		}
+		return false
+	}
 	hasTCP := slices.ContainsFunc(c.listeners, func(l Listener) bool { return l.Network != "udp" })
 	// Sessions still in the accept queue have not shown up yet, so wait
 	// for a quiet moment even when none is open.
 	last, since := tcpBytes(), time.Now()
-	for hasTCP && time.Now().Before(deadline) && time.Since(since) < 250*time.Millisecond {
+	for hasTCP && time.Now().Before(deadline) && (time.Since(since) < 250*time.Millisecond || tcpHeld()) {
 		time.Sleep(25 * time.Millisecond)
 		if n := tcpBytes(); n != last {
 			last, since = n, time.Now()
@@ -366,6 +398,7 @@ func (c *Collector) loopFor(el gnet.EventLoop) *loop {
 		next[k] = v
 	}
 	l := c.loops[len(m)]
+	l.el = el
 	next[el] = l
 	c.byEventLoop.Store(&next)
 	return l
@@ -433,7 +466,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	l := h.c.loopFor(c.EventLoop())
-	s := &tcpSession{id: h.c.sessions.Add(1), loop: l, remote: remote}
+	s := &tcpSession{id: h.c.sessions.Add(1), loop: l, remote: remote, conn: c}
 	c.SetContext(s)
 	h.c.tcpOpen.Add(1)
 	return nil, gnet.None
@@ -505,6 +538,9 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 			// An incomplete message was left (peer closed mid-message,
 			// or shutdown): count it rather than lose it quietly.
 			s.loop.stats.droppedSets[DropTCPPartial].Add(1)
+		}
+		if s.paused {
+			s.loop.pauseEnded(s)
 		}
 		s.loop.sessionClosed(s)
 		h.c.tcpOpen.Add(-1)
@@ -587,7 +623,9 @@ func (l *loop) drainOnce(fd int) int {
 	return n
 }
 
-// tcp frames IPFIX messages out of a TCP stream by their length field.
+// tcp frames IPFIX messages out of a TCP stream by their length field. A
+// message is begun only when the ring has room for TCP; otherwise the
+// session pauses (tcphold.go) and is called again once there is.
 func (h *handler) tcp(c gnet.Conn, s *tcpSession) gnet.Action {
 	l := s.loop
 	l.now = time.Now().UnixNano()
@@ -595,10 +633,12 @@ func (h *handler) tcp(c gnet.Conn, s *tcpSession) gnet.Action {
 	for {
 		avail := c.InboundBuffered()
 		if avail < 4 {
+			l.unpause(c, s)
 			return gnet.None
 		}
 		hdr, err := c.Peek(4)
 		if err != nil {
+			l.unpause(c, s)
 			return gnet.None
 		}
 		version := binary.BigEndian.Uint16(hdr)
@@ -614,10 +654,18 @@ func (h *handler) tcp(c gnet.Conn, s *tcpSession) gnet.Action {
 			return gnet.Close
 		}
 		if avail < n {
+			l.unpause(c, s)
 			return gnet.None
+		}
+		if !l.tcpRoom() {
+			if l.pause(c, s) {
+				return gnet.None
+			}
+			l.waitRoom(func() bool { return l.flushSpill() && l.tcpRoom() })
 		}
 		msg, err := c.Peek(n)
 		if err != nil {
+			l.unpause(c, s)
 			return gnet.None
 		}
 		l.handle(msg, o)

@@ -5,7 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
-	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/sluice-flow/sluice/dataplane/entry"
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
@@ -62,9 +63,24 @@ type loop struct {
 	udp    *udpBatch // recvmmsg state, created on first use
 	udpFDs []int     // the UDP listener sockets this loop reads
 	// sweepQueued keeps at most one sweep waiting in gnet's task queue,
-	// so a loop stalled by TCP backpressure does not pile them up.
+	// so a loop that waits for ring room (where TCP sessions cannot be
+	// paused, tcphold.go) does not pile them up.
 	sweepQueued atomic.Bool
 	stop        <-chan struct{}
+
+	// TCP sessions paused for ring room, and the spill (tcphold.go).
+	el         gnet.EventLoop // set by loopFor before the loop handles anything
+	paused     []*tcpSession  // sessions to wake, oldest first
+	spill      []byte         // entries waiting for ring room
+	spillHead  int            // offset of the oldest entry in spill
+	epfd       int            // the loop's epoll fd; epollUnknown, epollNone
+	tcpReserve int            // ring bytes free for a TCP session to begin a message
+	resumeFree int            // ring bytes free for paused sessions to resume
+	// waiting tells the resumer to watch this loop's ring; resumeQueued
+	// keeps one resume at a time in gnet's task queue. Set by the loop
+	// (waiting) and the resumer (resumeQueued); read by both.
+	waiting      atomic.Bool
+	resumeQueued atomic.Bool
 }
 
 func newLoop(c *Collector, idx int, r *ring.Ring) *loop {
@@ -82,6 +98,11 @@ func newLoop(c *Collector, idx int, r *ring.Ring) *loop {
 		stop:     c.stopping,
 
 		sessionKeys: make(map[uint64][]template.DomainKey),
+		epfd:        epollUnknown,
+		// TCP leaves the last eighth of the ring to UDP, and resumes once
+		// half of it is free: fewer, longer pauses.
+		tcpReserve: r.Cap() / 8,
+		resumeFree: r.Cap() / 2,
 	}
 }
 
@@ -326,30 +347,30 @@ func (l *loop) announced(t *template.Template, o origin) (DropReason, bool) {
 const maxAnnounced = 1 << 16
 
 // push writes one entry into the ring. UDP input drops when the ring is full;
-// TCP input waits for room (backpressure: the loop stops reading). On
-// failure it returns the reason; the caller counts what was lost.
+// TCP input never does: what the ring cannot take goes to the spill, which
+// enters the ring first once it has room, and the session pauses before its
+// next message (tcphold.go). On failure it returns the reason; the caller
+// counts what was lost.
 func (l *loop) push(h *entry.Header, body []byte, o origin) (DropReason, bool) {
 	n := entry.HeaderLen + len(body)
 	if n > l.ring.MaxEntry() {
 		return DropTooLargeForRing, false
 	}
-	buf := l.prod.Reserve(n)
+	var buf []byte
+	if l.spillHead == len(l.spill) || l.flushSpill() {
+		buf = l.prod.Reserve(n)
+	}
 	if buf == nil {
 		if o.transport == transportUDP {
 			return DropRingFull, false
 		}
-		l.stats.backpressure.Add(1)
-		for buf == nil {
-			select {
-			case <-l.stop:
-				// Shutting down with the consumer gone: nothing more
-				// can be delivered.
-				return DropShutdown, false
-			default:
-			}
-			time.Sleep(50 * time.Microsecond)
-			buf = l.prod.Reserve(n)
+		if l.consumersGone() {
+			// Shutting down with the consumer gone: nothing more can be
+			// delivered.
+			return DropShutdown, false
 		}
+		l.toSpill(h, body)
+		return 0, true
 	}
 	entry.Put(buf, h)
 	copy(buf[entry.HeaderLen:], body)

@@ -48,13 +48,13 @@ type harness struct {
 	medEnd chan struct{}
 }
 
-func start(t *testing.T, cfg collector.Config, startMediator bool) *harness {
+func start(t testing.TB, cfg collector.Config, startMediator bool) *harness {
 	return startOn(t, "127.0.0.1", cfg, startMediator)
 }
 
 // startOn starts a collector listening on UDP and TCP on host (an IPv4 or
 // IPv6 loopback address), with a mediator into a counting output.
-func startOn(t *testing.T, host string, cfg collector.Config, startMediator bool) *harness {
+func startOn(t testing.TB, host string, cfg collector.Config, startMediator bool) *harness {
 	t.Helper()
 	h := &harness{out: &countOut{}, port: testnet.FreePort(t, host), runErr: make(chan error, 1), medEnd: make(chan struct{})}
 	hp := net.JoinHostPort(host, strconv.Itoa(h.port))
@@ -91,7 +91,7 @@ func (h *harness) startMediator(ctx context.Context) {
 }
 
 // stop stops the collector, then lets the mediator drain.
-func (h *harness) stop(t *testing.T) {
+func (h *harness) stop(t testing.TB) {
 	if h.c == nil {
 		return
 	}
@@ -344,8 +344,8 @@ func TestTCPReconnectNeedsTemplatesAgain(t *testing.T) {
 }
 
 // TestTCPBackpressureLosesNothing fills a small ring with no consumer
-// running: the loop stops reading, and once the mediator starts every record
-// arrives.
+// running: the session pauses (the loop stops reading its socket), and once
+// the mediator starts every record arrives.
 func TestTCPBackpressureLosesNothing(t *testing.T) {
 	h := start(t, collector.Config{RingSize: 64 << 10, Loops: 1}, false)
 	tpl, data, octets := exporterMsgs(1, 400, 40) // about 270 KB, four rings' worth

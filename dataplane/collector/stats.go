@@ -65,27 +65,30 @@ func (r DropReason) String() string { return dropReasonNames[r] }
 // loopStats are one loop's counters. The loop writes them; scrapes read
 // them concurrently, hence the atomics (uncontended, so cheap).
 type loopStats struct {
-	packets         [2]atomic.Uint64 // by transport: 0 udp, 1 tcp
-	bytes           [2]atomic.Uint64
-	messages        [3]atomic.Uint64 // by version: 0 v5, 1 v9, 2 ipfix
-	sets            atomic.Uint64
-	dataSets        atomic.Uint64
-	records         atomic.Uint64 // data records put into the ring
-	templates       atomic.Uint64 // templates learned (new or changed)
-	refreshes       atomic.Uint64 // retransmissions of known templates
-	redefinitions   atomic.Uint64
-	withdrawals     atomic.Uint64
-	withdrawIgn     atomic.Uint64 // withdrawals over UDP, ignored
-	heldSets        atomic.Int64  // gauge
-	heldBytes       atomic.Int64  // gauge
-	heldReleased    atomic.Uint64 // held sets decoded after their template came
-	droppedSets     [numDropReasons]atomic.Uint64
-	droppedRecs     [numDropReasons]atomic.Uint64
-	codecDrops      [32]atomic.Uint64 // indexed like ipfix.Errors
-	backpressure    atomic.Uint64     // TCP waits for ring room
-	trailing        atomic.Uint64     // datagrams with octets after their message
-	lostWithdrawals atomic.Uint64     // withdrawal entries the ring could not take
-	udpBatches      atomic.Uint64     // recvmmsg calls that returned data
+	packets           [2]atomic.Uint64 // by transport: 0 udp, 1 tcp
+	bytes             [2]atomic.Uint64
+	messages          [3]atomic.Uint64 // by version: 0 v5, 1 v9, 2 ipfix
+	sets              atomic.Uint64
+	dataSets          atomic.Uint64
+	records           atomic.Uint64 // data records put into the ring
+	templates         atomic.Uint64 // templates learned (new or changed)
+	refreshes         atomic.Uint64 // retransmissions of known templates
+	redefinitions     atomic.Uint64
+	withdrawals       atomic.Uint64
+	withdrawIgn       atomic.Uint64 // withdrawals over UDP, ignored
+	heldSets          atomic.Int64  // gauge
+	heldBytes         atomic.Int64  // gauge
+	heldReleased      atomic.Uint64 // held sets decoded after their template came
+	droppedSets       [numDropReasons]atomic.Uint64
+	droppedRecs       [numDropReasons]atomic.Uint64
+	codecDrops        [32]atomic.Uint64 // indexed like ipfix.Errors
+	backpressure      atomic.Uint64     // TCP sessions paused (or loop waits) for ring room
+	backpressureNanos atomic.Uint64     // time they spent so, added when each ends
+	pausedSessions    atomic.Int64      // gauge: TCP sessions paused now
+	spillBytes        atomic.Int64      // gauge: bytes in the spill
+	trailing          atomic.Uint64     // datagrams with octets after their message
+	lostWithdrawals   atomic.Uint64     // withdrawal entries the ring could not take
+	udpBatches        atomic.Uint64     // recvmmsg calls that returned data
 }
 
 var codecIndex = func() map[*ipfix.Error]int {

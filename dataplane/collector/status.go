@@ -235,7 +235,10 @@ var (
 	malformedTotal        = promtext.Counter("sluice_malformed_total", "Malformed messages, sets and records rejected by the decoder, by reason.")
 	trailingOctetsTotal   = promtext.Counter("sluice_trailing_octets_datagrams_total", "UDP datagrams with octets after their IPFIX message (ignored).")
 	lostWithdrawalsTotal  = promtext.Counter("sluice_lost_withdrawal_entries_total", "Withdrawal notices the ring could not take (the withdrawal itself was applied).")
-	tcpBackpressureTotal  = promtext.Counter("sluice_tcp_backpressure_total", "Times TCP input waited for ring room.")
+	tcpBackpressureTotal  = promtext.Counter("sluice_tcp_backpressure_total", "Times a TCP session paused for ring room (the loop goes on serving the others).")
+	tcpBackpressureSecs   = promtext.Counter("sluice_tcp_backpressure_seconds_total", "Time TCP sessions spent paused for ring room, added as each pause ends.")
+	tcpPausedSessions     = promtext.Gauge("sluice_tcp_paused_sessions", "TCP sessions paused for ring room now.")
+	tcpSpillBytes         = promtext.Gauge("sluice_tcp_spill_bytes", "Bytes of entries from a TCP message begun before the ring filled, waiting for ring room.")
 	tcpRefusedTotal       = promtext.Counter("sluice_tcp_sessions_refused_total", "TCP sessions refused, by reason: too many open (max_sessions), too many from one address (max_sessions_per_exporter), source outside allow_exporters (not_allowed).")
 	tcpSessions           = promtext.Gauge("sluice_tcp_sessions", "Open TCP sessions.")
 	udpBatchesTotal       = promtext.Counter("sluice_udp_batches_total", "recvmmsg calls that returned datagrams.")
@@ -302,6 +305,14 @@ func (c *Collector) AppendMetrics(dst []byte) []byte {
 	w.Uint(trailingOctetsTotal, sum(func(s *loopStats) uint64 { return s.trailing.Load() }))
 	w.Uint(lostWithdrawalsTotal, sum(func(s *loopStats) uint64 { return s.lostWithdrawals.Load() }))
 	w.Uint(tcpBackpressureTotal, sum(func(s *loopStats) uint64 { return s.backpressure.Load() }))
+	w.Float(tcpBackpressureSecs, float64(sum(func(s *loopStats) uint64 { return s.backpressureNanos.Load() }))/1e9)
+	var paused, spilled int64
+	for _, l := range c.loops {
+		paused += l.stats.pausedSessions.Load()
+		spilled += l.stats.spillBytes.Load()
+	}
+	w.Int(tcpPausedSessions, paused)
+	w.Int(tcpSpillBytes, spilled)
 	for r := range numSessionRefusals {
 		w.Uint(tcpRefusedTotal, c.refusedSessions[r].Load(), "reason", sessionRefusalNames[r])
 	}

@@ -29,11 +29,11 @@ func loopSockets(ctl []int, ls []Listener) ([][]int, error) {
 	for loop, cfd := range ctl {
 		var set []int
 		for _, s := range sets {
-			if slices.Contains(s, cfd) {
+			if slices.Contains(s.fds, cfd) {
 				if set != nil {
 					return nil, fmt.Errorf("loop %d: control fd %d in two epoll sets", loop, cfd)
 				}
-				set = s
+				set = s.fds
 			}
 		}
 		if set == nil {
@@ -59,13 +59,20 @@ func loopSockets(ctl []int, ls []Listener) ([][]int, error) {
 	return out, nil
 }
 
-// epollSets lists the fds each epoll instance of this process watches.
-func epollSets() ([][]int, error) {
+// epollSet is one epoll instance of this process: its fd and the fds it
+// watches.
+type epollSet struct {
+	fd  int
+	fds []int
+}
+
+// epollSets lists the epoll instances of this process.
+func epollSets() ([]epollSet, error) {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return nil, err
 	}
-	var sets [][]int
+	var sets []epollSet
 	for _, e := range ents {
 		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || link != "anon_inode:[eventpoll]" {
 			continue
@@ -86,7 +93,9 @@ func epollSets() ([][]int, error) {
 			}
 		}
 		f.Close()
-		sets = append(sets, set)
+		if efd, err := strconv.Atoi(e.Name()); err == nil {
+			sets = append(sets, epollSet{fd: efd, fds: set})
+		}
 	}
 	return sets, nil
 }

@@ -25,7 +25,7 @@ import (
 // other end is enrolled in an event loop (Engine.Register). From there the
 // session is a TCP session like any other: framed by the message length,
 // templates scoped by the session, the same bounds. Backpressure carries
-// through: a loop waiting for ring room stops reading the pair, the pair's
+// through: a session paused for ring room is not read (tcphold.go), the pair's
 // buffer fills, the relay stops reading TLS, and TCP's window closes on the
 // exporter.
 
