@@ -40,10 +40,13 @@ type Collector struct {
 	loops     []*loop
 	// byEventLoop maps gnet's loops to ours; copy-on-write because loops
 	// look it up concurrently and it changes only as loops first appear.
-	byEventLoop     atomic.Pointer[map[gnet.EventLoop]*loop]
-	assignMu        sync.Mutex
-	sessions        atomic.Uint64
-	tcpOpen         atomic.Int64
+	byEventLoop atomic.Pointer[map[gnet.EventLoop]*loop]
+	assignMu    sync.Mutex
+	sessions    atomic.Uint64
+	tcpOpen     atomic.Int64
+	// tlsSessions holds the numbers of the open sessions relayed from a
+	// tls:// listener, so the API can name their transport.
+	tlsSessions     sync.Map // uint64 -> struct{}
 	refusedSessions [numSessionRefusals]atomic.Uint64
 	// sessionsPerAddr counts open TCP sessions by exporter address, for
 	// MaxTCPSessionsPerExporter.
@@ -467,6 +470,9 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	l := h.c.loopFor(c.EventLoop())
 	s := &tcpSession{id: h.c.sessions.Add(1), loop: l, remote: remote, conn: c}
+	if _, ok := c.Context().(*tlsPeer); ok {
+		h.c.tlsSessions.Store(s.id, struct{}{})
+	}
 	c.SetContext(s)
 	h.c.tcpOpen.Add(1)
 	return nil, gnet.None
@@ -543,6 +549,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 			s.loop.pauseEnded(s)
 		}
 		s.loop.sessionClosed(s)
+		h.c.tlsSessions.Delete(s.id)
 		h.c.tcpOpen.Add(-1)
 		h.c.sessionClosed(s.remote.Addr())
 	}

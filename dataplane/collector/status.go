@@ -24,7 +24,8 @@ type ExporterStatus struct {
 	Exporter          string `json:"exporter"`
 	ObservationDomain uint32 `json:"observation_domain"`
 	Version           uint16 `json:"version"`
-	// Transport is "udp" or "tcp".
+	// Transport is "udp", "tcp", or "tls" for an open session from a
+	// tls:// listener (closed sessions of either add up as "tcp").
 	Transport string `json:"transport"`
 	// TCPSession numbers the TCP session (as in TemplateStatus); 0 for
 	// UDP.
@@ -83,7 +84,7 @@ func (c *Collector) Exporters() []ExporterStatus {
 		}
 		s := ExporterStatus{
 			Exporter: exporterName(e.key.Exporter), ObservationDomain: e.key.Domain, Version: e.key.Version,
-			Transport: transportName(e.key.Session), TCPSession: session, Closed: closed,
+			Transport: c.transportName(e.key.Session), TCPSession: session, Closed: closed,
 			FirstSeen: time.Unix(0, e.firstSeen).UTC(), LastSeen: time.Unix(0, e.lastSeen.Load()).UTC(),
 			Messages: e.messages.Load(), Records: e.records.Load(), SequenceLost: e.lost.Load(),
 			OutOfOrder: e.outOfOrd.Load(), SequenceResets: e.resets.Load(), Templates: counts[e.key],
@@ -114,11 +115,14 @@ func (e *exporterStats) refusedMap() map[string]uint64 {
 	return m
 }
 
-func transportName(session uint64) string {
-	if session != 0 {
-		return "tcp"
+func (c *Collector) transportName(session uint64) string {
+	if session == 0 {
+		return "udp"
 	}
-	return "udp"
+	if _, ok := c.tlsSessions.Load(session); ok {
+		return "tls"
+	}
+	return "tcp"
 }
 
 // Options returns the latest options records of an exporter scope and
@@ -153,9 +157,9 @@ type TemplateStatus struct {
 	TemplateID        uint16 `json:"template_id"`
 	Options           bool   `json:"options"`
 	Fingerprint       string `json:"fingerprint"`
-	// Transport is "udp" or "tcp": a TCP template belongs to its session
-	// (TCPSession) and lives as long as it; a UDP one expires unless
-	// retransmitted (Expires).
+	// Transport is "udp", "tcp" or "tls": a TCP (or TLS) template belongs
+	// to its session (TCPSession) and lives as long as it; a UDP one
+	// expires unless retransmitted (Expires).
 	Transport    string          `json:"transport"`
 	TCPSession   uint64          `json:"tcp_session,omitempty"`
 	Learned      time.Time       `json:"learned"`
@@ -185,7 +189,7 @@ func (c *Collector) TemplateList() []TemplateStatus {
 		s := TemplateStatus{
 			Exporter: exporterName(t.Key.Exporter), ObservationDomain: t.Key.Domain, Version: t.Key.Version,
 			TemplateID: t.Key.ID, Options: t.Layout.Options, Fingerprint: fingerprintHex(t.Layout.Fingerprint),
-			Transport: transportName(t.Key.Session), TCPSession: t.Key.Session,
+			Transport: c.transportName(t.Key.Session), TCPSession: t.Key.Session,
 			Learned: time.Unix(0, t.Learned).UTC(), RecordLength: t.Layout.RecordLen,
 		}
 		if e := t.Expires(); e != 0 {

@@ -282,6 +282,23 @@ func TestTLSCertificateReloadedAndSessionScope(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitRecords(t, 10)
+
+	// The API names the sessions' transport, and their templates'.
+	sessions := map[uint64]bool{}
+	for _, e := range h.c.Exporters() {
+		if e.Transport != "tls" || e.TCPSession == 0 {
+			t.Errorf("exporter entry %s session %d: transport %q, want tls", e.Exporter, e.TCPSession, e.Transport)
+		}
+		sessions[e.TCPSession] = true
+	}
+	if len(sessions) != 2 {
+		t.Errorf("%d TLS sessions listed, want 2", len(sessions))
+	}
+	for _, tm := range h.c.TemplateList() {
+		if tm.Transport != "tls" {
+			t.Errorf("template %d of session %d: transport %q, want tls", tm.TemplateID, tm.TCPSession, tm.Transport)
+		}
+	}
 }
 
 // Sluice to Sluice over ipfix+tls: collector A (UDP in) re-exports through
