@@ -254,7 +254,6 @@ func refAppendBasicList(dst []byte, m *refMeta, b []byte, depth int) ([]byte, bo
 	return append(dst, ']'), true
 }
 
-
 func refAppendSubTemplateList(dst []byte, m *refMeta, b []byte, depth int) ([]byte, bool) {
 	l, err := ipfix.DecodeSubTemplateList(b)
 	if err != nil || m == nil || m.Resolve == nil {
@@ -322,7 +321,6 @@ func refAppendTime(dst []byte, m *refMeta, t time.Time) []byte {
 	}
 	return append(dst, '"')
 }
-
 
 func refAppendHex(dst []byte, b []byte) []byte {
 	dst = append(dst, '"')
