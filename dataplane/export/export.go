@@ -14,8 +14,10 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
 )
 
-// Output receives decoded records. Record is called by one goroutine (the
-// mediator's); r and everything m points to are valid only during the call.
+// Output receives decoded records. Record, Flush and Close are called by
+// one goroutine at a time (a mediator worker; Laned outputs also take
+// records through lanes, one per worker); r and everything m points to are
+// valid only during the call.
 // Records count as sent once they reached the destination (for buffered
 // outputs: after a successful Flush).
 type Output interface {

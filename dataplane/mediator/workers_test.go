@@ -25,9 +25,14 @@ import (
 // would, a template and then sets of records for exporters exporters per
 // ring: each exporter's octetDeltaCount counts 0, 1, 2, ... so the outputs
 // can check the order. A full ring is waited on (TCP's backpressure), so
-// nothing is lost. It returns the records written per exporter once all
-// are written.
+// nothing is lost. It returns once all are written.
 func feedRings(t *testing.T, rings []*ring.Ring, exporters, sets, perSet int) {
+	feedSets(t, rings, exporters, 0, sets, perSet)
+}
+
+// feedSets is feedRings for sets [from, to); the templates go first when
+// from is 0.
+func feedSets(t *testing.T, rings []*ring.Ring, exporters, from, to, perSet int) {
 	t.Helper()
 	specs := []ipfix.FieldSpec{{ID: 8, Length: 4}, {ID: 1, Length: 8}, {ID: 4, Length: 1}}
 	raw := ipfix.AppendTemplateRecord(nil, 256, specs)
@@ -59,11 +64,13 @@ func feedRings(t *testing.T, rings []*ring.Ring, exporters, sets, perSet int) {
 			exp := func(e int) netip.AddrPort {
 				return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, byte(ri), byte(e)}), 4739)
 			}
-			for e := range exporters {
-				put(entry.Header{Kind: entry.KindTemplate, Version: 10, Domain: 1, Exporter: exp(e), TemplateID: 256, Fingerprint: l.Fingerprint}, raw)
+			if from == 0 {
+				for e := range exporters {
+					put(entry.Header{Kind: entry.KindTemplate, Version: 10, Domain: 1, Exporter: exp(e), TemplateID: 256, Fingerprint: l.Fingerprint}, raw)
+				}
 			}
 			var body []byte
-			for s := range sets {
+			for s := from; s < to; s++ {
 				for e := range exporters {
 					body = body[:0]
 					for k := range perSet {
@@ -254,6 +261,7 @@ func TestWorkersHotReload(t *testing.T) {
 	go func() { m.Run(ctx); close(done) }()
 	stop := make(chan struct{})
 	reloads := make(chan int)
+	var reloaded atomic.Int64
 	go func() {
 		n := 0
 		defer func() { reloads <- n }()
@@ -281,9 +289,17 @@ func TestWorkersHotReload(t *testing.T) {
 				return
 			}
 			n++
+			reloaded.Add(1)
 		}
 	}()
-	feedRings(t, rings, exporters, sets, perSet)
+	// Records flow before, during and after at least three reloads.
+	feedSets(t, rings, exporters, 0, sets/2, perSet)
+	for deadline := time.Now().Add(time.Minute); reloaded.Load() < 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reloads in a minute", reloaded.Load())
+		}
+	}
+	feedSets(t, rings, exporters, sets/2, sets, perSet)
 	close(stop)
 	n := <-reloads
 	cancel()

@@ -30,8 +30,10 @@ type laneStage interface {
 	counts() *counts
 }
 
-// Lanes returns n ways into s for n goroutines (n >= 1); call it once,
-// before any of them drives s, instead of Process, Tick and Flush.
+// Lanes returns n ways into s for n goroutines (n >= 1); call it before
+// any of them drives s, instead of Process, Tick and Flush (a second call
+// returns the same lanes). It may run while the outputs are busy with
+// another snapshot: it writes nothing.
 //
 // When no pipeline aggregates and every output is export.Laned, the lanes
 // are independent: each has its own copy of every stage and its own lane
@@ -44,7 +46,10 @@ func (s *Snapshot) Lanes(n int) []*Lane {
 	s.lanesMu.Lock()
 	defer s.lanesMu.Unlock()
 	if s.lanes != nil {
-		panic("BUG: pipeline: Lanes called twice")
+		if len(s.lanes) == n {
+			return s.lanes
+		}
+		panic("BUG: pipeline: Lanes called again with another count")
 	}
 	lanes := make([]*Lane, n)
 	if n > 1 && s.laneable() {
@@ -78,10 +83,11 @@ func (s *Snapshot) laneable() bool {
 		if !ok {
 			return false
 		}
-		if l := lo.Lane(); l == nil {
+		// A lane holds nothing until it gets a record: the probe is
+		// dropped, never flushed (the output may be busy with the
+		// generation before this one).
+		if lo.Lane() == nil {
 			return false
-		} else {
-			_ = l.Close() // a lane that never held a record
 		}
 	}
 	return true

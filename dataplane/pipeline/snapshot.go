@@ -110,9 +110,10 @@ func Passthrough(outputs []export.Output) *Snapshot {
 // closed, and returns their errors.
 func (s *Snapshot) WaitClosed() error { return s.set.Wait() }
 
-// Snapshot is a compiled pipeline configuration. The mediator goroutine
-// drives it (Process, Tick, Flush); the metrics may be read from any
-// goroutine. A snapshot is replaced whole, never changed.
+// Snapshot is a compiled pipeline configuration. One mediator goroutine
+// drives it (Process, Tick, Flush), or several through its lanes (Lanes);
+// the metrics may be read from any goroutine. A snapshot is replaced
+// whole, never changed.
 type Snapshot struct {
 	// Source is the pipeline file the snapshot came from (nil for the
 	// default pass-through).
