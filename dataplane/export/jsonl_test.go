@@ -345,6 +345,7 @@ func TestJSONLTCPReceiverLate(t *testing.T) {
 	rcv := newTCPReceiverStall(t, addr, 0)
 	all := bytes.Join(want, nil)
 	waitFor(t, "delivery", 10*time.Second, func() bool { o.Flush(); return rcv.total() == len(all) })
+	waitFor(t, "sent count", 5*time.Second, func() bool { return o.Stats().Sent == uint64(len(want)) })
 	if st := o.Stats(); st.Sent != uint64(len(want)) || st.Dropped != 0 || q.Queued() != 0 {
 		t.Fatalf("queued %d, stats %+v, fed %d", q.Queued(), st, len(want))
 	}
@@ -368,6 +369,9 @@ func TestJSONLTCPReceiverLate(t *testing.T) {
 	if got := rcv2.received(); len(got) != 1 || !bytes.Equal(got[0], all2) {
 		t.Fatal("received bytes differ from the lines fed after the restart")
 	}
+	// The writer counts a chunk as sent once its Write returned, which can
+	// be after the receiver has read it.
+	waitFor(t, "sent count", 5*time.Second, func() bool { return o.Stats().Sent == uint64(len(want)+len(want2)) })
 	if st := o.Stats(); q.Reconnects() != 1 || st.Sent != uint64(len(want)+len(want2)) || st.Dropped != 0 {
 		t.Fatalf("reconnects %d, stats %+v", q.Reconnects(), st)
 	}
