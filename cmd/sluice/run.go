@@ -25,6 +25,7 @@ type runFlags struct {
 	ingestFlags
 	adminTLS                                            adminTLSFlags
 	config, admin, pipeline, tokenFile, logLevel, pprof string
+	mediatorWorkers                                     int
 	redisPipeline                                       string
 	outputs                                             stringList
 }
@@ -39,6 +40,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&f.redisPipeline, "redis-pipeline", "", "at start, put in force the pipeline the frontend keeps in Redis under this name (sluice:pipeline:<name>)")
 	fs.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default)")
+	fs.IntVar(&f.mediatorWorkers, "mediator-workers", -1, "goroutines reading the rings (default: one per event loop, at most one per CPU)")
 	f.adminTLS.register(fs)
 }
 
@@ -91,6 +93,9 @@ func (f *runFlags) nodeConfig() (node.Config, error) {
 	}
 	if f.pprof != "" {
 		c.Pprof = f.pprof
+	}
+	if f.mediatorWorkers >= 0 {
+		c.Mediator.Workers = f.mediatorWorkers
 	}
 	return c, c.Validate()
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-flow/sluice/dataplane/collector"
 	"github.com/sluice-flow/sluice/dataplane/export"
+	"github.com/sluice-flow/sluice/dataplane/mediator"
 	"github.com/sluice-flow/sluice/dataplane/pipeline"
 	"github.com/sluice-flow/sluice/dataplane/template/redistier"
 	"github.com/sluice-flow/sluice/dataplane/yamlconf"
@@ -56,6 +57,9 @@ type Config struct {
 	Pprof string `yaml:"pprof"`
 	// Collector configures ingest (its Listen comes from Listen).
 	Collector collector.Config `yaml:"collector"`
+	// Mediator configures the consumer of the collector's rings (its
+	// workers: 0, the default, is one per event loop up to GOMAXPROCS).
+	Mediator mediator.Config `yaml:"mediator"`
 	// Redis is the shared template store; no addresses: none.
 	Redis RedisConfig `yaml:"redis"`
 	// APIFiles confines the files a pipeline put through the API (PUT
@@ -221,6 +225,9 @@ func (c *Config) Validate() error {
 	cc.Listen = c.Listen // the collector's listeners are the top-level key
 	if err := cc.Validate(); err != nil {
 		return yamlconf.Nest("collector", err)
+	}
+	if w := c.Mediator.Workers; w < 0 || w > 1024 {
+		return f("mediator.workers", "%d not in 0..1024", w)
 	}
 	for i, a := range c.Redis.Addrs {
 		if err := CheckRedisAddr(a); err != nil {

@@ -67,6 +67,7 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 	f("listen: [udp://:4739]\nlisten_typo: 1\n", "line 2")
 	f("collector:\n  held:\n    max_age: soon\n", "line 3")
 	f("collector:\n  loops: -1\n", "line 2")
+	f("mediator:\n  workers: -1\n", "line 2")
 	f("listen:\n  - http://:80\n", "line 2")
 	f("outputs: [kafka:x]\n", "line 1")
 	f("collector:\n  ring_size: 12 parsecs\n", "line 2")

@@ -90,7 +90,7 @@ func New(cfg Config, stdout io.Writer, log *slog.Logger) (*Node, error) {
 		}
 		first.Source = DefaultPipelineFile(cfg.Outputs)
 	}
-	n.med = mediator.NewPipeline(col.Rings(), first, log)
+	n.med = mediator.NewPipelineConfig(col.Rings(), first, cfg.Mediator, log)
 	return n, nil
 }
 

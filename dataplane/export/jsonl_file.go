@@ -128,14 +128,19 @@ func (r *jsonlRotation) Close() error {
 	return err
 }
 
-// rotate flushes and closes the current file, renames it and opens a new
-// one. An error leaves the output failed, as a write error does.
-func (j *JSONL) rotate() error {
-	if err := j.w.Flush(); err != nil {
-		return err
+// rotate writes out the lines buffered before keep (the offset in j.out of
+// the line that did not fit), closes the current file, renames it and opens
+// a new one; the line at keep stays buffered for the new file. An error
+// leaves the output failed, as a write error does.
+func (j *JSONL) rotate(keep int) error {
+	if keep > 0 {
+		if _, err := j.w.Write(j.out[:keep]); err != nil {
+			return err
+		}
+		j.out = j.out[:copy(j.out, j.out[keep:])]
+		j.sent.Add(j.pending)
+		j.pending = 0
 	}
-	j.sent.Add(j.pending)
-	j.pending = 0
 	r := j.rot
 	if err := r.Close(); err != nil {
 		return fmt.Errorf("export: %w", err)

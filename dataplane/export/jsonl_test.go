@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -344,6 +345,7 @@ func TestJSONLTCPReceiverLate(t *testing.T) {
 	rcv := newTCPReceiverStall(t, addr, 0)
 	all := bytes.Join(want, nil)
 	waitFor(t, "delivery", 10*time.Second, func() bool { o.Flush(); return rcv.total() == len(all) })
+	waitFor(t, "sent count", 5*time.Second, func() bool { return o.Stats().Sent == uint64(len(want)) })
 	if st := o.Stats(); st.Sent != uint64(len(want)) || st.Dropped != 0 || q.Queued() != 0 {
 		t.Fatalf("queued %d, stats %+v, fed %d", q.Queued(), st, len(want))
 	}
@@ -367,6 +369,9 @@ func TestJSONLTCPReceiverLate(t *testing.T) {
 	if got := rcv2.received(); len(got) != 1 || !bytes.Equal(got[0], all2) {
 		t.Fatal("received bytes differ from the lines fed after the restart")
 	}
+	// The writer counts a chunk as sent once its Write returned, which can
+	// be after the receiver has read it.
+	waitFor(t, "sent count", 5*time.Second, func() bool { return o.Stats().Sent == uint64(len(want)+len(want2)) })
 	if st := o.Stats(); q.Reconnects() != 1 || st.Sent != uint64(len(want)+len(want2)) || st.Dropped != 0 {
 		t.Fatalf("reconnects %d, stats %+v", q.Reconnects(), st)
 	}
@@ -614,4 +619,101 @@ func BenchmarkJSONLFile(b *testing.B) {
 		b.Fatalf("stats %+v, fed %d", st, b.N)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// Lanes of a JSON lines file from several goroutines at once (run with
+// -race): every line arrives whole and once, each lane's in its order; a
+// lane's buffer stays at the size it started with, and a lane allocates
+// nothing per record.
+func TestJSONLLanes(t *testing.T) {
+	recs, metas := steadyRecords(genIPFIX(false, 16, 60)[:8])
+	path := filepath.Join(t.TempDir(), "lanes")
+	o, err := Parse("jsonl:"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := o.(*JSONL)
+	const lanes, rounds = 3, 200
+	var wg sync.WaitGroup
+	for i := range lanes {
+		l := j.Lane().(*jsonlLane)
+		c := cap(l.buf)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each lane its own Metas (the encoder's caches are per
+			// goroutine); the lane number rides in the domain.
+			ms := make([]*jsonl.Meta, len(metas))
+			for k, m := range metas {
+				msg := *m.Msg
+				msg.DomainID = uint32(100 + i)
+				msg.Sequence = 0
+				ms[k] = &jsonl.Meta{Msg: &msg}
+			}
+			for n := range rounds {
+				for k, r := range recs {
+					ms[k].Msg.ExportTime = uint32(n) // the line's place in the lane
+					l.Record(ms[k], r)
+				}
+				if n%50 == 49 {
+					l.Flush()
+				}
+			}
+			l.Flush()
+			if cap(l.buf) != c {
+				t.Errorf("lane %d: buffer grew from %d to %d", i, c, cap(l.buf))
+			}
+		}()
+	}
+	wg.Wait()
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, tail := splitLines(t, "file", b)
+	if len(tail) != 0 || len(lines) != lanes*rounds*len(recs) {
+		t.Fatalf("%d lines and %d octets of a cut one, want %d lines", len(lines), len(tail), lanes*rounds*len(recs))
+	}
+	last := map[float64]float64{}
+	for _, line := range lines {
+		var v struct {
+			Domain float64 `json:"observation_domain"`
+			Export string  `json:"export_time"`
+		}
+		json.Unmarshal(line, &v)
+		ts, _ := time.Parse(time.RFC3339, v.Export)
+		if n := float64(ts.Unix()); n < last[v.Domain] {
+			t.Fatalf("lane %v: line of round %v after round %v", v.Domain, n, last[v.Domain])
+		} else {
+			last[v.Domain] = n
+		}
+	}
+	if st := o.Stats(); st.Sent != uint64(len(lines)) || st.Dropped != 0 {
+		t.Fatalf("stats %+v for %d lines", st, len(lines))
+	}
+	l := j.Lane()
+	run := func() {
+		for i, r := range recs {
+			l.Record(metas[i], r)
+		}
+	}
+	run()
+	run() // each Meta makes its plan the second time it sees a template
+	if n := testing.AllocsPerRun(100, run); n != 0 {
+		t.Fatalf("%v allocations per %d records in a lane", n, len(recs))
+	}
+	if j.Lane() == nil {
+		t.Fatal("no lane for a plain file")
+	}
+	rot, err := Parse("jsonl:"+path+".rot?rotate_size=1MiB", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rot.Close()
+	if rot.(Laned).Lane() != nil {
+		t.Fatal("a rotating file has lanes")
+	}
 }

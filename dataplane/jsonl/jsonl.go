@@ -33,10 +33,35 @@ type Meta struct {
 	// nanoseconds; 0 (offline decoding) leaves "time_received_ns" out.
 	Received int64
 
-	// Formatting RFC 3339 is a third of the encoding time; records of one
-	// message share an export time and mostly a second, so keep the last
-	// formatting. Reuse a Meta across records to benefit.
+	// Caches for the records that follow, so reuse a Meta across records
+	// to benefit (its zero value is ready; one Meta per goroutine).
+	// Records of one set share everything before their fields (head);
+	// RFC 3339 formatting was a third of the encoding time, and records of
+	// one message share an export time and mostly a second; a template
+	// seen twice gets a plan (keys written out, a formatter per field).
 	exportCache, fieldCache timeCache
+	head                    headCache
+	plans                   planCache
+}
+
+// headKey is what the part of a record before its fields depends on.
+type headKey struct {
+	exporter netip.AddrPort
+	received int64
+	export   uint32
+	domain   uint32
+	version  uint16
+	id       uint16
+	options  bool
+}
+
+// headCache keeps the last record's head. A head longer than buf (an
+// exporter address with a long zone) is not kept.
+type headCache struct {
+	key headKey
+	ok  bool
+	n   uint8
+	buf [255]byte
 }
 
 // timeCache remembers the formatting of the two UTC seconds used last (a
@@ -50,13 +75,44 @@ type timeCache struct {
 	next int
 }
 
+// Seconds of the first and after the last instant RFC 3339 can write
+// (years 0000-9999); others go through time.Time.AppendFormat.
+const (
+	minRFC3339 = -62167219200
+	endRFC3339 = 253402300800
+)
+
 // appendUTC appends t (UTC) like time.RFC3339Nano does: seconds, then the
 // fraction without trailing zeros, then "Z".
 func (c *timeCache) appendUTC(dst []byte, t time.Time) []byte {
 	sec := t.Unix()
-	if y := t.Year(); y < 0 || y > 9999 {
+	if sec < minRFC3339 || sec >= endRFC3339 {
 		return t.AppendFormat(dst, time.RFC3339Nano)
 	}
+	dst = c.appendSecond(dst, sec)
+	if ns := t.Nanosecond(); ns != 0 {
+		if ns%1e6 == 0 {
+			dst = appendMillisFraction(dst, ns/1e6)
+		} else {
+			var frac [10]byte
+			frac[0] = '.'
+			for i := 9; i >= 1; i-- {
+				frac[i] = byte('0' + ns%10)
+				ns /= 10
+			}
+			n := 10
+			for frac[n-1] == '0' {
+				n--
+			}
+			dst = append(dst, frac[:n]...)
+		}
+	}
+	return append(dst, 'Z')
+}
+
+// appendSecond appends "2006-01-02T15:04:05" for sec, which is within
+// [minRFC3339, endRFC3339).
+func (c *timeCache) appendSecond(dst []byte, sec int64) []byte {
 	i := 0
 	switch {
 	case c.slot[0].ok && c.slot[0].sec == sec:
@@ -66,25 +122,52 @@ func (c *timeCache) appendUTC(dst []byte, t time.Time) []byte {
 		i = c.next
 		c.next ^= 1
 		s := &c.slot[i]
-		t.AppendFormat(s.prefix[:0], "2006-01-02T15:04:05")
+		time.Unix(sec, 0).UTC().AppendFormat(s.prefix[:0], "2006-01-02T15:04:05")
 		s.sec, s.ok = sec, true
 	}
-	dst = append(dst, c.slot[i].prefix[:]...)
-	if ns := t.Nanosecond(); ns != 0 {
-		var frac [10]byte
-		frac[0] = '.'
-		for i := 9; i >= 1; i-- {
-			frac[i] = byte('0' + ns%10)
-			ns /= 10
-		}
-		n := 10
-		for frac[n-1] == '0' {
+	return append(dst, c.slot[i].prefix[:]...)
+}
+
+// appendMillis appends Unix milliseconds ms as a quoted RFC 3339 time, as
+// appendTime does with time.UnixMilli(ms).UTC().
+func (c *timeCache) appendMillis(dst []byte, ms int64) []byte {
+	sec, frac := ms/1000, ms%1000
+	if frac < 0 {
+		sec, frac = sec-1, frac+1000
+	}
+	if sec < minRFC3339 || sec >= endRFC3339 {
+		dst = append(dst, '"')
+		dst = time.UnixMilli(ms).UTC().AppendFormat(dst, time.RFC3339Nano)
+		return append(dst, '"')
+	}
+	dst = append(dst, '"')
+	dst = c.appendSecond(dst, sec)
+	if frac != 0 {
+		dst = appendMillisFraction(dst, int(frac))
+	}
+	return append(dst, 'Z', '"')
+}
+
+// appendMillisFraction appends ".ddd" for 1..999 ms without trailing
+// zeros.
+func appendMillisFraction(dst []byte, ms int) []byte {
+	d := millisFrac[ms]
+	return append(dst, d[1:1+d[0]]...)
+}
+
+// millisFrac[ms] is the length, then ".ddd" without trailing zeros.
+var millisFrac = func() (t [1000][5]byte) {
+	for ms := 1; ms < 1000; ms++ {
+		e := &t[ms]
+		e[1], e[2], e[3], e[4] = '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10)
+		n := byte(4)
+		for e[n] == '0' {
 			n--
 		}
-		dst = append(dst, frac[:n]...)
+		e[0] = n
 	}
-	return append(dst, 'Z')
-}
+	return t
+}()
 
 // paddingOctets carries no information and is left out.
 const paddingOctetsID = 210
@@ -103,7 +186,29 @@ const paddingOctetsID = 210
 // arrays and values whose width does not fit their type as hex strings.
 // NetFlow v9/v5 uptime-relative times (flowStartSysUpTime,
 // flowEndSysUpTime) are made absolute from the header.
+//
+// m keeps caches for the next records (see Meta): use one Meta per
+// goroutine.
 func AppendRecord(dst []byte, m *Meta, r *ipfix.Record) []byte {
+	dst = m.appendHead(dst, r.Layout)
+	if p := m.plans.get(r.Layout); p != nil {
+		dst = p.appendFields(dst, m, r)
+	} else {
+		dst = appendFields(dst, m, r, 0)
+	}
+	return append(dst, "}\n"...)
+}
+
+// appendHead appends the record's object up to its first field, from the
+// cache when the record is of the same set as the last one.
+func (m *Meta) appendHead(dst []byte, l *ipfix.Layout) []byte {
+	k := headKey{exporter: m.Exporter, received: m.Received, export: m.Msg.ExportTime, domain: m.Msg.DomainID,
+		version: m.Msg.Version, id: l.ID, options: l.Options}
+	h := &m.head
+	if h.ok && h.key == k {
+		return append(dst, h.buf[:h.n]...)
+	}
+	start := len(dst)
 	dst = append(dst, `{"exporter":"`...)
 	if m.Exporter.Port() == 0 {
 		dst = m.Exporter.Addr().AppendTo(dst)
@@ -111,23 +216,28 @@ func AppendRecord(dst []byte, m *Meta, r *ipfix.Record) []byte {
 		dst = m.Exporter.AppendTo(dst)
 	}
 	dst = append(dst, `","version":`...)
-	dst = strconv.AppendUint(dst, uint64(m.Msg.Version), 10)
+	dst = appendUint(dst, uint64(k.version))
 	dst = append(dst, `,"observation_domain":`...)
-	dst = strconv.AppendUint(dst, uint64(m.Msg.DomainID), 10)
+	dst = appendUint(dst, uint64(k.domain))
 	dst = append(dst, `,"template_id":`...)
-	dst = strconv.AppendUint(dst, uint64(r.Layout.ID), 10)
+	dst = appendUint(dst, uint64(k.id))
 	dst = append(dst, `,"export_time":"`...)
-	dst = m.exportCache.appendUTC(dst, time.Unix(int64(m.Msg.ExportTime), 0).UTC())
+	dst = m.exportCache.appendUTC(dst, time.Unix(int64(k.export), 0).UTC())
 	dst = append(dst, '"')
 	if m.Received != 0 {
 		dst = append(dst, `,"time_received_ns":`...)
 		dst = strconv.AppendInt(dst, m.Received, 10)
 	}
-	if r.Layout.Options {
+	if k.options {
 		dst = append(dst, `,"options":true`...)
 	}
-	dst = appendFields(dst, m, r, 0)
-	return append(dst, "}\n"...)
+	if n := len(dst) - start; n <= len(h.buf) {
+		h.key, h.ok, h.n = k, true, uint8(n)
+		copy(h.buf[:], dst[start:])
+	} else {
+		h.ok = false
+	}
+	return dst
 }
 
 // appendFields appends `,"key":value` for every field of r.
@@ -158,7 +268,7 @@ func AppendValue(dst []byte, m *Meta, ie *ipfix.InfoElement, b []byte, depth int
 		if m != nil && m.Msg != nil && m.Msg.Version != ipfix.VersionIPFIX && ie.PEN == 0 && (ie.ID == 21 || ie.ID == 22) && len(b) == 4 {
 			return appendTime(dst, m, m.Msg.UptimeTime(uint32(ipfix.Uint(b))))
 		}
-		return strconv.AppendUint(dst, ipfix.Uint(b), 10)
+		return appendUint(dst, ipfix.Uint(b))
 	case ipfix.TypeSigned8, ipfix.TypeSigned16, ipfix.TypeSigned32, ipfix.TypeSigned64:
 		if len(b) == 0 || len(b) > 8 {
 			break
@@ -188,6 +298,9 @@ func AppendValue(dst []byte, m *Meta, ie *ipfix.InfoElement, b []byte, depth int
 		if len(b) != 4 && len(b) != 16 {
 			break
 		}
+		if len(b) == 4 {
+			return appendQuotedIPv4(dst, [4]byte(b))
+		}
 		dst = append(dst, '"')
 		dst = ipfix.Addr(b).AppendTo(dst)
 		return append(dst, '"')
@@ -213,6 +326,9 @@ func AppendValue(dst []byte, m *Meta, ie *ipfix.InfoElement, b []byte, depth int
 	case ipfix.TypeDateTimeMilliseconds:
 		if len(b) == 0 || len(b) > 8 {
 			break
+		}
+		if m != nil {
+			return m.fieldCache.appendMillis(dst, int64(ipfix.Uint(b)))
 		}
 		return appendTime(dst, m, ipfix.DateTimeMilliseconds(b))
 	case ipfix.TypeDateTimeMicroseconds:

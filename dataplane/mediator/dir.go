@@ -259,9 +259,22 @@ func (m *Mediator) Replayed() uint64 { return m.replayed.Load() }
 // took) and returns once it has, or with ctx's error if Run does not get
 // to it (it is not running). Safe for concurrent use.
 func (m *Mediator) Flush(ctx context.Context) error {
+	if m.workers != nil {
+		for _, w := range m.workers {
+			if err := request(ctx, w.flushReq); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return request(ctx, m.flushReq)
+}
+
+// request hands a flush request to a goroutine reading ch and waits for it.
+func request(ctx context.Context, ch chan chan struct{}) error {
 	done := make(chan struct{})
 	select {
-	case m.flushReq <- done:
+	case ch <- done:
 	case <-ctx.Done():
 		return ctx.Err()
 	}

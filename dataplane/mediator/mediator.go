@@ -24,15 +24,18 @@ import (
 	"github.com/sluice-flow/sluice/dataplane/ring"
 )
 
-// Mediator reads every ring from one goroutine (Run) and feeds the
-// pipeline snapshot in force.
+// Mediator reads the rings, from one goroutine or from several workers
+// (Config.Workers) that each own some of them, and feeds the pipeline
+// snapshot in force.
 type Mediator struct {
 	log   *slog.Logger
 	logs  ratelog.Limiter
 	rings []*ringState
-	// cur is the snapshot Run drives; live mirrors it for other
-	// goroutines; next is one waiting to be adopted.
+	// cur is the snapshot Run drives (one goroutine) and curLane its one
+	// lane; live mirrors it for other goroutines; next is one waiting to
+	// be adopted.
 	cur     *pipeline.Snapshot
+	curLane *pipeline.Lane
 	live    atomic.Pointer[pipeline.Snapshot]
 	next    atomic.Pointer[pendingSnap]
 	applyMu sync.Mutex
@@ -52,6 +55,11 @@ type Mediator struct {
 	gaps     restartGaps
 	flushReq chan chan struct{}
 	applied  appliedHooks
+
+	// With more than one worker (workers.go): the generation they follow.
+	workers   []*worker
+	gen       atomic.Pointer[generation]
+	promoteMu sync.Mutex
 }
 
 type tplKey struct {
@@ -116,8 +124,13 @@ func New(rings []*ring.Ring, outputs []export.Output, log *slog.Logger) *Mediato
 }
 
 // NewPipeline returns a mediator running snapshot first until Apply
-// replaces it.
+// replaces it, reading every ring from one goroutine.
 func NewPipeline(rings []*ring.Ring, first *pipeline.Snapshot, log *slog.Logger) *Mediator {
+	return NewPipelineConfig(rings, first, Config{Workers: 1}, log)
+}
+
+// NewPipelineConfig is NewPipeline with the workers cfg asks for.
+func NewPipelineConfig(rings []*ring.Ring, first *pipeline.Snapshot, cfg Config, log *slog.Logger) *Mediator {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -127,6 +140,11 @@ func NewPipeline(rings []*ring.Ring, first *pipeline.Snapshot, log *slog.Logger)
 	m.live.Store(first)
 	for _, r := range rings {
 		m.rings = append(m.rings, newRingState(r))
+	}
+	if n := cfg.workers(len(rings)); n > 1 {
+		m.startWorkers(first, n)
+	} else {
+		m.curLane = first.Lanes(1)[0]
 	}
 	return m
 }
@@ -183,7 +201,7 @@ func (m *Mediator) adopt() {
 		return
 	}
 	old := m.cur
-	m.cur = p.s
+	m.cur, m.curLane = p.s, p.s.Lanes(1)[0]
 	m.live.Store(p.s)
 	old.Retire()
 	close(p.done)
@@ -208,6 +226,10 @@ const (
 // it after the collector has stopped for a lossless shutdown), flushes the
 // outputs and returns.
 func (m *Mediator) Run(ctx context.Context) {
+	if m.workers != nil {
+		m.runWorkers(ctx)
+		return
+	}
 	idle := 0
 	var lastScan time.Time
 	for {
@@ -267,6 +289,9 @@ func (m *Mediator) Close() error {
 		p.err = ErrNotApplied
 		close(p.done)
 	}
+	if g := m.gen.Load(); g != nil {
+		m.cur = g.s
+	}
 	m.cur.Retire()
 	return m.cur.WaitClosed()
 }
@@ -309,7 +334,7 @@ func (m *Mediator) poll(max int) (total int, more bool) {
 			if b == nil {
 				break
 			}
-			m.entry(rs, b)
+			m.entry(rs, b, m.curLane)
 			rs.c.Release()
 			taken++
 		}
@@ -366,14 +391,15 @@ func (m *Mediator) pollDurable(rs *ringState, max int) int {
 	rs.c.Checkpoint()
 	for _, e := range batch {
 		rs.replaying = rs.replayEnd != 0 && e.end <= rs.replayEnd
-		m.entry(rs, e.b)
+		m.entry(rs, e.b, m.curLane)
 	}
 	clear(batch) // the views end with the mapping
 	rs.batch = batch[:0]
 	return len(batch)
 }
 
-func (m *Mediator) entry(rs *ringState, b []byte) {
+// entry handles one ring entry; data records go through lane.
+func (m *Mediator) entry(rs *ringState, b []byte, lane *pipeline.Lane) {
 	h := &rs.hdr
 	body, err := entry.Parse(b, h)
 	if err != nil {
@@ -426,13 +452,13 @@ func (m *Mediator) entry(rs *ringState, b []byte) {
 				l = own
 			}
 		}
-		m.data(rs, l, key, body)
+		m.data(rs, l, key, body, lane)
 	default:
 		m.badEntries.Add(1)
 	}
 }
 
-func (m *Mediator) data(rs *ringState, l *ipfix.Layout, key tplKey, body []byte) {
+func (m *Mediator) data(rs *ringState, l *ipfix.Layout, key tplKey, body []byte, lane *pipeline.Lane) {
 	h := &rs.hdr
 	rs.msg = ipfix.Message{Version: h.Version, DomainID: h.Domain, ExportTime: h.ExportTime,
 		Sequence: h.Sequence, SysUptime: h.SysUptime, ExportNanos: h.ExportNanos}
@@ -440,16 +466,15 @@ func (m *Mediator) data(rs *ringState, l *ipfix.Layout, key tplKey, body []byte)
 	// Set fields one by one: the Meta keeps formatting caches across sets.
 	rs.meta.Exporter, rs.meta.Msg, rs.meta.Resolve, rs.meta.Received = h.Exporter, &rs.msg, &rs.scope, h.Received
 	n := 0
-	snap := m.cur
 	if it, ok := l.FixedIter(body); ok {
 		for it.Next(&rs.rec) { // inlined: no call per record but Process
-			snap.Process(&rs.meta, &rs.rec)
+			lane.Process(&rs.meta, &rs.rec)
 			n++
 		}
 	} else {
 		it := ipfix.NewDataIter(l, body)
 		for it.Next(&rs.rec) {
-			snap.Process(&rs.meta, &rs.rec)
+			lane.Process(&rs.meta, &rs.rec)
 			n++
 		}
 	}

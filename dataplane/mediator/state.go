@@ -42,7 +42,7 @@ func (m *Mediator) loadState(rs *ringState) error {
 			}
 			var h entry.Header
 			if _, err := entry.Parse(b[4:4+l], &h); err == nil && h.Kind == entry.KindTemplate {
-				m.entry(rs, b[4:4+l])
+				m.entry(rs, b[4:4+l], nil) // templates only
 				n++
 			}
 			b = b[4+l:]

@@ -37,18 +37,35 @@ var (
 func (s *Snapshot) AppendMetrics(dst []byte) []byte {
 	w := promtext.NewWriter(dst)
 	w.Uint(pipelineVersion, s.Version)
-	w.Head(stageRecordsTotal)
-	for _, p := range s.pipes {
-		for _, st := range p.stages {
-			w.Uint(stageRecordsTotal, st.n.pubIn.Load(), "pipeline", p.name, "stage", st.kind, "direction", "in")
-			w.Uint(stageRecordsTotal, st.n.pubOut.Load(), "pipeline", p.name, "stage", st.kind, "direction", "out")
+	lanes := s.metricPipes()
+	// sum adds up one counter over the lanes (each has its own copy of
+	// every stage, in the same places).
+	sum := func(i, j int, c func(*counts) *atomic.Uint64) uint64 {
+		t := uint64(0)
+		for _, ps := range lanes {
+			n := &ps[i].fan.n
+			if j >= 0 {
+				n = ps[i].stages[j].n
+			}
+			t += c(n).Load()
 		}
-		w.Uint(stageRecordsTotal, p.fan.n.pubIn.Load(), "pipeline", p.name, "stage", "outputs", "direction", "in")
+		return t
+	}
+	in := func(c *counts) *atomic.Uint64 { return &c.pubIn }
+	out := func(c *counts) *atomic.Uint64 { return &c.pubOut }
+	errs := func(c *counts) *atomic.Uint64 { return &c.pubErrs }
+	w.Head(stageRecordsTotal)
+	for i, p := range s.pipes {
+		for j, st := range p.stages {
+			w.Uint(stageRecordsTotal, sum(i, j, in), "pipeline", p.name, "stage", st.kind, "direction", "in")
+			w.Uint(stageRecordsTotal, sum(i, j, out), "pipeline", p.name, "stage", st.kind, "direction", "out")
+		}
+		w.Uint(stageRecordsTotal, sum(i, -1, in), "pipeline", p.name, "stage", "outputs", "direction", "in")
 	}
 	w.Head(stageErrorsTotal)
-	for _, p := range s.pipes {
-		for _, st := range p.stages {
-			w.Uint(stageErrorsTotal, st.n.pubErrs.Load(), "pipeline", p.name, "stage", st.kind)
+	for i, p := range s.pipes {
+		for j, st := range p.stages {
+			w.Uint(stageErrorsTotal, sum(i, j, errs), "pipeline", p.name, "stage", st.kind)
 		}
 	}
 	s.appendAgg(&w, aggregateKeys, func(a *aggStage) uint64 { return a.pub.keys.Load() })

@@ -110,9 +110,10 @@ func Passthrough(outputs []export.Output) *Snapshot {
 // closed, and returns their errors.
 func (s *Snapshot) WaitClosed() error { return s.set.Wait() }
 
-// Snapshot is a compiled pipeline configuration. The mediator goroutine
-// drives it (Process, Tick, Flush); the metrics may be read from any
-// goroutine. A snapshot is replaced whole, never changed.
+// Snapshot is a compiled pipeline configuration. One mediator goroutine
+// drives it (Process, Tick, Flush), or several through its lanes (Lanes);
+// the metrics may be read from any goroutine. A snapshot is replaced
+// whole, never changed.
 type Snapshot struct {
 	// Source is the pipeline file the snapshot came from (nil for the
 	// default pass-through).
@@ -124,6 +125,9 @@ type Snapshot struct {
 	specs   []string // one per acquired output reference
 	set     *OutputSet
 	retired atomic.Bool
+
+	lanesMu sync.Mutex
+	lanes   []*Lane // made by Lanes; nil: the snapshot is driven as one lane
 }
 
 type pipe struct {
@@ -135,6 +139,9 @@ type pipe struct {
 	observers []*enrichStage
 	aggs      []*aggStage
 	stages    []stageInfo
+	// chain and optChain are head's and optHead's stages in order (for
+	// Lanes to copy).
+	chain, optChain []sink
 }
 
 type stageInfo struct {
@@ -196,11 +203,13 @@ func Compile(c *Config, set *OutputSet) (snap *Snapshot, err error) {
 		}
 		var next sink = p.fan
 		built := make([]stageInfo, len(pc.Stages))
+		p.chain = make([]sink, len(pc.Stages))
 		for j := len(pc.Stages) - 1; j >= 0; j-- {
 			st, info, err := buildStage(&pc.Stages[j], next)
 			if err != nil {
 				return nil, err
 			}
+			p.chain[j] = st
 			if e, ok := st.(*enrichStage); ok {
 				p.observers = append(p.observers, e)
 			}
@@ -224,6 +233,7 @@ func Compile(c *Config, set *OutputSet) (snap *Snapshot, err error) {
 				}
 				st.next = opt
 				opt = st
+				p.optChain = append([]sink{st}, p.optChain...)
 			}
 		}
 		p.optHead = opt
@@ -329,10 +339,12 @@ func buildStage(sc *Stage, next sink) (sink, stageInfo, error) {
 // Process runs one record through every pipeline. Options records skip
 // the stages but anonymise (enrich stages read their sampling rates) and
 // go to the outputs unless the pipeline drops them.
-func (s *Snapshot) Process(m *jsonl.Meta, r *ipfix.Record) {
+func (s *Snapshot) Process(m *jsonl.Meta, r *ipfix.Record) { process(s.pipes, m, r) }
+
+func process(pipes []*pipe, m *jsonl.Meta, r *ipfix.Record) {
 	l := r.Layout
 	opts := l.Options && l.ScopeCount > 0
-	for _, p := range s.pipes {
+	for _, p := range pipes {
 		if !opts {
 			p.head.record(m, r)
 			continue
@@ -354,11 +366,11 @@ func (s *Snapshot) Tick(now time.Time) {
 			a.tick(now, false)
 		}
 	}
-	s.publish()
+	publish(s.pipes)
 }
 
-func (s *Snapshot) publish() {
-	for _, p := range s.pipes {
+func publish(pipes []*pipe) {
+	for _, p := range pipes {
 		p.fan.n.publish()
 		for _, st := range p.stages {
 			st.n.publish()
@@ -399,7 +411,9 @@ func (s *Snapshot) Retire() {
 			p.aggs[i].tick(now, true)
 		}
 	}
-	s.publish()
+	for _, ps := range s.metricPipes() {
+		publish(ps)
+	}
 	_ = s.Flush()
 	s.set.release(s.specs)
 }

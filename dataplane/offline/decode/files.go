@@ -40,6 +40,7 @@ type Files struct {
 	dec       *Decoder
 	w         *bufio.Writer
 	buf       []byte
+	meta      jsonl.Meta // one for every record: the encoder's caches
 }
 
 // NewFiles returns a Files writing to w; scopeByPort scopes templates by
@@ -126,11 +127,12 @@ func (f *Files) capture(r io.Reader) error {
 }
 
 func (f *Files) record(r *Record) {
-	m := jsonl.Meta{Exporter: r.Exporter, Msg: r.Msg, Resolve: r.Resolver}
+	m := &f.meta
+	m.Exporter, m.Msg, m.Resolve = r.Exporter, r.Msg, r.Resolver
 	if f.Format == Text {
-		f.buf = AppendText(f.buf[:0], &m, r.Rec)
+		f.buf = AppendText(f.buf[:0], m, r.Rec)
 	} else {
-		f.buf = jsonl.AppendRecord(f.buf[:0], &m, r.Rec)
+		f.buf = jsonl.AppendRecord(f.buf[:0], m, r.Rec)
 	}
 	f.w.Write(f.buf)
 }
