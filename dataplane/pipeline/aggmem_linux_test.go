@@ -2,11 +2,15 @@ package pipeline
 
 import (
 	"bufio"
+	"encoding/binary"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
+
+	"github.com/sluice-flow/sluice/dataplane/ipfix"
 )
 
 // thpMode is the kernel's transparent huge page setting ("always",
@@ -87,4 +91,39 @@ func TestAggTableHugePages(t *testing.T) {
 		t.Error("key lost by the move")
 	}
 	m.free()
+}
+
+// The stage's table moves onto a huge-page mapping as it grows past 8 MiB,
+// says so in its gauges, and gives the memory back when the stage is
+// flushed for good.
+func TestAggregateHugePagesGauge(t *testing.T) {
+	s, err := newAggregate(1, &Aggregate{Keys: []string{"sourceIPv4Address"}, MaxKeys: 200_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out nullSink
+	s.next = &out
+	l := mustLayout(t, []ipfix.FieldSpec{{ID: 8, Length: 4}, {ID: 1, Length: 8}})
+	var r ipfix.Record
+	b := make([]byte, 12)
+	for k := range 150_000 {
+		binary.BigEndian.PutUint32(b, uint32(k))
+		it := ipfix.NewDataIter(l, b)
+		it.Next(&r)
+		s.record(nil, &r)
+	}
+	s.tick(time.Now(), false)
+	s.publish()
+	mode := thpMode()
+	if bytes := s.pub.bytes.Load(); bytes < mapMinBytes || s.tab.mem.mapped == nil {
+		t.Fatalf("%d table bytes for %d keys, mapped %v", bytes, s.tab.count, s.tab.mem.mapped != nil)
+	}
+	if want := mode == "always" || mode == "madvise"; s.pub.huge.Load() != want {
+		t.Errorf("THP %q: huge pages gauge %v", mode, s.pub.huge.Load())
+	}
+	s.tick(time.Now(), true)
+	s.publish()
+	if out.n != 150_000 || s.pub.bytes.Load() >= mapMinBytes || s.pub.huge.Load() || s.tab.mem.mapped != nil {
+		t.Errorf("after the flush: %d emitted, %d table bytes, huge %v", out.n, s.pub.bytes.Load(), s.pub.huge.Load())
+	}
 }
