@@ -220,4 +220,5 @@ pipelines:
 	if agg.tab.count != keys {
 		b.Fatalf("table holds %d keys, want %d", agg.tab.count, keys)
 	}
+	s.Retire() // the table's memory back before the next benchmark
 }
