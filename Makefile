@@ -31,6 +31,7 @@ FUZZ_TARGETS := \
 	./dataplane/anon:FuzzParseKey \
 	./dataplane/filter:FuzzParse \
 	./dataplane/pipeline:FuzzParse \
+	./dataplane/pipeline:FuzzAggTable \
 	./dataplane/entry:FuzzParse \
 	./bpf:FuzzDomain
 # Packages under testdata/ are in the module but outside ./... patterns.

@@ -1,15 +1,15 @@
 package pipeline
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"math/bits"
-	"runtime/debug"
+	"math/rand/v2"
+	"runtime"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/sluice-flow/sluice/dataplane/ipfix"
 	"github.com/sluice-flow/sluice/dataplane/jsonl"
@@ -34,10 +34,9 @@ const (
 	defaultActiveTimeout    = 60 * time.Second
 	aggScanEvery            = time.Second
 	aggEvictSample          = 8
-	slotHead                = 24 // hash, first update, last update
 	initialAggSlots         = 1024
-	// freeOldTableBytes: tables this large go back to the OS when the
-	// table doubles.
+	// freeOldTableBytes: heap tables this large go back to the OS when
+	// the table doubles.
 	freeOldTableBytes            = 32 << 20
 	aggFnSum, aggFnMin, aggFnMax = 0, 1, 2
 )
@@ -48,22 +47,28 @@ var (
 )
 
 // aggStage is RFC 7015 aggregation over an open-addressing table with a
-// bound on keys. Each slot is one stride of the arena: hash (0: empty),
-// first and last update (ms), the key (presence mask then key values at
-// canonical widths), then the values as uint64. Records go into the table
-// aggBatch at a time, and at every tick before anything else.
+// bound on keys (aggTable). A key is the presence mask then the key values
+// at canonical widths, padded to whole 8-octet words; the accumulators
+// follow it in the slot, sums first, then minima, then maxima. Records go
+// into the table aggBatch at a time, and at every tick before anything
+// else. A stage is driven by one goroutine and shares nothing with other
+// stages.
 type aggStage struct {
-	cfg    Aggregate
-	keys   []aggKey
-	vals   []aggVal // configured values, then start, end, flows
-	keyW   int      // key bytes, a multiple of 8
-	stride int
-	mask   uint64 // slots - 1
-	arena  []byte
+	cfg  Aggregate
+	keys []aggKey
+	vals []aggVal // configured values, then start, end, flows
+	keyW int      // key bytes, a multiple of 8
+	kw   int      // key words
+	// Accumulators in slot order: [0, nSum) sums, [nSum, nSum+nMin)
+	// minima, the rest maxima. init holds each one's identity, which is
+	// also what a record without the value adds.
+	nSum, nMin int
+	init       []uint64
+	// startPos, endPos, flowsPos: where the three added values are.
+	startPos, endPos, flowsPos int
+	tab                        aggTable
 	// maxSlots is the table's size at MaxKeys.
 	maxSlots uint64
-	count    int
-	seed     maphash.Seed
 	plans    planCache[aggPlan]
 	shapes   map[uint32]*ipfix.Layout
 	// now is the processing time (ms), set by tick.
@@ -79,13 +84,14 @@ type aggStage struct {
 	shapeErrs             uint64
 	pub                   aggPub
 	// Records taken but not yet in the table (see drain): the hash, key
-	// and value inputs of each, copied out of the record.
-	pend     int
-	pendH    [aggBatch]uint64
-	pendKeys []byte
-	pendVals []uint64
-	pendHas  []bool
-	touched  uint64
+	// words and accumulator inputs of each, copied out of the record.
+	// pendKeyBytes is pendKeys' memory, where keys are built.
+	pend         int
+	pendH        [aggBatch]uint64
+	pendKeys     []uint64
+	pendKeyBytes []byte
+	pendVals     []uint64
+	touched      uint64
 }
 
 // aggBatch is how many records the stage takes before looking their slots
@@ -102,14 +108,17 @@ type aggVal struct {
 	ie    ipfix.InfoElement
 	fn    int
 	width int
+	pos   int // accumulator index in the slot
 }
 
 // aggPlan is where a template's fields go.
 type aggPlan struct {
 	mask uint32
-	keys []aggSrc // per present key
-	vals []int    // input field per value, -1 if absent
-	// start, end: time fields and their kind; flows: deltaFlowCount.
+	keys []aggSrc    // per present key
+	vals []aggValSrc // per present configured value
+	// absent: accumulators of configured values the template lacks.
+	absent []int
+	// start, end: time fields; flows: deltaFlowCount.
 	start, end, flows int
 	err               error
 }
@@ -119,8 +128,19 @@ type aggSrc struct {
 	conv              uint8 // 0 copy, 1 unsigned, 2 signed
 }
 
+type aggValSrc struct {
+	field, pos int
+	kind       uint8 // aggValUint, aggValMs, aggValSec
+}
+
+const (
+	aggValUint = iota
+	aggValMs
+	aggValSec
+)
+
 func newAggregate(line int, a *Aggregate) (*aggStage, error) {
-	s := &aggStage{cfg: *a, seed: maphash.MakeSeed(), rnd: 0x9E3779B97F4A7C15, shapes: map[uint32]*ipfix.Layout{}}
+	s := &aggStage{cfg: *a, rnd: 0x9E3779B97F4A7C15, shapes: map[uint32]*ipfix.Layout{}}
 	if s.cfg.MaxKeys == 0 {
 		s.cfg.MaxKeys = defaultMaxKeys
 	}
@@ -199,16 +219,39 @@ func newAggregate(line int, a *Aggregate) (*aggStage, error) {
 		}
 		s.vals = append(s.vals, aggVal{ie: ie, fn: fn, width: 8})
 	}
-	s.stride = slotHead + s.keyW + 8*len(s.vals)
+	s.kw = s.keyW / 8
+	// Accumulators in slot order: sums, minima, maxima.
+	s.init = make([]uint64, len(s.vals))
+	pos := 0
+	for _, fn := range []int{aggFnSum, aggFnMin, aggFnMax} {
+		for i := range s.vals {
+			if s.vals[i].fn != fn {
+				continue
+			}
+			s.vals[i].pos = pos
+			if fn == aggFnMin {
+				s.init[pos] = math.MaxUint64
+			}
+			pos++
+		}
+		switch fn {
+		case aggFnSum:
+			s.nSum = pos
+		case aggFnMin:
+			s.nMin = pos - s.nSum
+		}
+	}
+	nv := len(s.vals)
+	s.startPos, s.endPos, s.flowsPos = s.vals[nv-3].pos, s.vals[nv-2].pos, s.vals[nv-1].pos
 	// The table starts small and doubles up to maxSlots, which keeps
 	// the load factor at most 2/3 at MaxKeys.
 	s.maxSlots = uint64(1) << bits.Len64(uint64(s.cfg.MaxKeys)*3/2)
-	slots := min(s.maxSlots, initialAggSlots)
-	s.mask = slots - 1
-	s.arena = make([]byte, int(slots)*s.stride)
-	s.pendKeys = make([]byte, aggBatch*s.keyW)
-	s.pendVals = make([]uint64, aggBatch*len(s.vals))
-	s.pendHas = make([]bool, aggBatch*len(s.vals))
+	s.tab = newAggTable(min(s.maxSlots, initialAggSlots), slotHeadWords+s.kw+nv, s.kw, rand.Uint64())
+	// A stage dropped without Retire still gives a mapped table back.
+	runtime.AddCleanup(s, (*tableMem).free, s.tab.mem)
+	s.pendKeys = make([]uint64, aggBatch*s.kw)
+	s.pendKeyBytes = unsafe.Slice((*byte)(unsafe.Pointer(&s.pendKeys[0])), len(s.pendKeys)*8)
+	s.pendVals = make([]uint64, aggBatch*nv)
 	s.msg = ipfix.Message{Version: ipfix.VersionIPFIX, DomainID: s.cfg.ObservationDomain}
 	s.meta.Msg = &s.msg
 	s.now = time.Now().UnixMilli()
@@ -218,33 +261,7 @@ func newAggregate(line int, a *Aggregate) (*aggStage, error) {
 // BytesPerKey reports the table's memory per aggregate when it holds
 // MaxKeys (the table is then at its largest).
 func (s *aggStage) BytesPerKey() float64 {
-	return float64(s.maxSlots) * float64(s.stride) / float64(s.cfg.MaxKeys)
-}
-
-// grow doubles the table and places every aggregate again.
-func (s *aggStage) grow() {
-	old, oldSlots := s.arena, s.mask+1
-	slots := oldSlots * 2
-	s.arena = make([]byte, int(slots)*s.stride)
-	s.mask = slots - 1
-	for i := range oldSlots {
-		o := int(i) * s.stride
-		h := binary.LittleEndian.Uint64(old[o:])
-		if h == 0 {
-			continue
-		}
-		j := h & s.mask
-		for binary.LittleEndian.Uint64(s.arena[int(j)*s.stride:]) != 0 {
-			j = (j + 1) & s.mask
-		}
-		copy(s.arena[int(j)*s.stride:], old[o:o+s.stride])
-	}
-	if len(old) >= freeOldTableBytes {
-		// The old table is garbage, but with nothing else allocating the
-		// next collection is far off and RSS would keep both: return it.
-		old = nil
-		debug.FreeOSMemory()
-	}
+	return float64(s.maxSlots) * float64(s.tab.stride*8) / float64(s.cfg.MaxKeys)
 }
 
 func (s *aggStage) plan(l *ipfix.Layout) *aggPlan {
@@ -269,7 +286,19 @@ func (s *aggStage) plan(l *ipfix.Layout) *aggPlan {
 		p.keys = append(p.keys, src)
 	}
 	for _, v := range s.vals[:len(s.vals)-3] {
-		p.vals = append(p.vals, l.Index(v.ie.PEN, v.ie.ID))
+		j := l.Index(v.ie.PEN, v.ie.ID)
+		if j < 0 {
+			p.absent = append(p.absent, v.pos)
+			continue
+		}
+		src := aggValSrc{field: j, pos: v.pos}
+		switch v.ie.Type {
+		case ipfix.TypeDateTimeMilliseconds:
+			src.kind = aggValMs
+		case ipfix.TypeDateTimeSeconds:
+			src.kind = aggValSec
+		}
+		p.vals = append(p.vals, src)
 	}
 	for _, id := range startIDs {
 		if j := l.Index(0, id); j >= 0 {
@@ -310,40 +339,39 @@ func (s *aggStage) record(m *jsonl.Meta, r *ipfix.Record) {
 		s.n.errs++
 		return
 	}
-	key := s.pendKeys[s.pend*s.keyW : (s.pend+1)*s.keyW]
-	clear(key)
-	binary.LittleEndian.PutUint32(key, p.mask)
+	b := s.pend
+	kb := s.pendKeyBytes[b*s.keyW : (b+1)*s.keyW]
+	clear(kb)
+	binary.LittleEndian.PutUint32(kb, p.mask)
 	for _, k := range p.keys {
-		dst := key[k.off : k.off+k.width]
+		dst := kb[k.off : k.off+k.width]
 		switch k.conv {
 		case 0:
-			copy(dst, r.Bytes(k.field))
+			putKey(dst, r.Bytes(k.field))
 		case 1:
 			putUint(dst, r.Uint(k.field))
 		default:
 			putUint(dst, uint64(r.Int(k.field)))
 		}
 	}
-	s.pendH[s.pend] = maphash.Bytes(s.seed, key) | 1
+	s.pendH[b] = s.tab.hash(s.pendKeys[b*s.kw : (b+1)*s.kw])
 	nv := len(s.vals)
-	vals, has := s.pendVals[s.pend*nv:(s.pend+1)*nv], s.pendHas[s.pend*nv:(s.pend+1)*nv]
-	for i, j := range p.vals {
-		has[i] = j >= 0
-		if j < 0 {
-			continue
-		}
-		var v uint64
-		if s.vals[i].ie.Type == ipfix.TypeDateTimeSeconds || s.vals[i].ie.Type == ipfix.TypeDateTimeMilliseconds {
-			v = uint64(timeMs(m, r, j))
-			if s.vals[i].ie.Type == ipfix.TypeDateTimeSeconds {
-				v /= 1000
-			}
-		} else {
-			v = r.Uint(j)
-		}
-		vals[i] = v
+	vals := s.pendVals[b*nv : (b+1)*nv]
+	for _, i := range p.absent {
+		vals[i] = s.init[i]
 	}
-	n := len(p.vals)
+	for _, v := range p.vals {
+		var x uint64
+		switch v.kind {
+		case aggValUint:
+			x = r.Uint(v.field)
+		case aggValMs:
+			x = uint64(timeMs(m, r, v.field))
+		default:
+			x = uint64(timeMs(m, r, v.field)) / 1000
+		}
+		vals[v.pos] = x
+	}
 	start, end := s.now, s.now
 	if p.start >= 0 {
 		start = timeMs(m, r, p.start)
@@ -360,8 +388,7 @@ func (s *aggStage) record(m *jsonl.Meta, r *ipfix.Record) {
 	if p.flows >= 0 {
 		flows = r.Uint(p.flows)
 	}
-	vals[n], vals[n+1], vals[n+2] = uint64(start), uint64(end), flows
-	has[n], has[n+1], has[n+2] = true, true, true
+	vals[s.startPos], vals[s.endPos], vals[s.flowsPos] = uint64(start), uint64(end), flows
 	s.pend++
 	s.n.out++ // absorbed; emitted records are counted in emitted
 	if s.pend == aggBatch {
@@ -369,146 +396,108 @@ func (s *aggStage) record(m *jsonl.Meta, r *ipfix.Record) {
 	}
 }
 
+// putKey copies a key value of its canonical width; the common widths
+// without a call to memmove.
+func putKey(dst, src []byte) {
+	switch len(dst) {
+	case 1:
+		dst[0] = src[0]
+	case 2:
+		*(*[2]byte)(dst) = [2]byte(src)
+	case 4:
+		*(*[4]byte)(dst) = [4]byte(src)
+	case 8:
+		*(*[8]byte)(dst) = [8]byte(src)
+	case 16:
+		*(*[16]byte)(dst) = [16]byte(src)
+	default:
+		copy(dst, src)
+	}
+}
+
 // drain puts the records taken since the last drain into the table, in
 // the order they came. Their slots are read first, all together: the
 // table is far larger than the caches, and independent loads wait for
-// memory at the same time instead of one after the other.
+// memory at the same time instead of one after the other. (A PREFETCHT0
+// per record when it is taken measured twice as slow on this VM: the
+// prefetches seem dropped on TLB misses, so nothing overlapped.)
 func (s *aggStage) drain() {
-	t := s.touched
+	t := &s.tab
+	w, stride := t.w, t.stride
+	touch := s.touched
 	for _, h := range s.pendH[:s.pend] {
-		o := int(h&s.mask) * s.stride
-		t += binary.LittleEndian.Uint64(s.arena[o:]) + uint64(s.arena[o+s.stride-1])
+		o := int(t.home(h)) * stride
+		touch += w[o] + w[o+stride/2] + w[o+stride-1] // every line of a slot (up to 3)
 	}
-	s.touched = t
-	nv := len(s.vals)
+	s.touched = touch
+	nv, kw := len(s.vals), s.kw
 	for b := range s.pend {
-		h, key := s.pendH[b], s.pendKeys[b*s.keyW:(b+1)*s.keyW]
-		o, found := s.find(h, key)
-		if !found {
+		h, key := s.pendH[b], s.pendKeys[b*kw:(b+1)*kw]
+		i, found := t.find(h, key)
+		var slot []uint64
+		if found {
+			slot = t.slot(i)
+		} else {
 			switch {
-			case s.count >= s.cfg.MaxKeys:
+			case t.count >= s.cfg.MaxKeys:
 				s.evict()
-				o, _ = s.find(h, key)
-			case uint64(s.count+1)*3 > (s.mask+1)*2 && s.mask+1 < s.maxSlots:
-				s.grow()
-				o, _ = s.find(h, key)
+				i, _ = t.find(h, key)
+			case uint64(t.count+1)*3 > t.slots()*2 && t.slots() < s.maxSlots:
+				t.resize(t.slots() * 2)
+				i, _ = t.find(h, key)
 			}
-			s.insert(o, h, key)
+			slot = t.insert(i, h, key, s.init, s.now)
 		}
-		slot := s.arena[o : o+s.stride]
-		binary.LittleEndian.PutUint64(slot[16:], uint64(s.now))
-		vals := slot[slotHead+s.keyW:]
-		in, has := s.pendVals[b*nv:(b+1)*nv], s.pendHas[b*nv:(b+1)*nv]
-		for i, v := range in {
-			if has[i] {
-				accumulate(vals[8*i:], s.vals[i].fn, v)
-			}
-		}
+		slot[slotLast] = uint64(s.now)
+		s.accumulate(slot[slotHeadWords+kw:], s.pendVals[b*nv:(b+1)*nv])
 	}
 	s.pend = 0
 }
 
-func accumulate(b []byte, fn int, v uint64) {
-	cur := binary.LittleEndian.Uint64(b)
-	switch fn {
-	case aggFnSum:
-		s, carry := bits.Add64(cur, v, 0)
+// accumulate adds one record's inputs in to a slot's accumulators: sums
+// saturate, minima and maxima keep theirs.
+func (s *aggStage) accumulate(acc, in []uint64) {
+	acc = acc[:len(in)]
+	nSum, nMinMax := s.nSum, s.nSum+s.nMin
+	for i := 0; i < nSum && i < len(in); i++ {
+		sum, carry := bits.Add64(acc[i], in[i], 0)
 		if carry != 0 {
-			s = math.MaxUint64
+			sum = math.MaxUint64
 		}
-		cur = s
-	case aggFnMin:
-		cur = min(cur, v)
-	case aggFnMax:
-		cur = max(cur, v)
+		acc[i] = sum
 	}
-	binary.LittleEndian.PutUint64(b, cur)
-}
-
-// find returns the offset of key's slot, or of the empty slot where it
-// would go.
-func (s *aggStage) find(h uint64, key []byte) (int, bool) {
-	i := h & s.mask
-	for {
-		o := int(i) * s.stride
-		sh := binary.LittleEndian.Uint64(s.arena[o:])
-		if sh == 0 {
-			return o, false
-		}
-		if sh == h && bytes.Equal(s.arena[o+slotHead:o+slotHead+s.keyW], key) {
-			return o, true
-		}
-		i = (i + 1) & s.mask
+	for i := nSum; i < nMinMax && i < len(in); i++ {
+		acc[i] = min(acc[i], in[i])
 	}
-}
-
-func (s *aggStage) insert(o int, h uint64, key []byte) {
-	slot := s.arena[o : o+s.stride]
-	binary.LittleEndian.PutUint64(slot, h)
-	binary.LittleEndian.PutUint64(slot[8:], uint64(s.now))
-	copy(slot[slotHead:], key)
-	vals := slot[slotHead+s.keyW:]
-	for i := range s.vals {
-		v := uint64(0)
-		if s.vals[i].fn == aggFnMin {
-			v = math.MaxUint64
-		}
-		binary.LittleEndian.PutUint64(vals[8*i:], v)
-	}
-	s.count++
-}
-
-// remove deletes the slot at index i by shifting the rest of its probe
-// run back (no tombstones).
-func (s *aggStage) remove(i uint64) {
-	for {
-		j := i
-		for {
-			j = (j + 1) & s.mask
-			oj := int(j) * s.stride
-			hj := binary.LittleEndian.Uint64(s.arena[oj:])
-			if hj == 0 {
-				oi := int(i) * s.stride
-				clear(s.arena[oi : oi+s.stride])
-				s.count--
-				return
-			}
-			home := hj & s.mask
-			// Move j into i unless its home lies cyclically in (i, j].
-			if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
-				oi := int(i) * s.stride
-				copy(s.arena[oi:oi+s.stride], s.arena[oj:oj+s.stride])
-				i = j
-				break
-			}
-		}
+	for i := nMinMax; i < len(in); i++ {
+		acc[i] = max(acc[i], in[i])
 	}
 }
 
 // evict emits the least recently updated of a few sampled aggregates.
 func (s *aggStage) evict() {
-	best, bestLast := uint64(0), int64(math.MaxInt64)
+	t := &s.tab
+	best, bestLast := uint64(0), uint64(math.MaxUint64)
 	for range aggEvictSample {
 		s.rnd ^= s.rnd << 13
 		s.rnd ^= s.rnd >> 7
 		s.rnd ^= s.rnd << 17
-		i := s.rnd & s.mask
-		for binary.LittleEndian.Uint64(s.arena[int(i)*s.stride:]) == 0 {
-			i = (i + 1) & s.mask
+		i := s.rnd & t.mask
+		for t.w[int(i)*t.stride] == 0 {
+			i = (i + 1) & t.mask
 		}
-		if last := int64(binary.LittleEndian.Uint64(s.arena[int(i)*s.stride+16:])); last < bestLast {
+		if last := t.w[int(i)*t.stride+slotLast]; last < bestLast {
 			best, bestLast = i, last
 		}
 	}
-	s.emit(int(best) * s.stride)
-	s.remove(best)
+	s.emit(t.slot(best))
+	t.remove(best)
 	s.evicted++
 }
 
-// emit sends the aggregate in the slot at offset o downstream.
-func (s *aggStage) emit(o int) {
-	slot := s.arena[o : o+s.stride]
-	key := slot[slotHead : slotHead+s.keyW]
+// emit sends the aggregate in slot downstream.
+func (s *aggStage) emit(slot []uint64) {
+	key := unsafe.Slice((*byte)(unsafe.Pointer(&slot[slotKey])), s.keyW)
 	mask := binary.LittleEndian.Uint32(key)
 	l := s.shapes[mask]
 	if l == nil {
@@ -538,9 +527,9 @@ func (s *aggStage) emit(o int) {
 			b = append(b, key[k.off:k.off+k.width]...)
 		}
 	}
-	vals := slot[slotHead+s.keyW:]
-	for i, v := range s.vals {
-		x := binary.LittleEndian.Uint64(vals[8*i:])
+	acc := slot[slotHeadWords+s.kw:]
+	for _, v := range s.vals {
+		x := acc[v.pos]
 		if v.fn == aggFnMin && x == math.MaxUint64 {
 			x = 0 // no record carried it
 		}
@@ -559,12 +548,13 @@ func (s *aggStage) emit(o int) {
 }
 
 // tick advances processing time: it closes the interval and emits what
-// timed out. flush emits everything.
+// timed out. flush emits everything and gives the table's memory back.
 func (s *aggStage) tick(now time.Time, flush bool) {
 	s.drain() // at the time the records came
 	s.now = now.UnixMilli()
 	if flush {
 		s.emitAll()
+		s.tab.resize(min(s.maxSlots, initialAggSlots))
 		return
 	}
 	if iv := s.cfg.Interval.Milliseconds(); iv > 0 {
@@ -581,15 +571,14 @@ func (s *aggStage) tick(now time.Time, flush bool) {
 		return
 	}
 	s.lastScan = s.now
+	t := &s.tab
 	active, idle := s.cfg.ActiveTimeout.Milliseconds(), s.cfg.IdleTimeout.Milliseconds()
-	for i := uint64(0); i <= s.mask && s.count > 0; {
-		o := int(i) * s.stride
-		if binary.LittleEndian.Uint64(s.arena[o:]) != 0 {
-			first := int64(binary.LittleEndian.Uint64(s.arena[o+8:]))
-			last := int64(binary.LittleEndian.Uint64(s.arena[o+16:]))
+	for i := uint64(0); i <= t.mask && t.count > 0; {
+		if slot := t.slot(i); slot[slotHash] != 0 {
+			first, last := int64(slot[slotFirst]), int64(slot[slotLast])
 			if (active > 0 && s.now-first >= active) || (idle > 0 && s.now-last >= idle) {
-				s.emit(o)
-				s.remove(i)
+				s.emit(slot)
+				t.remove(i)
 				s.expired++
 				continue // the slot now holds a shifted entry: look again
 			}
@@ -599,16 +588,15 @@ func (s *aggStage) tick(now time.Time, flush bool) {
 }
 
 func (s *aggStage) emitAll() {
-	if s.count == 0 {
+	t := &s.tab
+	if t.count == 0 {
 		return
 	}
-	for i := uint64(0); i <= s.mask; i++ {
-		o := int(i) * s.stride
-		if binary.LittleEndian.Uint64(s.arena[o:]) != 0 {
-			s.emit(o)
+	for i := uint64(0); i <= t.mask; i++ {
+		if slot := t.slot(i); slot[slotHash] != 0 {
+			s.emit(slot)
 			s.expired++
 		}
 	}
-	clear(s.arena)
-	s.count = 0
+	t.clearAll()
 }

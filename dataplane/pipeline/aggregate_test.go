@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
@@ -506,5 +507,52 @@ func TestAggregateMetrics(t *testing.T) {
 	}
 	for _, name := range []string{"sluice_pipeline_version", `sluice_aggregate_dropped_total{pipeline="p",stage="1:aggregate"}`} {
 		metric(t, s, name)
+	}
+}
+
+// Keys of every canonical width (1, 2, 4, 6, 8 and 16 octets) lie across
+// the table's 8-octet words; keys that differ in one octet, any octet,
+// aggregate apart. Checked against a map, with room for every key and
+// with evictions.
+func TestAggregateKeyWidths(t *testing.T) {
+	const idFlowID = 148 // unsigned64
+	for _, maxKeys := range []string{"5000", "40"} {
+		s, out := stages(t, "aggregate: {keys: [protocolIdentifier, sourceMacAddress, sourceIPv6Address, sourceTransportPort, sourceIPv4Address, flowId], max_keys: "+maxKeys+"}")
+		l := mkLayout(t, 300, spec(idProto, 1), spec(idSrcMAC, 6), spec(idSrc6, 16), spec(idSrcPort, 2), spec(idSrc4, 4), spec(idFlowID, 8), spec(idOctets, 8))
+		base := encode(t, l, 6, []byte{2, 0, 0, 0xaa, 0xbb, 0xcc}, addr("2001:db8::1"), 443, addr("10.1.2.3"), uint64(0x1122334455667788), 0)
+		const keyLen = 1 + 6 + 16 + 2 + 4 + 8
+		rng := rand.New(rand.NewPCG(7, 8))
+		m := mkMeta("192.0.2.1:4739", 1)
+		ref := map[string]uint64{}
+		for range 6000 {
+			b := append([]byte(nil), base...)
+			if rng.IntN(8) > 0 {
+				b[rng.IntN(keyLen)] ^= byte(1 + rng.IntN(3))
+			}
+			octets := 1 + rng.Uint64N(1000)
+			binary.BigEndian.PutUint64(b[keyLen:], octets)
+			ref[string(b[:keyLen])] += octets
+			s.Process(m, mkRecord(t, l, b))
+		}
+		s.Retire()
+		got := map[string]uint64{}
+		for _, g := range out.recs {
+			f := g.Fields
+			mac := f["sourceMacAddress"].([6]byte)
+			src6, src4 := f["sourceIPv6Address"].(netip.Addr).As16(), f["sourceIPv4Address"].(netip.Addr).As4()
+			k := []byte{byte(f["protocolIdentifier"].(uint64))}
+			k = append(k, mac[:]...)
+			k = append(k, src6[:]...)
+			k = binary.BigEndian.AppendUint16(k, uint16(f["sourceTransportPort"].(uint64)))
+			k = append(k, src4[:]...)
+			k = binary.BigEndian.AppendUint64(k, f["flowId"].(uint64))
+			got[string(k)] += f["octetDeltaCount"].(uint64)
+		}
+		if !reflect.DeepEqual(got, ref) {
+			t.Errorf("max_keys %s: %d keys emitted, %d sent, sums differ", maxKeys, len(got), len(ref))
+		}
+		if maxKeys == "5000" && len(out.recs) != len(ref) {
+			t.Errorf("%d aggregates for %d keys", len(out.recs), len(ref))
+		}
 	}
 }

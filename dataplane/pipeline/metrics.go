@@ -10,14 +10,16 @@ import (
 type aggPub struct {
 	keys, evicted, expired, shapeErrs atomic.Uint64
 	bytes                             atomic.Uint64
+	huge                              atomic.Bool
 }
 
 func (s *aggStage) publish() {
-	s.pub.keys.Store(uint64(s.count))
+	s.pub.keys.Store(uint64(s.tab.count))
 	s.pub.evicted.Store(s.evicted)
 	s.pub.expired.Store(s.expired)
 	s.pub.shapeErrs.Store(s.shapeErrs)
-	s.pub.bytes.Store(uint64(len(s.arena)))
+	s.pub.bytes.Store(uint64(s.tab.bytes()))
+	s.pub.huge.Store(s.tab.mem.huge)
 }
 
 // The pipelines' metric families.
@@ -28,6 +30,7 @@ var (
 	aggregateKeys       = promtext.Gauge("sluice_aggregate_keys", "Aggregates held.")
 	aggregateTableBytes = promtext.Gauge("sluice_aggregate_table_bytes", "Memory of the aggregate table (it doubles as keys come, up to its bound).")
 	aggregateEmitted    = promtext.Counter("sluice_aggregate_emitted_total", "Aggregates emitted at the end of an interval or a timeout.")
+	aggregateHugePages  = promtext.Gauge("sluice_aggregate_table_huge_pages", "1 if the aggregate table is memory of its own advised for transparent huge pages (Linux, tables of 8 MiB or more), 0 if it is on 4 KiB pages.")
 	aggregateEvicted    = promtext.Counter("sluice_aggregate_evicted_total", "Aggregates emitted early because the table was full.")
 	aggregateShapeDrops = promtext.Counter("sluice_aggregate_dropped_total", "Aggregates dropped: more than 64 combinations of present keys.")
 )
@@ -70,6 +73,12 @@ func (s *Snapshot) AppendMetrics(dst []byte) []byte {
 	}
 	s.appendAgg(&w, aggregateKeys, func(a *aggStage) uint64 { return a.pub.keys.Load() })
 	s.appendAgg(&w, aggregateTableBytes, func(a *aggStage) uint64 { return a.pub.bytes.Load() })
+	s.appendAgg(&w, aggregateHugePages, func(a *aggStage) uint64 {
+		if a.pub.huge.Load() {
+			return 1
+		}
+		return 0
+	})
 	s.appendAgg(&w, aggregateEmitted, func(a *aggStage) uint64 { return a.pub.expired.Load() })
 	s.appendAgg(&w, aggregateEvicted, func(a *aggStage) uint64 { return a.pub.evicted.Load() })
 	s.appendAgg(&w, aggregateShapeDrops, func(a *aggStage) uint64 { return a.pub.shapeErrs.Load() })
