@@ -32,7 +32,10 @@ func binary(t testing.TB, name string) string {
 			return
 		}
 		for _, b := range []struct{ name, cgo string }{{"sluice", "0"}, {"sluice-api", "1"}} {
-			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(bins.dir, b.name), "../cmd/"+b.name)
+			// No -trimpath (make build's): it would change every
+			// package's build and recompile them all on a cold cache,
+			// where these flags reuse what the tests compiled.
+			cmd := exec.Command("go", "build", "-o", filepath.Join(bins.dir, b.name), "../cmd/"+b.name)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				bins.err = fmt.Errorf("go build %s: %v\n%s", b.name, err, out)
