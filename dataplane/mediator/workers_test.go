@@ -50,15 +50,18 @@ func feedSets(t *testing.T, rings []*ring.Ring, exporters, from, to, perSet int)
 		go func() {
 			defer wg.Done()
 			p := r.Producer()
-			put := func(h entry.Header, body []byte) {
-				for {
+			put := func(h entry.Header, body []byte) bool {
+				for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Microsecond) { // the consumer frees room
 					if b := p.Reserve(entry.HeaderLen + len(body)); b != nil {
 						entry.Put(b, &h)
 						copy(b[entry.HeaderLen:], body)
 						p.Commit(len(b))
-						return
+						return true
 					}
-					time.Sleep(50 * time.Microsecond) // the consumer frees room
+					if time.Now().After(deadline) {
+						t.Errorf("ring %d: no room for 20 s: the mediator stopped reading", ri)
+						return false
+					}
 				}
 			}
 			exp := func(e int) netip.AddrPort {
@@ -66,7 +69,9 @@ func feedSets(t *testing.T, rings []*ring.Ring, exporters, from, to, perSet int)
 			}
 			if from == 0 {
 				for e := range exporters {
-					put(entry.Header{Kind: entry.KindTemplate, Version: 10, Domain: 1, Exporter: exp(e), TemplateID: 256, Fingerprint: l.Fingerprint}, raw)
+					if !put(entry.Header{Kind: entry.KindTemplate, Version: 10, Domain: 1, Exporter: exp(e), TemplateID: 256, Fingerprint: l.Fingerprint}, raw) {
+						return
+					}
 				}
 			}
 			var body []byte
@@ -78,8 +83,10 @@ func feedSets(t *testing.T, rings []*ring.Ring, exporters, from, to, perSet int)
 						body = ipfix.AppendUint(body, uint64(s*perSet+k), 8)
 						body = ipfix.AppendUint(body, 6, 1)
 					}
-					put(entry.Header{Kind: entry.KindData, Version: 10, Domain: 1, Exporter: exp(e), TemplateID: 256,
-						Fingerprint: l.Fingerprint, Records: uint32(perSet), ExportTime: uint32(1764936000 + s)}, body)
+					if !put(entry.Header{Kind: entry.KindData, Version: 10, Domain: 1, Exporter: exp(e), TemplateID: 256,
+						Fingerprint: l.Fingerprint, Records: uint32(perSet), ExportTime: uint32(1764936000 + s)}, body) {
+						return
+					}
 				}
 			}
 		}()
