@@ -63,17 +63,8 @@ func (f *runFlags) nodeConfig() (node.Config, error) {
 	if f.admin != "" {
 		c.Admin = f.admin
 	}
-	if f.pipeline != "" && len(f.outputs) > 0 {
-		return c, errors.New("--output and --pipeline both given; name the outputs in the pipeline file")
-	}
-	if len(f.outputs) > 0 {
-		c.Outputs, c.Pipeline = f.outputs, ""
-	}
-	if f.pipeline != "" {
-		if _, err := os.Stat(f.pipeline); err != nil {
-			return c, fmt.Errorf("--pipeline: %w", err)
-		}
-		c.Pipeline = f.pipeline
+	if err := applyOutputFlags(&c, f.outputs, f.pipeline); err != nil {
+		return c, err
 	}
 	if f.tokenFile != "" {
 		if _, err := os.Stat(f.tokenFile); err != nil {
@@ -149,4 +140,22 @@ func runAll(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	return n.Run(ctx)
+}
+
+// applyOutputFlags puts --output or --pipeline (not both) over the config
+// file's outputs: `sluice run` and `sluice mediator` take them alike.
+func applyOutputFlags(c *node.Config, outputs stringList, pipeline string) error {
+	if pipeline != "" && len(outputs) > 0 {
+		return errors.New("--output and --pipeline both given; name the outputs in the pipeline file")
+	}
+	if len(outputs) > 0 {
+		c.Outputs, c.Pipeline = outputs, ""
+	}
+	if pipeline != "" {
+		if _, err := os.Stat(pipeline); err != nil {
+			return fmt.Errorf("--pipeline: %w", err)
+		}
+		c.Pipeline = pipeline
+	}
+	return nil
 }

@@ -90,17 +90,8 @@ func (f *splitFlags) Config(getenv func(string) string) (node.SplitConfig, error
 	if c.Redis.Password == "" {
 		c.Redis.Password = getenv("SLUICE_REDIS_PASSWORD")
 	}
-	if f.pipeline != "" && len(f.outputs) > 0 {
-		return c, errors.New("--output and --pipeline both given; name the outputs in the pipeline file")
-	}
-	if len(f.outputs) > 0 {
-		c.Outputs, c.Pipeline = f.outputs, ""
-	}
-	if f.pipeline != "" {
-		if _, err := os.Stat(f.pipeline); err != nil {
-			return c, fmt.Errorf("--pipeline: %w", err)
-		}
-		c.Pipeline = f.pipeline
+	if err := applyOutputFlags(&c.Config, f.outputs, f.pipeline); err != nil {
+		return c, err
 	}
 	if f.tokenFile != "" {
 		c.AdminTokenFile = f.tokenFile
